@@ -21,4 +21,4 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"].pop("init_command", None)
+    DATABASES["default"].get("OPTIONS", {}).pop("init_command", None)

@@ -1,0 +1,49 @@
+"""Demo data for `make run`: a demo admin (only when no superuser exists) and the demo KB."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from .conf import get_support_settings
+
+DEMO_ADMIN_USERNAME = "demo-admin"
+DEMO_KB_DIR = Path(__file__).resolve().parent / "demo_kb"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSetupResult:
+    admin_username: str | None
+    admin_password: str | None  # only known when this run created the admin
+    admin_created: bool
+
+
+def _password_file() -> Path:
+    return get_support_settings().data_dir / "demo-admin-password"
+
+
+@transaction.atomic
+def demo_admin_ensure() -> DemoSetupResult:
+    """Create the demo superuser with a random password unless a superuser already exists."""
+    user_model = get_user_model()
+    existing = user_model.objects.filter(is_superuser=True).order_by("pk").first()
+    if existing is not None:
+        password = None
+        pw_file = _password_file()
+        if existing.get_username() == DEMO_ADMIN_USERNAME and pw_file.exists():
+            candidate = pw_file.read_text().strip()
+            password = candidate if existing.check_password(candidate) else None
+        return DemoSetupResult(existing.get_username(), password, admin_created=False)
+    password = secrets.token_urlsafe(12)
+    user_model.objects.create_superuser(
+        username=DEMO_ADMIN_USERNAME, email="admin@example.com", password=password
+    )
+    pw_file = _password_file()
+    pw_file.parent.mkdir(parents=True, exist_ok=True)
+    pw_file.write_text(password)
+    pw_file.chmod(0o600)
+    return DemoSetupResult(DEMO_ADMIN_USERNAME, password, admin_created=True)
