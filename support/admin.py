@@ -35,12 +35,27 @@ class EscalationInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("short_id", "status", "customer_name", "customer_email", "channel",
-                    "assigned_agent", "created_at", "last_message_at")
+    list_display = (
+        "short_id",
+        "status",
+        "customer_name",
+        "customer_email",
+        "channel",
+        "assigned_agent",
+        "created_at",
+        "last_message_at",
+    )
     list_filter = ("status", "channel", "language")
     search_fields = ("id", "customer_name", "customer_email")
-    readonly_fields = ("id", "created_at", "updated_at", "last_message_at", "resolved_at",
-                       "origin", "channel")
+    readonly_fields = (
+        "id",
+        "created_at",
+        "updated_at",
+        "last_message_at",
+        "resolved_at",
+        "origin",
+        "channel",
+    )
     inlines = (EscalationInline, MessageInline)
     date_hierarchy = "created_at"
 
@@ -51,13 +66,35 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("id", "conversation", "role", "short_text", "action",
-                    "retrieval_confidence", "grounded", "created_at")
+    list_display = (
+        "id",
+        "conversation",
+        "role",
+        "short_text",
+        "action",
+        "retrieval_confidence",
+        "grounded",
+        "created_at",
+    )
     list_filter = ("role", "action", "grounded", "internal")
     search_fields = ("text",)
-    readonly_fields = ("conversation", "role", "client_id", "in_reply_to", "citations",
-                       "retrieved", "retrieval_confidence", "answer_confidence", "grounded",
-                       "action", "reason", "prompt_version", "timings", "created_at", "author")
+    readonly_fields = (
+        "conversation",
+        "role",
+        "client_id",
+        "in_reply_to",
+        "citations",
+        "retrieved",
+        "retrieval_confidence",
+        "answer_confidence",
+        "grounded",
+        "action",
+        "reason",
+        "prompt_version",
+        "timings",
+        "created_at",
+        "author",
+    )
 
     @admin.display(description="Text")
     def short_text(self, obj: Message) -> str:
@@ -68,8 +105,14 @@ class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class EscalationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("id", "conversation", "state", "reasons", "claimed_by", "created_at")
     list_filter = ("state",)
-    readonly_fields = ("conversation", "reasons", "trigger_message", "created_at",
-                       "claimed_at", "resolved_at")
+    readonly_fields = (
+        "conversation",
+        "reasons",
+        "trigger_message",
+        "created_at",
+        "claimed_at",
+        "resolved_at",
+    )
 
 
 @admin.register(Feedback)
@@ -93,12 +136,31 @@ class ChunkInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(KnowledgeDocument)
 class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("__str__", "original_filename", "file_format", "status", "progress",
-                    "chunk_count", "error", "updated_at")
+    list_display = (
+        "__str__",
+        "original_filename",
+        "file_format",
+        "status",
+        "progress",
+        "chunk_count",
+        "error",
+        "updated_at",
+    )
     list_filter = ("status", "file_format")
     search_fields = ("title", "original_filename", "source_url")
-    readonly_fields = ("checksum", "file_format", "size_bytes", "status", "progress", "error",
-                       "chunk_count", "uploaded_by", "created_at", "updated_at", "indexed_at")
+    readonly_fields = (
+        "checksum",
+        "file_format",
+        "size_bytes",
+        "status",
+        "progress",
+        "error",
+        "chunk_count",
+        "uploaded_by",
+        "created_at",
+        "updated_at",
+        "indexed_at",
+    )
     inlines = (ChunkInline,)
 
 
@@ -107,8 +169,17 @@ class ChunkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("document", "order", "heading", "page", "token_count")
     list_filter = ("document",)
     search_fields = ("text",)
-    readonly_fields = ("document", "order", "text", "heading_path", "page", "anchor",
-                       "token_count", "embedding_model", "created_at")
+    readonly_fields = (
+        "document",
+        "order",
+        "text",
+        "heading_path",
+        "page",
+        "anchor",
+        "token_count",
+        "embedding_model",
+        "created_at",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -75,8 +75,11 @@ def check_production_services(app_configs: Any = None, **kwargs: Any) -> list[An
         )
     if str(settings.CELERY_BROKER_URL).startswith("memory://"):
         errors.append(
-            Error("Production uses the in-memory Celery broker.", hint="Set REDIS_URL.",
-                  id="support.E021")
+            Error(
+                "Production uses the in-memory Celery broker.",
+                hint="Set REDIS_URL.",
+                id="support.E021",
+            )
         )
     if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         errors.append(

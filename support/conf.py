@@ -79,9 +79,7 @@ def default_chat_model_path() -> Path:
 _FIELD_TO_SETTING = {
     "data_dir": "SUPPORT_DATA_DIR",
     **{
-        f.name: f"SUPPORT_{f.name.upper()}"
-        for f in fields(SupportSettings)
-        if f.name != "data_dir"
+        f.name: f"SUPPORT_{f.name.upper()}" for f in fields(SupportSettings) if f.name != "data_dir"
     },
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from celery import Celery
 from celery.worker import WorkController
@@ -19,7 +20,7 @@ QUEUES = ("support.default", "support.generation", "support.ingest")
 
 
 class _ReadyWorkController(WorkController):  # type: ignore[misc]
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.ready = threading.Event()
         super().__init__(*args, **kwargs)
 
@@ -55,7 +56,7 @@ class EmbeddedWorker:
         thread = threading.Thread(target=controller.start, name="embedded-celery", daemon=True)
         thread.start()
         if not controller.ready.wait(timeout):
-            raise RuntimeError("The embedded Celery worker did not start within %.0f s" % timeout)
+            raise RuntimeError(f"The embedded Celery worker did not start within {timeout:.0f} s")
         self._controller, self._thread = controller, thread
         logger.info("Embedded Celery worker started (%d threads)", self.concurrency)
 
@@ -63,7 +64,7 @@ class EmbeddedWorker:
         if self._thread is None:
             return
         # The documented way to ask a WorkController to finish: it drains and returns.
-        worker_state.should_terminate = 0
+        worker_state.should_terminate = 0  # type: ignore[assignment]
         self._thread.join(timeout)
         if self._thread.is_alive():
             logger.warning("Embedded worker still busy after %.0f s; leaving it", timeout)

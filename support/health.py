@@ -12,7 +12,7 @@ from django.db import connections
 
 from chatbot.celery import app as celery_app
 
-PROBE_TIMEOUT_S = 2.0
+PROBE_TIMEOUT_S = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,9 @@ class Conversation(models.Model):
     customer_name = models.CharField(max_length=200, blank=True)
     customer_email = models.EmailField(blank=True)
     language = models.CharField(max_length=16, blank=True)
-    origin = models.CharField(max_length=300, blank=True, help_text="Website that embedded the chat")
+    origin = models.CharField(
+        max_length=300, blank=True, help_text="Website that embedded the chat"
+    )
     assigned_agent = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -67,7 +69,9 @@ class Message(models.Model):
         EXTRACTIVE = "extractive", "Quoted from the knowledge base"
         ESCALATE = "escalate", "Declined / escalated"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     text = models.TextField()
     # Internal notes between agents: never shown to the customer.
@@ -76,7 +80,8 @@ class Message(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     # Client-supplied id: a resend after a reconnect must never create a second message.
-    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # NULL (not "") for "no id", so the partial unique constraint ignores it.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # For bot messages: the customer message this answers (at most one answer each).
     in_reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"

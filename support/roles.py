@@ -9,14 +9,20 @@ KNOWLEDGE_ADMINS = "Knowledge admins"
 # knowledge base; knowledge admins manage documents and see no conversations.
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     SUPPORT_AGENTS: (
-        "view_conversation", "change_conversation",
-        "view_message", "add_message",
-        "view_escalation", "change_escalation",
+        "view_conversation",
+        "change_conversation",
+        "view_message",
+        "add_message",
+        "view_escalation",
+        "change_escalation",
         "view_feedback",
-        "view_knowledgedocument", "view_chunk",
+        "view_knowledgedocument",
+        "view_chunk",
     ),
     KNOWLEDGE_ADMINS: (
-        "view_knowledgedocument", "add_knowledgedocument", "change_knowledgedocument",
+        "view_knowledgedocument",
+        "add_knowledgedocument",
+        "change_knowledgedocument",
         "delete_knowledgedocument",
         "view_chunk",
     ),

@@ -1,4 +1,4 @@
-"""Shared fixtures. Real PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set (CI), else embedded."""
+"""Shared fixtures: real PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set, else embedded."""
 
 from __future__ import annotations
 
@@ -38,8 +38,19 @@ class RedisServer:
         if exe is None:
             pytest.skip("redis-server is not installed")
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -5,4 +5,4 @@ import os
 # Must be decided before base reads it: local runs default to debug (base keeps it off).
 os.environ.setdefault("DJANGO_DEBUG", "true")
 
-from .base import *  # noqa: E402,F403
+from .base import *

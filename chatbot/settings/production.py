@@ -1,6 +1,6 @@
 """Production: everything from the environment; `manage.py check --deploy` passes."""
 
-from .base import *  # noqa: F403
+from .base import *
 from .base import env
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -8,8 +8,8 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-used-anywhe
 # Each test process gets its own data directory unless the caller chose one.
 os.environ.setdefault("SUPPORT_DATA_DIR", tempfile.mkdtemp(prefix="support-test-"))
 
-from .base import *  # noqa: E402,F403
-from .base import DATABASES  # noqa: E402
+from .base import *
+from .base import DATABASES
 
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -74,10 +74,20 @@ def test_readyz_names_the_database_when_it_is_unreachable(tmp_path, database_url
         "r = Client().get('/readyz'); print(r.status_code); print(r.content.decode())"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(DJANGO_SETTINGS_MODULE="chatbot.settings.test", DATABASE_URL=database_url,
-               SUPPORT_DATA_DIR=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    env.update(
+        DJANGO_SETTINGS_MODULE="chatbot.settings.test",
+        DATABASE_URL=database_url,
+        SUPPORT_DATA_DIR=str(tmp_path),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     status, body_text = proc.stdout.strip().split("\n", 1)
     body = json.loads(body_text)

@@ -21,28 +21,41 @@ def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedPro
     base = {k: v for k, v in os.environ.items() if k not in CLEAN_KEYS}
     base.update({"SUPPORT_DATA_DIR": str(tmp_path / "var"), **env})
     return subprocess.run(
-        [sys.executable, *args], cwd=REPO_ROOT, env=base, capture_output=True, text=True,
-        timeout=120, check=False,
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 def test_production_without_secret_key_fails_clearly(tmp_path: Path) -> None:
-    proc = _run(["manage.py", "check"], tmp_path,
-                DJANGO_SETTINGS_MODULE="chatbot.settings.production")
+    proc = _run(
+        ["manage.py", "check"], tmp_path, DJANGO_SETTINGS_MODULE="chatbot.settings.production"
+    )
     assert proc.returncode != 0
     assert "DJANGO_SECRET_KEY is not set" in proc.stderr
     assert "required when DJANGO_DEBUG is off" in proc.stderr
 
 
 def test_debug_off_without_secret_key_fails_in_base_settings_too(tmp_path: Path) -> None:
-    proc = _run(["-c", "import django; django.setup()"], tmp_path,
-                DJANGO_SETTINGS_MODULE="chatbot.settings.base", DJANGO_DEBUG="false")
+    proc = _run(
+        ["-c", "import django; django.setup()"],
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="chatbot.settings.base",
+        DJANGO_DEBUG="false",
+    )
     assert proc.returncode != 0
     assert "DJANGO_SECRET_KEY is not set" in proc.stderr
 
 
 def test_local_settings_generate_a_secret_key_in_the_data_dir(tmp_path: Path) -> None:
-    code = "from django.conf import settings; import django; django.setup(); print(settings.SECRET_KEY)"
+    code = (
+        "from django.conf import settings; import django; django.setup(); "
+        "print(settings.SECRET_KEY)"
+    )
     first = _run(["-c", code], tmp_path, DJANGO_SETTINGS_MODULE="chatbot.settings.local")
     second = _run(["-c", code], tmp_path, DJANGO_SETTINGS_MODULE="chatbot.settings.local")
     assert first.returncode == 0, first.stderr
@@ -53,7 +66,8 @@ def test_local_settings_generate_a_secret_key_in_the_data_dir(tmp_path: Path) ->
 
 def test_check_deploy_passes_with_production_settings(tmp_path: Path) -> None:
     proc = _run(
-        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], tmp_path,
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        tmp_path,
         DJANGO_SETTINGS_MODULE="chatbot.settings.production",
         DJANGO_SECRET_KEY="k" * 20 + "-production-like-secret-value-for-the-check-0123456789",
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/unused",
@@ -66,7 +80,8 @@ def test_check_deploy_passes_with_production_settings(tmp_path: Path) -> None:
 
 def test_check_deploy_rejects_in_memory_services_in_production(tmp_path: Path) -> None:
     proc = _run(
-        ["manage.py", "check", "--deploy"], tmp_path,
+        ["manage.py", "check", "--deploy"],
+        tmp_path,
         DJANGO_SETTINGS_MODULE="chatbot.settings.production",
         DJANGO_SECRET_KEY="k" * 20 + "-production-like-secret-value-for-the-check-0123456789",
     )
@@ -81,8 +96,13 @@ def test_environment_configures_database_and_redis(tmp_path: Path) -> None:
         "s.DATABASES['default']['CONN_HEALTH_CHECKS'], "
         "s.CHANNEL_LAYERS['default']['BACKEND'], s.CELERY_BROKER_URL, s.MEDIA_ROOT)"
     )
-    proc = _run(["-c", code], tmp_path, DJANGO_SETTINGS_MODULE="chatbot.settings.local",
-                DATABASE_URL="postgres://u@db.example:5432/support", REDIS_URL="redis://r:6379/2")
+    proc = _run(
+        ["-c", code],
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="chatbot.settings.local",
+        DATABASE_URL="postgres://u@db.example:5432/support",
+        REDIS_URL="redis://r:6379/2",
+    )
     assert proc.returncode == 0, proc.stderr
     engine, name, health, layer, broker, media = proc.stdout.split()
     assert engine == "django.db.backends.postgresql" and name == "support"
@@ -109,8 +129,9 @@ def test_embedded_defaults_keep_all_state_in_the_data_dir(tmp_path: Path) -> Non
 def test_support_settings_are_validated() -> None:
     with override_settings(SUPPORT_CHUNK_TOKENS=8), pytest.raises(ImproperlyConfigured):
         get_support_settings()
-    with override_settings(SUPPORT_RETRIEVAL_MIN_CONFIDENCE=1.5), pytest.raises(
-        ImproperlyConfigured, match="RETRIEVAL_MIN_CONFIDENCE"
+    with (
+        override_settings(SUPPORT_RETRIEVAL_MIN_CONFIDENCE=1.5),
+        pytest.raises(ImproperlyConfigured, match="RETRIEVAL_MIN_CONFIDENCE"),
     ):
         get_support_settings()
     assert get_support_settings().chunk_tokens > 8
@@ -124,14 +145,21 @@ def test_support_settings_follow_override_settings() -> None:
 
 
 def test_missing_model_file_fails_check(tmp_path: Path) -> None:
-    missing = _run(["manage.py", "check"], tmp_path,
-                   DJANGO_SETTINGS_MODULE="chatbot.settings.local",
-                   SUPPORT_MODEL_PATH=str(tmp_path / "nope.gguf"))
+    missing = _run(
+        ["manage.py", "check"],
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="chatbot.settings.local",
+        SUPPORT_MODEL_PATH=str(tmp_path / "nope.gguf"),
+    )
     assert missing.returncode != 0
     assert "Chat model file not found" in missing.stderr
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"not a model at all")
-    wrong = _run(["manage.py", "check"], tmp_path,
-                 DJANGO_SETTINGS_MODULE="chatbot.settings.local", SUPPORT_MODEL_PATH=str(bogus))
+    wrong = _run(
+        ["manage.py", "check"],
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="chatbot.settings.local",
+        SUPPORT_MODEL_PATH=str(bogus),
+    )
     assert wrong.returncode != 0
     assert "not a GGUF model" in wrong.stderr

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from chatbot.celery import app as celery_app
+from support.conf import get_support_settings
 from support.demo import demo_admin_ensure
 from support.embedded import EmbeddedWorker
 
@@ -48,6 +49,7 @@ class Command(BaseCommand):
         if worker is not None:
             worker.start()
         base = f"http://{host}:{port}"
+        worker_text = "embedded thread" if worker else "external (celery -A chatbot worker)"
         admin = demo_admin_ensure()
         login = (
             f"user '{admin.admin_username}', password '{admin.admin_password}'"
@@ -62,8 +64,8 @@ class Command(BaseCommand):
                     f"  Demo page:  {base}/",
                     f"  Admin:      {base}/admin/   log in as {login}",
                     f"  Health:     {base}/healthz   {base}/readyz",
-                    f"  Data dir:   {settings.SUPPORT_DATA_DIR}",
-                    f"  Worker:     {'embedded thread' if worker else 'external (celery -A chatbot worker)'}",
+                    f"  Data dir:   {get_support_settings().data_dir}",
+                    f"  Worker:     {worker_text}",
                     "  Stop with Ctrl-C.",
                     "",
                 ]
