@@ -1,0 +1,95 @@
+"""Heavy resources, built lazily once per process under a lock, resettable for tests.
+
+Only Celery workers (and the embedded one-process mode, and management commands) call these;
+the ASGI process never loads a model or an index.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, TypeVar
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from .conf import get_support_settings
+from .search.embedder import Embedder
+from .search.hybrid import HybridSearcher
+from .search.index import IndexReader
+
+T = TypeVar("T")
+
+_lock = threading.RLock()
+_instances: dict[str, Any] = {}
+
+
+def _get(name: str, build: Any) -> Any:
+    instance = _instances.get(name)
+    if instance is None:
+        with _lock:
+            instance = _instances.get(name)
+            if instance is None:
+                instance = build()
+                _instances[name] = instance
+    return instance
+
+
+def get_embedder() -> Embedder:
+    """The embedding backend chosen by SUPPORT_EMBEDDER_BACKEND (the model loads on first use)."""
+
+    def build() -> Embedder:
+        conf = get_support_settings()
+        cls = import_string(conf.embedder_backend)
+        return cls(  # type: ignore[no-any-return]
+            conf.embedding_model_path or None, threads=conf.model_threads or None
+        )
+
+    return _get("embedder", build)  # type: ignore[no-any-return]
+
+
+def get_index_reader() -> IndexReader:
+    """Serves the newest published index version of SUPPORT_DATA_DIR/index."""
+    return _get(  # type: ignore[no-any-return]
+        "index_reader", lambda: IndexReader(get_support_settings().index_dir)
+    )
+
+
+def get_searcher() -> HybridSearcher:
+    """Dense + BM25 hybrid search over the current index."""
+    return _get(  # type: ignore[no-any-return]
+        "searcher", lambda: HybridSearcher(get_index_reader(), get_embedder())
+    )
+
+
+def get_chat_model() -> Any:
+    """The generation backend chosen by SUPPORT_GENERATOR_BACKEND (loads on first use)."""
+
+    def build() -> Any:
+        conf = get_support_settings()
+        cls = import_string(conf.generator_backend)
+        return cls(
+            conf.resolved_model_path(),
+            cache_dir=conf.model_cache_dir,
+            threads=conf.model_threads or None,
+        )
+
+    return _get("chat_model", build)
+
+
+def set_backend(name: str, instance: Any) -> None:
+    """Install an instance (a fake in tests, a preloaded model in benchmarks)."""
+    with _lock:
+        _instances[name] = instance
+
+
+def reset_backends() -> None:
+    """Drop every instance; the next call builds them again from current settings."""
+    with _lock:
+        _instances.clear()
+
+
+@receiver(setting_changed)
+def _reset_on_setting_changed(*, setting: str, **_: Any) -> None:
+    if setting.startswith("SUPPORT_"):
+        reset_backends()

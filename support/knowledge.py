@@ -1,0 +1,318 @@
+"""Knowledge-base services: upload, ingest (parse, chunk, embed, store), enable/disable, delete,
+and the index rebuild from the embeddings stored in the database."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import Count, Max, QuerySet, Sum
+from django.utils import timezone
+
+from .backends import get_embedder
+from .conf import get_support_settings
+from .exceptions import DocumentRejected
+from .ingest.chunking import chunk, embedding_token_counter
+from .ingest.detect import safe_filename, sniff
+from .ingest.errors import IngestError, IngestErrorCode
+from .ingest.parsers import parse
+from .models import Chunk, KnowledgeDocument
+from .search import index as search_index
+
+logger = logging.getLogger(__name__)
+
+EMBED_BATCH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    document_id: int
+    status: str
+    chunk_count: int
+    error: str
+    seconds: float
+
+
+def _checksum(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def document_upload(
+    *,
+    filename: str,
+    data: bytes,
+    title: str = "",
+    source_url: str = "",
+    uploaded_by: AbstractBaseUser | None = None,
+    queue: bool = True,
+) -> KnowledgeDocument:
+    """Vet and store an uploaded file as a pending document; queue its ingestion on commit.
+
+    Raises DocumentRejected (with a message for the uploader) for a bad name, an empty, oversize,
+    unknown or mislabelled file, or a duplicate of an existing document.
+    """
+    conf = get_support_settings()
+    try:
+        name = safe_filename(filename)
+        sniffed = sniff(data, name, max_bytes=conf.max_upload_bytes)
+    except IngestError as exc:
+        raise DocumentRejected(exc.message, code=str(exc.code)) from exc
+    checksum = _checksum(data)
+    with transaction.atomic():
+        duplicate = KnowledgeDocument.objects.filter(checksum=checksum).first()
+        if duplicate is not None:
+            raise DocumentRejected(
+                f"{name} duplicates document #{duplicate.pk} “{duplicate}” "
+                f"(uploaded {duplicate.created_at:%Y-%m-%d}, status {duplicate.status}).",
+                code="duplicate",
+            )
+        document = KnowledgeDocument(
+            title=title[:300],
+            original_filename=name,
+            source_url=source_url,
+            checksum=checksum,
+            file_format=str(sniffed.file_type),
+            size_bytes=len(data),
+            uploaded_by=uploaded_by,
+        )
+        # Stored under a generated name (see models._document_upload_to), bytes untouched.
+        document.file.save(name, ContentFile(data), save=False)
+        document.save()
+        if queue:
+            from .tasks import document_ingest_task
+
+            document_ingest_task.delay_on_commit(document_id=document.pk)
+    return document
+
+
+def _set_progress(document_id: int, progress: int) -> None:
+    KnowledgeDocument.objects.filter(pk=document_id).update(
+        progress=progress, updated_at=timezone.now()
+    )
+
+
+def document_ingest(
+    *, document_id: int, rebuild_index: bool = True, progress: Callable[[int], None] | None = None
+) -> IngestOutcome:
+    """Parse, chunk and embed a document, then swap its chunks in one transaction.
+
+    Never raises for bad content: the document ends FAILED with the reason. A worker that dies
+    midway leaves the previous chunks untouched and the document re-runnable.
+    """
+    started = time.perf_counter()
+    conf = get_support_settings()
+    doc = KnowledgeDocument.objects.filter(pk=document_id).first()
+    if doc is None or doc.status == KnowledgeDocument.Status.DISABLED:
+        status = "missing" if doc is None else doc.status
+        return IngestOutcome(document_id, status, doc.chunk_count if doc else 0, "", 0.0)
+    KnowledgeDocument.objects.filter(pk=document_id).update(
+        status=KnowledgeDocument.Status.PROCESSING, progress=0, error="", updated_at=timezone.now()
+    )
+    report = progress or (lambda pct: _set_progress(document_id, pct))
+    try:
+        with doc.file.open("rb") as fh:
+            data = fh.read()
+        parsed = parse(data, doc.original_filename, max_bytes=conf.max_upload_bytes)
+        report(10)
+        drafts = chunk(
+            parsed,
+            count_tokens=embedding_token_counter(),
+            max_tokens=conf.chunk_tokens,
+            overlap_tokens=min(conf.chunk_overlap_tokens, conf.chunk_tokens // 2),
+        )
+        if not drafts:
+            raise IngestError(
+                IngestErrorCode.NO_TEXT, f"{doc.original_filename} has no extractable text."
+            )
+        embedder = get_embedder()
+        texts = [_embedding_text(parsed.title, d.heading_path, d.text) for d in drafts]
+        vectors: list[np.ndarray] = []  # type: ignore[type-arg]
+        for start in range(0, len(texts), EMBED_BATCH):
+            vectors.append(embedder.encode(texts[start : start + EMBED_BATCH]))
+            report(10 + int(85 * min(len(texts), start + EMBED_BATCH) / len(texts)))
+        matrix = np.vstack(vectors).astype("<f4", copy=False)
+    except IngestError as exc:
+        return _fail(document_id, exc.message, started)
+    except Exception as exc:
+        logger.exception("Ingesting document %s failed", document_id)
+        return _fail(document_id, f"Internal error while processing: {type(exc).__name__}", started)
+
+    with transaction.atomic():
+        locked = KnowledgeDocument.objects.select_for_update().filter(pk=document_id).first()
+        if locked is None:
+            return IngestOutcome(document_id, "missing", 0, "", time.perf_counter() - started)
+        if locked.status == KnowledgeDocument.Status.DISABLED:
+            # Disabled while we worked: keep the new chunks, stay disabled.
+            final_status = KnowledgeDocument.Status.DISABLED
+        else:
+            final_status = KnowledgeDocument.Status.READY
+        Chunk.objects.filter(document_id=document_id).delete()
+        Chunk.objects.bulk_create(
+            [
+                Chunk(
+                    document_id=document_id,
+                    order=d.order,
+                    text=d.text,
+                    heading_path=list(d.heading_path),
+                    page=d.page,
+                    anchor=(d.anchor or "")[:200],
+                    token_count=d.token_count,
+                    embedding=matrix[i].tobytes(),
+                    embedding_model=embedder.model_name,
+                )
+                for i, d in enumerate(drafts)
+            ],
+            batch_size=500,
+        )
+        locked.status = final_status
+        locked.progress = 100
+        locked.chunk_count = len(drafts)
+        locked.error = "\n".join(parsed.warnings)[:2000]
+        locked.indexed_at = timezone.now()
+        if not locked.title:
+            locked.title = parsed.title[:300]
+        locked.save()
+        if rebuild_index:
+            _queue_index_rebuild()
+    return IngestOutcome(
+        document_id, final_status, len(drafts), "", time.perf_counter() - started
+    )
+
+
+def _embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
+    # The title and section give short chunks the context a question refers to.
+    parts = [title] if title else []
+    parts += [h for h in heading_path if h and h != title]
+    return f"{' › '.join(parts)}\n{text}" if parts else text
+
+
+def _fail(document_id: int, message: str, started: float) -> IngestOutcome:
+    KnowledgeDocument.objects.filter(pk=document_id).update(
+        status=KnowledgeDocument.Status.FAILED,
+        error=message,
+        progress=0,
+        updated_at=timezone.now(),
+    )
+    return IngestOutcome(document_id, "failed", 0, message, time.perf_counter() - started)
+
+
+def _queue_index_rebuild() -> None:
+    from .tasks import index_rebuild_task
+
+    index_rebuild_task.delay_on_commit()
+
+
+@transaction.atomic
+def document_set_enabled(*, document_id: int, enabled: bool) -> KnowledgeDocument:
+    """Disable (never retrieved again) or re-enable a document; rebuilds the index on commit."""
+    doc = KnowledgeDocument.objects.select_for_update().get(pk=document_id)
+    if enabled and doc.status == KnowledgeDocument.Status.DISABLED:
+        doc.status = (
+            KnowledgeDocument.Status.READY if doc.chunk_count else KnowledgeDocument.Status.PENDING
+        )
+        doc.save(update_fields=["status", "updated_at"])
+        if doc.status == KnowledgeDocument.Status.PENDING:
+            from .tasks import document_ingest_task
+
+            document_ingest_task.delay_on_commit(document_id=doc.pk)
+    elif not enabled and doc.status != KnowledgeDocument.Status.DISABLED:
+        doc.status = KnowledgeDocument.Status.DISABLED
+        doc.save(update_fields=["status", "updated_at"])
+    _queue_index_rebuild()
+    return doc
+
+
+@transaction.atomic
+def document_reindex(*, document_id: int) -> KnowledgeDocument:
+    """Queue a fresh parse/chunk/embed of a document (after a failure or a settings change)."""
+    from .tasks import document_ingest_task
+
+    doc = KnowledgeDocument.objects.select_for_update().get(pk=document_id)
+    if doc.status != KnowledgeDocument.Status.DISABLED:
+        doc.status = KnowledgeDocument.Status.PENDING
+        doc.progress = 0
+        doc.save(update_fields=["status", "progress", "updated_at"])
+    document_ingest_task.delay_on_commit(document_id=doc.pk)
+    return doc
+
+
+def document_delete(*, document_id: int) -> None:
+    """Delete a document, its chunks and its stored file; its chunks leave the index on commit."""
+    with transaction.atomic():
+        doc = KnowledgeDocument.objects.select_for_update().filter(pk=document_id).first()
+        if doc is None:
+            return
+        storage, name = doc.file.storage, doc.file.name
+        doc.delete()
+        _queue_index_rebuild()
+        if name:
+            transaction.on_commit(lambda: storage.delete(name))
+
+
+@dataclass(frozen=True, slots=True)
+class IndexBuildResult:
+    version: int
+    chunks: int
+    seconds: float
+
+
+def _indexable_chunks() -> QuerySet[Chunk]:
+    return Chunk.objects.filter(
+        document__status=KnowledgeDocument.Status.READY, embedding__isnull=False
+    )
+
+
+def _fingerprint() -> str:
+    agg = _indexable_chunks().aggregate(n=Count("pk"), top=Max("pk"), total=Sum("pk"))
+    return f"{agg['n']}:{agg['top']}:{agg['total']}"
+
+
+def index_rebuild(*, force: bool = False) -> IndexBuildResult:
+    """Build a new index version from the stored embeddings of every READY document.
+
+    Written to new files and published atomically; serving processes switch before their next
+    search. Disabled and failed documents are left out. Skipped (returning the current version)
+    when the indexable chunks are unchanged since the current version, so a burst of queued
+    rebuilds after a bulk upload costs one build.
+    """
+    started = time.perf_counter()
+    conf = get_support_settings()
+    fingerprint = _fingerprint()
+    current = search_index.current_version(conf.index_dir)
+    if current is not None and not force:
+        manifest = search_index.read_manifest(conf.index_dir, current)
+        if manifest.metadata.get("fingerprint") == fingerprint:
+            return IndexBuildResult(current, manifest.count, time.perf_counter() - started)
+    rows = list(
+        _indexable_chunks()
+        .order_by("pk")
+        .values_list("pk", "embedding", "text", "heading_path", "document__title")
+    )
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    dim = get_embedder().dimension
+    if rows:
+        vectors = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype="<f4").reshape(
+            len(rows), -1
+        )
+    else:
+        vectors = np.zeros((0, dim), dtype=np.float32)
+    # BM25 sees the title and headings too: product names often live there.
+    texts = [" ".join([r[4] or "", " ".join(r[3] or []), r[2]]) for r in rows]
+    conf.index_dir.mkdir(parents=True, exist_ok=True)
+    version = search_index.build(
+        conf.index_dir,
+        ids,
+        np.ascontiguousarray(vectors, dtype=np.float32),
+        texts=texts,
+        hnsw_threshold=conf.hnsw_threshold,
+        metadata={"fingerprint": fingerprint},
+        lock_timeout=120,
+    )
+    return IndexBuildResult(version, len(rows), time.perf_counter() - started)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from support import knowledge
+from support.exceptions import DocumentRejected
+
+
+class Command(BaseCommand):
+    help = "Ingest knowledge-base files or folders (recursively); one line per file."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("paths", nargs="+", type=Path)
+        parser.add_argument("--source-url", default="", help="Source URL stored on each document")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        files: list[Path] = []
+        for path in options["paths"]:
+            if path.is_dir():
+                files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise CommandError(f"{path}: no such file or folder")
+        failed = 0
+        for path in files:
+            try:
+                doc = knowledge.document_upload(
+                    filename=path.name,
+                    data=path.read_bytes(),
+                    source_url=options["source_url"],
+                    queue=False,
+                )
+            except DocumentRejected as exc:
+                failed += 1
+                self.stdout.write(f"{path}\trejected\t0\t{exc.code}: {exc.message}")
+                continue
+            outcome = knowledge.document_ingest(document_id=doc.pk, rebuild_index=False)
+            if outcome.status == "failed":
+                failed += 1
+            self.stdout.write(
+                f"{path}\t{outcome.status}\t{outcome.chunk_count}\t{outcome.error}".rstrip()
+            )
+        built = knowledge.index_rebuild()
+        self.stdout.write(f"index version {built.version}: {built.chunks} chunks")
+        if failed:
+            raise CommandError(f"{failed} of {len(files)} file(s) failed")
