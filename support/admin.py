@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.html import format_html
+
+from . import knowledge
+from .conf import get_support_settings
+from .exceptions import DocumentRejected
 
 from .models import Chunk, Conversation, Escalation, Feedback, KnowledgeDocument, Message
 
@@ -134,34 +145,127 @@ class ChunkInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
 
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        # Empty files reach the upload service, which explains the problem per file.
+        kwargs.setdefault("allow_empty_file", True)
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> Any:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
+class DocumentUploadForm(forms.Form):
+    files = MultipleFileField(
+        help_text="Markdown, text, HTML, PDF, DOCX or FAQ CSV (question,answer). "
+        "Several files at once are fine."
+    )
+    source_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="Optional: where these documents live"
+    )
+
+
 @admin.register(KnowledgeDocument)
 class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = (
-        "__str__",
-        "original_filename",
-        "file_format",
-        "status",
-        "progress",
-        "chunk_count",
-        "error",
-        "updated_at",
-    )
+    list_display = ("__str__", "original_filename", "file_format", "status_display",
+                    "chunk_count", "updated_at")
     list_filter = ("status", "file_format")
     search_fields = ("title", "original_filename", "source_url")
-    readonly_fields = (
-        "checksum",
-        "file_format",
-        "size_bytes",
-        "status",
-        "progress",
-        "error",
-        "chunk_count",
-        "uploaded_by",
-        "created_at",
-        "updated_at",
-        "indexed_at",
-    )
+    fields = ("title", "source_url", "original_filename", "file", "checksum", "file_format",
+              "size_bytes", "status", "progress", "error", "chunk_count", "uploaded_by",
+              "created_at", "updated_at", "indexed_at")
+    readonly_fields = ("original_filename", "file", "checksum", "file_format", "size_bytes",
+                       "status", "progress", "error", "chunk_count", "uploaded_by",
+                       "created_at", "updated_at", "indexed_at")
     inlines = (ChunkInline,)
+    actions = ("reindex_documents", "disable_documents", "enable_documents")
+
+    @admin.display(description="Status", ordering="status")
+    def status_display(self, obj: KnowledgeDocument) -> str:
+        if obj.status == KnowledgeDocument.Status.PROCESSING:
+            return format_html("processing ({}%)", obj.progress)
+        if obj.status == KnowledgeDocument.Status.FAILED:
+            return format_html('failed: <span class="errornote-inline">{}</span>', obj.error)
+        return obj.get_status_display()
+
+    def get_urls(self) -> list[Any]:
+        custom = [
+            path(
+                "upload/",
+                self.admin_site.admin_view(self.upload_view),
+                name="support_knowledgedocument_upload",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> Any:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        return redirect("admin:support_knowledgedocument_upload")
+
+    def upload_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = DocumentUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            accepted = 0
+            for upload in form.cleaned_data["files"]:
+                try:
+                    doc = knowledge.document_upload(
+                        filename=upload.name or "upload",
+                        data=upload.read(),
+                        source_url=form.cleaned_data["source_url"] or "",
+                        uploaded_by=request.user,  # type: ignore[arg-type]
+                    )
+                except DocumentRejected as exc:
+                    messages.error(request, f"{upload.name}: {exc.message}")
+                    continue
+                accepted += 1
+                messages.success(request, f"{doc.original_filename}: queued for indexing.")
+            if accepted:
+                return redirect("admin:support_knowledgedocument_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "title": "Upload knowledge-base documents",
+            "max_mb": get_support_settings().max_upload_bytes // (1024 * 1024),
+        }
+        return TemplateResponse(request, "admin/support/knowledgedocument/upload.html", context)
+
+    @admin.action(description="Re-index selected documents", permissions=["change"])
+    def reindex_documents(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            knowledge.document_reindex(document_id=pk)
+        messages.success(request, f"{queryset.count()} document(s) queued for re-indexing.")
+
+    @admin.action(description="Disable selected documents (never retrieved)",
+                  permissions=["change"])
+    def disable_documents(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            knowledge.document_set_enabled(document_id=pk, enabled=False)
+        messages.success(request, "Disabled; they leave the index now.")
+
+    @admin.action(description="Enable selected documents", permissions=["change"])
+    def enable_documents(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            knowledge.document_set_enabled(document_id=pk, enabled=True)
+        messages.success(request, "Enabled.")
+
+    def delete_model(self, request: HttpRequest, obj: KnowledgeDocument) -> None:
+        knowledge.document_delete(document_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for pk in list(queryset.values_list("pk", flat=True)):
+            knowledge.document_delete(document_id=pk)
 
 
 @admin.register(Chunk)

@@ -27,3 +27,17 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "view_chunk",
     ),
 }
+
+
+def roles_ensure() -> None:
+    """Create or repair both groups with exactly their permissions (idempotent).
+
+    The data migration does this on `migrate`; this is for databases flushed since (tests) and
+    for `manage.py roles_sync` after a permission change.
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    for name, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        perms = Permission.objects.filter(content_type__app_label="support", codename__in=codenames)
+        group.permissions.set(perms)

@@ -24,6 +24,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def groups(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:
         if create and extracted:
+            roles.roles_ensure()
             for name in extracted:
                 self.groups.add(Group.objects.get(name=name))
         self.save()
