@@ -36,3 +36,72 @@ def group_send(group: str, event: dict[str, Any]) -> None:
 def group_send_on_commit(group: str, event: dict[str, Any]) -> None:
     """Send once the surrounding transaction commits (immediately when there is none)."""
     transaction.on_commit(lambda: group_send(group, event))
+
+
+# --- Event types (dotted) and payloads --------------------------------------------------------
+# The consumer handler for event type "a.b" is `a_b`; payloads are the client frames as sent.
+
+MESSAGE_CREATED = "message.created"
+REPLY_DELTA = "reply.delta"
+REPLY_DONE = "reply.done"
+STATUS_CHANGED = "status.changed"
+TYPING = "typing.changed"
+QUEUE_CHANGED = "queue.changed"
+
+
+def citation_url(document_id: int, chunk_id: int) -> str:
+    return f"/kb/{document_id}/#chunk-{chunk_id}"
+
+
+def message_payload(message: Any) -> dict[str, Any]:
+    """The one serializer of a stored message for clients (widget and agent views)."""
+    feedback = getattr(message, "feedback", None) if message.role == "bot" else None
+    author = message.author
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "text": message.text,
+        "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
+        "client_id": message.client_id,
+        "author_name": (author.get_short_name() or author.get_username()) if author else None,
+        "citations": [
+            {**c, "url": citation_url(c["document_id"], c["chunk_id"])}
+            for c in (message.citations or [])
+        ],
+        "confidence": message.retrieval_confidence,
+        "action": message.action or None,
+        "feedback": feedback.value if feedback else None,
+    }
+
+
+def message_created(message: Any) -> dict[str, Any]:
+    return {
+        "type": MESSAGE_CREATED,
+        "payload": {"type": "message", "message": message_payload(message)},
+    }
+
+
+def reply_done(message: Any) -> dict[str, Any]:
+    return {
+        "type": REPLY_DONE,
+        "payload": {
+            "type": "reply.done",
+            "reply_to": message.in_reply_to_id,
+            "message": message_payload(message),
+        },
+    }
+
+
+def reply_delta(*, reply_to: int, seq: int, delta: str) -> dict[str, Any]:
+    return {
+        "type": REPLY_DELTA,
+        "payload": {"type": "reply.delta", "reply_to": reply_to, "seq": seq, "delta": delta},
+    }
+
+
+def status_changed(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"type": STATUS_CHANGED, "payload": {"type": "status", **payload}}
+
+
+def typing_changed(*, role: str, active: bool) -> dict[str, Any]:
+    return {"type": TYPING, "payload": {"type": "typing", "role": role, "active": active}}

@@ -1,4 +1,7 @@
-from django.urls import URLPattern
+from django.urls import path
 
-# The chat consumer (/ws/chat/) is added by the live-chat work.
-websocket_urlpatterns: list[URLPattern] = []
+from . import consumers
+
+websocket_urlpatterns = [
+    path("ws/chat/", consumers.ChatConsumer.as_asgi()),
+]

@@ -112,9 +112,16 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis: channel layer and Celery broker come from one URL ---------------------------------
+# --- Redis: channel layer, Celery broker and cache come from one URL ---------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "support",
+        }
+    }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -124,6 +131,8 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
 else:
+    # One process in the embedded mode, so a process-local cache is shared by everyone.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "support.channel_layers.ThreadSafeInMemoryChannelLayer"}
     }
@@ -213,5 +222,14 @@ SUPPORT_MAX_ANSWER_TOKENS = env.int("SUPPORT_MAX_ANSWER_TOKENS", default=160)
 SUPPORT_ANSWER_TIMEOUT_S = env.float("SUPPORT_ANSWER_TIMEOUT_S", default=30.0)
 SUPPORT_MAX_MESSAGE_CHARS = env.int("SUPPORT_MAX_MESSAGE_CHARS", default=2000)
 SUPPORT_ALLOWED_EMBED_ORIGINS = env.list("SUPPORT_ALLOWED_EMBED_ORIGINS", default=[])
+SUPPORT_MAX_FRAME_BYTES = env.int("SUPPORT_MAX_FRAME_BYTES", default=16 * 1024)
+# Messages per minute: one socket, and one client IP across sockets and processes.
+SUPPORT_RATE_PER_CONNECTION = env.int("SUPPORT_RATE_PER_CONNECTION", default=12)
+SUPPORT_RATE_PER_IP = env.int("SUPPORT_RATE_PER_IP", default=30)
+# Short pause before answering, so several quick messages get one answer.
+SUPPORT_DEBOUNCE_S = env.float("SUPPORT_DEBOUNCE_S", default=1.2)
+SUPPORT_TOKEN_MAX_AGE_S = env.int("SUPPORT_TOKEN_MAX_AGE_S", default=30 * 24 * 3600)
+# Seconds between two streamed `reply.delta` events of one answer.
+SUPPORT_DELTA_INTERVAL_S = env.float("SUPPORT_DELTA_INTERVAL_S", default=0.08)
 # "embedded": the one-process mode started by `manage.py serve` (worker thread inside).
 SUPPORT_EMBEDDED_WORKER = env.bool("SUPPORT_EMBEDDED_WORKER", default=False)

@@ -1,0 +1,260 @@
+"""Conversation services: start/resume, customer messages, feedback, handoff."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import events
+from .conf import get_support_settings
+from .escalation import (
+    CUSTOMER_REQUEST,
+    conversation_escalate,
+    escalation_decide,
+    status_payload,
+)
+from .exceptions import ConversationClosed, ConversationNotFound, InvalidMessage, SupportError
+from .models import Conversation, Feedback, Message
+from .streaming import stream_state_get
+
+TOKEN_SALT = "support.conversation"
+HISTORY_LIMIT = 200
+# NUL and C0/C1 controls other than tab/newline: rejected before storage.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+class InvalidToken(SupportError):
+    code = "token_invalid"
+
+
+def conversation_token(conversation_id: UUID) -> str:
+    """Signed, timestamped resume token: cannot be forged or pointed at another conversation."""
+    return signing.dumps({"c": conversation_id.hex}, salt=TOKEN_SALT, compress=True)
+
+
+def conversation_from_token(token: str) -> Conversation:
+    """The conversation a token belongs to; InvalidToken when forged, expired or gone."""
+    max_age = get_support_settings().token_max_age_s
+    try:
+        data = signing.loads(token, salt=TOKEN_SALT, max_age=max_age)
+        conversation_id = UUID(hex=data["c"])
+    except signing.SignatureExpired as exc:
+        raise InvalidToken("Your earlier conversation has expired; this is a new one.") from exc
+    except (signing.BadSignature, KeyError, TypeError, ValueError) as exc:
+        raise InvalidToken("That conversation link is not valid; this is a new one.") from exc
+    conv = Conversation.objects.filter(pk=conversation_id).first()
+    if conv is None:
+        raise InvalidToken("That conversation no longer exists; this is a new one.")
+    return conv
+
+
+def conversation_start(
+    *,
+    channel: str = Conversation.Channel.WIDGET,
+    origin: str = "",
+    customer_name: str = "",
+    customer_email: str = "",
+    language: str = "",
+) -> Conversation:
+    """Create a new conversation with the bot."""
+    return Conversation.objects.create(
+        channel=channel,
+        origin=origin[:300],
+        customer_name=customer_name[:200],
+        customer_email=customer_email[:254],
+        language=language[:16],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    conversation: Conversation
+    token: str
+    resumed: bool
+    error: SupportError | None
+    frame: dict[str, Any]
+
+
+def conversation_open(
+    *,
+    token: str | None,
+    origin: str = "",
+    customer_name: str = "",
+    customer_email: str = "",
+    language: str = "",
+) -> Welcome:
+    """Resume the token's conversation, or start a fresh one (with the reason when refused)."""
+    error: SupportError | None = None
+    conv: Conversation | None = None
+    if token:
+        try:
+            conv = conversation_from_token(token)
+        except InvalidToken as exc:
+            error = exc
+    resumed = conv is not None
+    if conv is None:
+        conv = conversation_start(
+            origin=origin,
+            customer_name=customer_name,
+            customer_email=customer_email,
+            language=language,
+        )
+    new_token = conversation_token(conv.pk)
+    return Welcome(conv, new_token, resumed, error, welcome_frame(conv, new_token, resumed))
+
+
+def welcome_frame(conversation: Conversation, token: str, resumed: bool) -> dict[str, Any]:
+    history = list(
+        conversation.messages.filter(internal=False)
+        .select_related("author", "feedback")
+        .order_by("-created_at", "-id")[:HISTORY_LIMIT]
+    )
+    history.reverse()
+    status = status_payload(conversation)
+    return {
+        "type": "welcome",
+        "token": token,
+        "conversation_id": conversation.pk.hex,
+        "status": conversation.status,
+        "status_text": status["text"],
+        "history": [events.message_payload(m) for m in history],
+        "streaming": stream_state_get(conversation_id=conversation.pk),
+        "queue_position": status["queue_position"],
+        "wait_minutes": status["wait_minutes"],
+        "agent_name": status["agent_name"],
+        "resumed": resumed,
+    }
+
+
+def clean_customer_text(text: str) -> str:
+    conf = get_support_settings()
+    if _CONTROL.search(text):
+        raise InvalidMessage("Messages cannot contain control characters.", code="bad_frame")
+    text = text.strip()
+    if not text:
+        raise InvalidMessage("The message is empty.", code="bad_frame")
+    if len(text) > conf.max_message_chars:
+        raise InvalidMessage(
+            f"Messages can be at most {conf.max_message_chars} characters long "
+            f"(this one has {len(text)}).",
+            code="message_too_long",
+        )
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    message: Message
+    created: bool
+
+
+def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostResult:
+    """Store a customer message (idempotent on client_id) and decide what happens next.
+
+    On commit: the message is broadcast; then either an escalation (the customer asked for a
+    person) or a debounced answer task. While queued or with an agent, the bot stays silent.
+    """
+    text = clean_customer_text(text)
+    if not client_id or len(client_id) > 64:
+        raise InvalidMessage("client_id must be 1 to 64 characters.", code="bad_frame")
+    with transaction.atomic():
+        conv = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+        if conv is None:
+            raise ConversationNotFound("This conversation does not exist.")
+        existing = conv.messages.filter(client_id=client_id).first()
+        if existing is not None:
+            return PostResult(existing, created=False)
+        if conv.status == Conversation.Status.RESOLVED:
+            raise ConversationClosed(
+                "This conversation is resolved. Start a new one to ask something else."
+            )
+        try:
+            with transaction.atomic():
+                msg = Message.objects.create(
+                    conversation=conv, role=Message.Role.CUSTOMER, text=text, client_id=client_id
+                )
+        except IntegrityError:  # a concurrent resend won the race
+            return PostResult(conv.messages.get(client_id=client_id), created=False)
+        conv.last_message_at = msg.created_at
+        conv.save(update_fields=["last_message_at", "updated_at"])
+        group = events.conversation_group(conv.pk)
+        events.group_send_on_commit(group, events.message_created(msg))
+        events.group_send_on_commit(events.AGENTS_GROUP, events.message_created(msg))
+        decision = escalation_decide(text=text)
+        if decision.escalate and conv.status == Conversation.Status.BOT:
+            conversation_escalate(
+                conversation_id=conv.pk, reasons=decision.reasons, trigger_message_id=msg.pk
+            )
+        elif conv.status == Conversation.Status.BOT:
+            _queue_answer(msg.pk)
+    return PostResult(msg, created=True)
+
+
+def _queue_answer(message_id: int) -> None:
+    from .tasks import reply_generate_task
+
+    countdown = get_support_settings().debounce_s
+    transaction.on_commit(
+        lambda: reply_generate_task.apply_async(
+            kwargs={"message_id": message_id}, countdown=countdown or None
+        )
+    )
+
+
+def handoff_request(*, conversation_id: UUID) -> dict[str, Any]:
+    """The customer pressed "Talk to a person": queue the conversation; returns the status."""
+    conv = Conversation.objects.filter(pk=conversation_id).first()
+    if conv is None:
+        raise ConversationNotFound("This conversation does not exist.")
+    if conv.status == Conversation.Status.RESOLVED:
+        raise ConversationClosed("This conversation is resolved. Start a new one.")
+    if conv.status == Conversation.Status.BOT:
+        last = conv.messages.filter(role=Message.Role.CUSTOMER).order_by("-created_at").first()
+        conversation_escalate(
+            conversation_id=conv.pk,
+            reasons=(CUSTOMER_REQUEST,),
+            trigger_message_id=last.pk if last else None,
+        )
+        conv.refresh_from_db()
+    return status_payload(conv)
+
+
+def feedback_set(
+    *, conversation_id: UUID, message_id: int, value: str, comment: str = ""
+) -> Feedback:
+    """Thumbs up/down on a bot answer of this conversation (replaces an earlier value)."""
+    if value not in Feedback.Value.values:
+        raise InvalidMessage("value must be 'up' or 'down'.", code="bad_frame")
+    msg = Message.objects.filter(
+        pk=message_id, conversation_id=conversation_id, role=Message.Role.BOT
+    ).first()
+    if msg is None:
+        raise SupportError("No such answer in this conversation.", code="not_found")
+    feedback, _ = Feedback.objects.update_or_create(
+        message=msg, defaults={"value": value, "comment": comment[:2000]}
+    )
+    return feedback
+
+
+def customer_email_set(*, conversation_id: UUID, email: str) -> Conversation:
+    """Keep the customer's email so an agent can follow up."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    email = email.strip()
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise InvalidMessage("That email address does not look right.", code="bad_frame") from exc
+    updated = Conversation.objects.filter(pk=conversation_id).update(
+        customer_email=email, updated_at=timezone.now()
+    )
+    if not updated:
+        raise ConversationNotFound("This conversation does not exist.")
+    return Conversation.objects.get(pk=conversation_id)

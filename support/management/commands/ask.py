@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from support.escalation import escalation_decide
+from support.generation import Draft, Turn, answer_compose
+
+
+def _as_json(draft: Draft, question: str) -> dict[str, Any]:
+    decision = escalation_decide(text=question)
+    reasons = list(decision.reasons)
+    if draft.action == "escalate" and draft.reason in ("low_confidence",):
+        reasons.append("low_confidence")
+    return {
+        "answer": draft.text,
+        "action": "escalate" if decision.escalate else draft.action,
+        "reason": draft.reason,
+        "reasons": list(dict.fromkeys(reasons)),
+        "confidence": round(draft.confidence, 4),
+        "answer_confidence": round(draft.answer_confidence, 4),
+        "grounded": draft.grounded,
+        "support": None if draft.support is None else round(draft.support, 4),
+        "citations": list(draft.citations),
+        "retrieved": list(draft.retrieved),
+        "prompt_version": draft.prompt_version,
+        **{k: draft.timings.get(k) for k in ("retrieval_ms", "ttft_ms", "total_ms", "tokens")},
+    }
+
+
+class Command(BaseCommand):
+    help = "Answer a question from the knowledge base with the local model."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("question", nargs="?")
+        parser.add_argument("--json", action="store_true")
+        parser.add_argument(
+            "--file", type=Path, help='JSON lines of {"id", "question", "history"?}'
+        )
+        parser.add_argument("--out", type=Path)
+        parser.add_argument(
+            "--no-generate", action="store_true", help="extractive answers only (no model call)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        generate = not options["no_generate"]
+        if options["file"]:
+            if not options["out"]:
+                raise CommandError("--file needs --out")
+            self._batch(options["file"], options["out"], generate)
+            return
+        question = options["question"]
+        if not question:
+            raise CommandError("give a question, or --file and --out")
+        if options["json"]:
+            draft = answer_compose(question=question, generate=generate)
+            self.stdout.write(json.dumps(_as_json(draft, question), ensure_ascii=False, indent=2))
+            return
+
+        def show(piece: str) -> None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+        draft = answer_compose(question=question, on_delta=show, generate=generate)
+        self.stdout.write("")
+        if draft.action != "answer" or not generate:
+            self.stdout.write(f"\n[{draft.action}: {draft.reason}] {draft.text}")
+        for c in draft.citations:
+            self.stdout.write(f"  [{c['n']}] {c['heading']} (document {c['document_id']})")
+        self.stdout.write(f"confidence {draft.confidence:.2f}, timings {json.dumps(draft.timings)}")
+
+    def _batch(self, src: Path, dst: Path, generate: bool) -> None:
+        count = 0
+        with src.open(encoding="utf-8") as fin, dst.open("w", encoding="utf-8") as fout:
+            for lineno, line in enumerate(fin, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                    question = str(item["question"])
+                    history = [
+                        Turn(str(t["role"]), str(t["text"])) for t in item.get("history") or []
+                    ]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise CommandError(
+                        f"{src}:{lineno}: expected {{'id', 'question', 'history'?}}: {exc}"
+                    ) from exc
+                draft = answer_compose(question=question, history=history, generate=generate)
+                fout.write(
+                    json.dumps(
+                        {"id": item.get("id"), **_as_json(draft, question)}, ensure_ascii=False
+                    )
+                    + "\n"
+                )
+                count += 1
+        self.stdout.write(f"{count} questions -> {dst}")
