@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from . import events
 from .models import Conversation, Escalation, Message
+from .streaming import cancel_request
 
 CUSTOMER_REQUEST = Escalation.Reason.CUSTOMER_REQUEST.value
 
@@ -23,11 +24,11 @@ _PERSON = (
     r"staff|employee|support team|customer service|live chat|real one)"
 )
 _REQUEST_PATTERNS = [
-    rf"\b(?:talk|speak|chat|connect|transfer|put|get|give)\b[^.?!]{{0,30}}\b(?:to|with|me)\b[^.?!]{{0,20}}\b(?:a |an |the |your |some |real |live |actual )*{_PERSON}\b",
-    rf"\b(?:real|live|actual)\s+(?:human|person|agent|people|operator)\b",
-    rf"\b(?:want|need|request|prefer|demand)\b[^.?!]{{0,20}}\b(?:a |an |the |to talk to a |to speak to a |to speak with a )?(?:human|person|real person|agent|representative|operator)\b",
-    rf"^\s*(?:human|agent|operator|representative|person)(?:\s+please)?[\s!.]*$",
-    rf"\b(?:agent|human|operator|representative)\s+(?:please|pls|now)\b",
+    rf"\b(?:talk|speak|chat|connect|transfer|put|get|give)\b[^.?!]{{0,30}}\b(?:to|with|me)\b[^.?!]{{0,20}}\b(?:a |an |the |your |some |real |live |actual )*{_PERSON}\b",  # noqa: E501
+    r"\b(?:real|live|actual)\s+(?:human|person|agent|people|operator)\b",
+    r"\b(?:want|need|request|prefer|demand)\b[^.?!]{0,20}\b(?:a |an |the |to talk to a |to speak to a |to speak with a )?(?:human|person|real person|agent|representative|operator)\b",  # noqa: E501
+    r"^\s*(?:human|agent|operator|representative|person)(?:\s+please)?[\s!.]*$",
+    r"\b(?:agent|human|operator|representative)\s+(?:please|pls|now)\b",
     r"\bnot\s+(?:a|this|the)\s+(?:bot|robot|machine)\b",
     r"\bstop\s+(?:the\s+)?bot\b",
     # German, French, Spanish, Dutch, Italian, Portuguese
@@ -132,6 +133,8 @@ def conversation_escalate(
         )
         conv.status = Conversation.Status.QUEUED
         conv.save(update_fields=["status", "updated_at"])
+        # An answer still being written stops at its next token.
+        transaction.on_commit(lambda: cancel_request(conversation_id=conversation_id))
         payload = queued_status_payload(escalation)
         events.group_send_on_commit(
             events.conversation_group(conv.pk), events.status_changed(payload)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import knowledge
+from . import knowledge, replies
+from .conf import get_support_settings
+from .exceptions import GenerationUnavailable
 
 
 @shared_task(
@@ -22,3 +24,18 @@ def document_ingest_task(*, document_id: int) -> str:
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
 def index_rebuild_task() -> int:
     return knowledge.index_rebuild().version
+
+
+@shared_task(
+    acks_late=True,
+    soft_time_limit=120,
+    time_limit=150,
+    autoretry_for=(GenerationUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=30,
+    max_retries=3,
+)
+def reply_generate_task(*, message_id: int) -> str:
+    return replies.reply_generate(
+        message_id=message_id, delta_interval_s=get_support_settings().delta_interval_s
+    )
