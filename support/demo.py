@@ -16,6 +16,31 @@ DEMO_KB_DIR = Path(__file__).resolve().parent / "demo_kb"
 
 
 @dataclass(frozen=True, slots=True)
+class DemoKbResult:
+    loaded: int
+    skipped: bool
+    index_version: int | None
+
+
+def demo_kb_ensure() -> DemoKbResult:
+    """Load the demo knowledge base into an empty knowledge base (never over real documents)."""
+    from . import knowledge
+    from .models import KnowledgeDocument
+
+    if KnowledgeDocument.objects.exists():
+        return DemoKbResult(0, True, None)
+    loaded = 0
+    for path in sorted(DEMO_KB_DIR.iterdir()):
+        doc = knowledge.document_upload(
+            filename=path.name, data=path.read_bytes(), queue=False,
+            source_url="",
+        )
+        if knowledge.document_ingest(document_id=doc.pk, rebuild_index=False).status == "ready":
+            loaded += 1
+    return DemoKbResult(loaded, False, knowledge.index_rebuild().version)
+
+
+@dataclass(frozen=True, slots=True)
 class DemoSetupResult:
     admin_username: str | None
     admin_password: str | None  # only known when this run created the admin

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from support.demo import demo_admin_ensure
+from support.demo import demo_admin_ensure, demo_kb_ensure
 
 
 class Command(BaseCommand):
@@ -19,3 +19,8 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"Admin user exists: {result.admin_username}")
+        kb = demo_kb_ensure()
+        if kb.skipped:
+            self.stdout.write("Knowledge base has documents; demo documents not loaded.")
+        else:
+            self.stdout.write(f"Loaded {kb.loaded} demo documents (index v{kb.index_version}).")
