@@ -8,4 +8,5 @@ urlpatterns = [
     path("", views.demo, name="demo"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("kb/<int:document_id>/", views.kb_document, name="kb_document"),
 ]

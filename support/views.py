@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import health
+from . import health, selectors
 from .conf import get_support_settings
 
 
@@ -26,6 +26,24 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "checks": {r.name: {"ok": r.ok, "detail": r.detail} for r in results},
     }
     return JsonResponse(body, status=503 if failing else 200)
+
+
+@require_GET
+def kb_document(request: HttpRequest, document_id: int) -> HttpResponse:
+    """Read-only view of a knowledge-base document; citations link to its passages."""
+    doc = selectors.public_document_get(document_id=document_id)
+    if doc is None:
+        raise Http404("No such document")
+    sections = []
+    for chunk in selectors.document_chunks_list(document_id=document_id):
+        heading = " › ".join(h for h in chunk.heading_path if h != doc.title)
+        sections.append({"id": chunk.pk, "heading": heading, "page": chunk.page,
+                         "text": chunk.text})
+    return render(request, "support/kb_document.html", {
+        "document": doc,
+        "sections": sections,
+        "company_name": get_support_settings().company_name,
+    })
 
 
 @require_GET
