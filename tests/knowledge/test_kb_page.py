@@ -11,7 +11,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_citation_page_shows_passages_escaped_and_hides_disabled(kb_env: Path) -> None:
     doc = knowledge.document_upload(
-        filename="router.md", data=ROUTER_MD + b"\n## Tricks\n\n<script>alert(1)</script> ok.\n",
+        filename="router.txt",
+        data=ROUTER_MD + b"\n\nType <script>alert(1)</script> into the box to test it.\n",
         queue=False,
     )
     knowledge.document_ingest(document_id=doc.pk, rebuild_index=False)
