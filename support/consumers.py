@@ -70,12 +70,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if kind not in ("hello", "ping") and self.conversation_id is None:
             await self.send_json(_error("not_started", "Send a 'hello' frame first."))
             return
+        # Errors caused by a message name its client_id, so the widget marks the right one.
+        extra = {}
+        if kind == "message" and isinstance(content.get("client_id"), str):
+            extra["client_id"] = content["client_id"]
         try:
             await handler(self, content)
         except SupportError as exc:
-            await self.send_json(_error(exc.code, exc.message))
+            await self.send_json(_error(exc.code, exc.message, **extra))
         except _BadField as exc:
-            await self.send_json(_error("bad_frame", str(exc)))
+            await self.send_json(_error("bad_frame", str(exc), **extra))
 
     async def on_hello(self, frame: dict[str, Any]) -> None:
         token = _opt_str(frame, "token")

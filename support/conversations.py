@@ -129,6 +129,7 @@ def welcome_frame(conversation: Conversation, token: str, resumed: bool) -> dict
         "wait_minutes": status["wait_minutes"],
         "agent_name": status["agent_name"],
         "resumed": resumed,
+        "max_message_chars": get_support_settings().max_message_chars,
     }
 
 

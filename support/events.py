@@ -63,6 +63,7 @@ def message_payload(message: Any) -> dict[str, Any]:
         "text": message.text,
         "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
         "client_id": message.client_id,
+        "reply_to": message.in_reply_to_id,
         "author_name": (author.get_short_name() or author.get_username()) if author else None,
         "citations": [
             {**c, "url": citation_url(c["document_id"], c["chunk_id"])}
