@@ -112,6 +112,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                     "rate_limited",
                     "You are sending messages too quickly; please wait a moment.",
                     retry_after=round(retry, 1),
+                    client_id=client_id,
                 )
             )
             return
