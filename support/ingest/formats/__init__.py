@@ -1,0 +1,1 @@
+"""One module per supported file format; `support.ingest.parsers.parse` dispatches."""

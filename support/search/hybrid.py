@@ -1,0 +1,241 @@
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates fused into one ranking.
+
+Fusion (chosen on the doc2dial eval set, see bench/retrieval_tune.py and FusionConfig):
+both retrievers return their top `candidates`; for the union, the missing score of each
+candidate is computed exactly (its stored vector dotted with the query; its BM25 score read
+from the full score vector), so every hit carries both scores. Scores are then combined as
+
+    score = w * dense_cosine + (1 - w) * bm25 / max_bm25(candidates)          ("convex", default)
+
+Dense cosines are kept raw because they are already on a fixed scale; BM25 is unbounded
+and query-length dependent, so it is divided by the best lexical score among the candidates
+(max-normalisation, which unlike min-max does not blow tiny score differences up to the
+full [0, 1] range when nothing matches well). Reciprocal rank fusion ("rrf",
+sum of weight / (rrf_k + rank)) is available for comparison.
+
+Confidence: a logistic model of the top dense cosine and of how much of the query's
+possible BM25 mass the best chunk matched, fitted on the eval set's answerable vs.
+unanswerable questions (see ConfidenceModel).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from support.search.embedder import Embedder
+from support.search.index import DenseHit, IndexReader, IndexSnapshot
+from support.search.lexical import Bm25Index, LexicalHit
+
+FusionMethod = Literal["convex", "rrf"]
+
+
+@dataclass(frozen=True, slots=True)
+class FusionConfig:
+    method: FusionMethod = "convex"
+    # Weight of the dense cosine in "convex"; dense weight in "rrf" (lexical gets 1 - w).
+    dense_weight: float = 0.7
+    rrf_k: int = 60
+    # Candidates taken from each retriever before fusion.
+    candidates: int = 50
+
+
+DEFAULT_FUSION: Final = FusionConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class ConfidenceModel:
+    """P(answerable) = sigmoid(intercept + w_dense * top_cosine + w_lexical * lexical_coverage).
+
+    `top_cosine` is the best dense cosine among allowed chunks; `lexical_coverage` is the best
+    chunk's BM25 score divided by the score a chunk would get by matching every query term
+    (sum over query terms of idf * (k1 + 1)), so it lies in [0, 1] for any query length.
+    Both weights are non-negative, so confidence never falls when the top score rises.
+    """
+
+    intercept: float
+    w_dense: float
+    w_lexical: float
+
+    def __call__(self, top_cosine: float, lexical_coverage: float) -> float:
+        z = self.intercept + self.w_dense * top_cosine + self.w_lexical * lexical_coverage
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+# Fitted by bench/retrieval_tune.py (--fit-confidence) on doc2dial: 191 answerable vs 29
+# unanswerable first-turn questions, L2-regularised logistic regression, class-balanced.
+DEFAULT_CONFIDENCE: Final = ConfidenceModel(intercept=-6.0, w_dense=12.0, w_lexical=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class HybridHit:
+    chunk_id: int
+    rank: int  # 1-based, after fusion
+    score: float  # fused score (what the ranking uses)
+    dense_score: float  # cosine similarity to the query
+    lexical_score: float  # raw BM25 (0.0 when no term matched or no lexical index)
+    dense_rank: int | None  # rank among the dense candidates, None if not among them
+    lexical_rank: int | None  # rank among the lexical candidates, None if not among them
+
+
+@dataclass(frozen=True, slots=True)
+class HybridResult:
+    hits: tuple[HybridHit, ...]
+    confidence: float
+    top_cosine: float
+    lexical_coverage: float
+    index_version: int
+    fusion: FusionConfig
+
+
+def fuse(
+    dense: Sequence[DenseHit],
+    lexical: Sequence[LexicalHit],
+    *,
+    dense_scores: dict[int, float],
+    lexical_scores: dict[int, float],
+    k: int,
+    config: FusionConfig = DEFAULT_FUSION,
+) -> list[HybridHit]:
+    """Fuse two candidate lists; `*_scores` must hold both scores for every candidate id."""
+    dense_rank = {h.chunk_id: h.rank for h in dense}
+    lexical_rank = {h.chunk_id: h.rank for h in lexical}
+    ids = list(dict.fromkeys([*dense_rank, *lexical_rank]))
+    if not ids:
+        return []
+    w = config.dense_weight
+    fused: dict[int, float] = {}
+    if config.method == "rrf":
+        for cid in ids:
+            score = 0.0
+            if (r := dense_rank.get(cid)) is not None:
+                score += w / (config.rrf_k + r)
+            if (r := lexical_rank.get(cid)) is not None:
+                score += (1.0 - w) / (config.rrf_k + r)
+            fused[cid] = score
+    else:
+        top_lexical = max(lexical_scores.get(cid, 0.0) for cid in ids)
+        scale = 1.0 / top_lexical if top_lexical > 0 else 0.0
+        for cid in ids:
+            fused[cid] = w * dense_scores[cid] + (1.0 - w) * lexical_scores.get(cid, 0.0) * scale
+    # Deterministic order: fused score, then dense score, then id.
+    ordered = sorted(ids, key=lambda cid: (-fused[cid], -dense_scores.get(cid, 0.0), cid))[:k]
+    return [
+        HybridHit(
+            chunk_id=cid,
+            rank=rank,
+            score=fused[cid],
+            dense_score=dense_scores[cid],
+            lexical_score=lexical_scores.get(cid, 0.0),
+            dense_rank=dense_rank.get(cid),
+            lexical_rank=lexical_rank.get(cid),
+        )
+        for rank, cid in enumerate(ordered, start=1)
+    ]
+
+
+def lexical_coverage(lexical: Bm25Index, query: str, top_score: float) -> float:
+    """Best BM25 score as a fraction of the score of a chunk matching every query term."""
+    ceiling = lexical.max_score(query)
+    return min(1.0, top_score / ceiling) if ceiling > 0 else 0.0
+
+
+def hybrid_search(
+    snapshot: IndexSnapshot,
+    query_vector: NDArray[np.float32],
+    query_text: str,
+    *,
+    k: int = 10,
+    allow_ids: Iterable[int] | None = None,
+    deny_ids: Iterable[int] | None = None,
+    fusion: FusionConfig = DEFAULT_FUSION,
+    confidence: ConfidenceModel = DEFAULT_CONFIDENCE,
+) -> HybridResult:
+    """Fused top-`k` from one snapshot (dense and lexical of the same version)."""
+    allow = None if allow_ids is None else np.fromiter(allow_ids, dtype=np.int64)
+    deny = None if deny_ids is None else np.fromiter(deny_ids, dtype=np.int64)
+    n = max(fusion.candidates, k)
+    dense = snapshot.search(query_vector, n, allow_ids=allow, deny_ids=deny)
+    dense_scores = {h.chunk_id: h.score for h in dense}
+    lexical_hits: list[LexicalHit] = []
+    lexical_scores: dict[int, float] = {}
+    coverage = 0.0
+    bm25 = snapshot.lexical
+    if bm25 is not None:
+        all_scores = bm25.score_all(query_text)
+        lexical_hits = bm25.top_k(all_scores, n, allow_ids=allow, deny_ids=deny)
+        lexical_scores = {h.chunk_id: h.score for h in lexical_hits}
+        missing_lexical = np.fromiter(
+            (cid for cid in dense_scores if cid not in lexical_scores), dtype=np.int64
+        )
+        if len(missing_lexical):
+            pos = bm25.positions(missing_lexical)
+            values = np.where(pos >= 0, all_scores[np.maximum(pos, 0)], 0.0)
+            lexical_scores.update(zip(missing_lexical.tolist(), values.tolist(), strict=True))
+        if lexical_hits:
+            coverage = lexical_coverage(bm25, query_text, lexical_hits[0].score)
+    missing_dense = [h.chunk_id for h in lexical_hits if h.chunk_id not in dense_scores]
+    if missing_dense:
+        sims = snapshot.scores(query_vector, missing_dense)
+        dense_scores.update(zip(missing_dense, sims.tolist(), strict=True))
+    hits = fuse(
+        dense,
+        lexical_hits,
+        dense_scores=dense_scores,
+        lexical_scores=lexical_scores,
+        k=k,
+        config=fusion,
+    )
+    top_cosine = dense[0].score if dense else 0.0
+    return HybridResult(
+        hits=tuple(hits),
+        confidence=confidence(top_cosine, coverage) if hits else 0.0,
+        top_cosine=top_cosine,
+        lexical_coverage=coverage,
+        index_version=snapshot.version,
+        fusion=fusion,
+    )
+
+
+class HybridSearcher:
+    """Query text in, fused hits out: embeds the query and searches the reader's newest
+    snapshot. Thread-safe; the embedder and reader load their resources lazily."""
+
+    def __init__(
+        self,
+        reader: IndexReader,
+        embedder: Embedder,
+        *,
+        fusion: FusionConfig = DEFAULT_FUSION,
+        confidence: ConfidenceModel = DEFAULT_CONFIDENCE,
+    ) -> None:
+        self.reader = reader
+        self.embedder = embedder
+        self.fusion = fusion
+        self.confidence = confidence
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        allow_ids: Iterable[int] | None = None,
+        deny_ids: Iterable[int] | None = None,
+    ) -> HybridResult:
+        """Top `k` chunks for `query`; ids outside `allow_ids` or in `deny_ids` never appear."""
+        vector = self.embedder.encode_query(query)
+        return hybrid_search(
+            self.reader.snapshot(),
+            vector,
+            query,
+            k=k,
+            allow_ids=allow_ids,
+            deny_ids=deny_ids,
+            fusion=self.fusion,
+            confidence=self.confidence,
+        )

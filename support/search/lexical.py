@@ -1,0 +1,333 @@
+"""Okapi BM25 over chunk texts: a numpy inverted index that keeps codes and order numbers whole.
+
+The tokenizer lowercases and emits every "compound" run such as ``ERR-4032``, ``SKU_77-b``,
+``#123456`` or ``v2.3.1`` as one token (so an exact code match earns its own, rare, IDF), and
+also emits the alphanumeric sub-parts (``err``, ``4032``) so partial mentions still match.
+Plain words go through a light stopword list and Harman's S-stemmer (plurals only); compound
+tokens are never stemmed.
+
+The index is postings in CSC layout (term -> rows) held in three flat numpy arrays; a query
+adds one slice per query term into a dense score vector, so cost is proportional to the
+summed posting lengths and a 100k-chunk index answers in about a millisecond.
+It is persisted as one uncompressed ``.npz`` (no pickle) next to the FAISS file of the same
+version, because tokenizing 100k chunks costs seconds while loading the arrays costs
+milliseconds (see bench/retrieval_tune.py).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+TOKENIZER_VERSION: Final = 1
+
+# Light list: function words only. Words that carry intent in support questions ("not", "no",
+# "how", "when", "where", "why", "can", "cannot") are kept on purpose.
+STOPWORDS: Final = frozenset(
+    """
+    a an the and or but if then else of to in on at by for with from into onto about as
+    is are was were be been being am do does did doing have has had having
+    i me my mine we us our ours you your yours he him his she her hers it its they them their
+    this that these those there here which who whom what
+    will would shall should could may might must
+    so than too very just also
+    s t d ll m re ve
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
+
+# A token is a run of word characters, optionally joined to further runs by one of - _ . / : +
+# or preceded by '#'. Joiners only count between word characters, so sentence punctuation
+# ("v2.3.1." or "ERR-4032,") never sticks to a token.
+_TOKEN_RE: Final = re.compile(r"#?\w+(?:[-./:+]\w+)*")
+_SPLIT_RE: Final = re.compile(r"[\W_]+")
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    """Harman's S-stemmer: fold plurals only, which is all a support KB needs."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies") and not word.endswith(("eies", "aies")):
+        return word[:-3] + "y"
+    if word.endswith("es") and not word.endswith(("aes", "ees", "oes")):
+        return word[:-1]
+    if word.endswith("s") and not word.endswith(("us", "ss")):
+        return word[:-1]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercased BM25 terms of `text`: whole compound tokens plus their sub-parts."""
+    out: list[str] = []
+    append = out.append
+    for match in _TOKEN_RE.finditer(text.lower()):
+        token = match.group()
+        if token.isalnum():
+            # Plain word or number: the common case, kept fast.
+            if token not in STOPWORDS:
+                append(_stem(token))
+            continue
+        append(token)
+        for part in _SPLIT_RE.split(token):
+            if part and part not in STOPWORDS:
+                append(part)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Bm25Params:
+    k1: float = 1.2
+    b: float = 0.75
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalHit:
+    chunk_id: int
+    score: float
+    rank: int  # 1-based
+
+
+def _as_id_array(ids: Iterable[int] | None) -> NDArray[np.int64] | None:
+    if ids is None:
+        return None
+    return np.fromiter(ids, dtype=np.int64)
+
+
+class Bm25Index:
+    """Immutable BM25 index; `search` is safe to call from many threads at once."""
+
+    __slots__ = (
+        "_doc_len",
+        "_id_order",
+        "_idf",
+        "_indptr",
+        "_rows",
+        "_sorted_ids",
+        "_tf",
+        "_weights",
+        "ids",
+        "params",
+        "vocab",
+    )
+
+    def __init__(
+        self,
+        *,
+        ids: NDArray[np.int64],
+        vocab: dict[str, int],
+        indptr: NDArray[np.int64],
+        rows: NDArray[np.int32],
+        tf: NDArray[np.uint16],
+        doc_len: NDArray[np.float32],
+        params: Bm25Params,
+    ) -> None:
+        self.ids = ids
+        self.vocab = vocab
+        self.params = params
+        self._indptr = indptr
+        self._rows = rows
+        self._doc_len = doc_len
+        self._tf = tf
+        n = len(ids)
+        df = np.diff(indptr).astype(np.float64)
+        # Lucene's non-negative IDF: a term in every chunk scores ~0, never below.
+        self._idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        avgdl = float(doc_len.mean()) if n else 1.0
+        norm = params.k1 * (1.0 - params.b + params.b * doc_len / max(avgdl, 1e-9))
+        # Term-saturation part of BM25 precomputed per posting; IDF is applied per query.
+        tf32 = tf.astype(np.float32)
+        self._weights = (tf32 * (params.k1 + 1.0) / (tf32 + norm[rows])).astype(np.float32)
+        self._id_order = np.argsort(ids, kind="stable")
+        self._sorted_ids = ids[self._id_order]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    # -- building -----------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        ids: Sequence[int] | NDArray[np.int64],
+        texts: Sequence[str],
+        *,
+        params: Bm25Params | None = None,
+    ) -> Bm25Index:
+        """Tokenize `texts` (aligned with `ids`) and build the index."""
+        id_array = np.asarray(ids, dtype=np.int64)
+        if len(id_array) != len(texts):
+            raise ValueError(f"{len(id_array)} ids but {len(texts)} texts")
+        vocab: dict[str, int] = {}
+        term_ids: list[int] = []
+        doc_len = np.zeros(len(texts), dtype=np.float32)
+        counts = np.zeros(len(texts), dtype=np.int64)
+        setdefault = vocab.setdefault
+        for row, text in enumerate(texts):
+            tokens = tokenize(text)
+            counts[row] = len(tokens)
+            term_ids.extend([setdefault(tok, len(vocab)) for tok in tokens])
+        doc_len[:] = counts
+        terms = np.asarray(term_ids, dtype=np.int64)
+        rows_all = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+        n_docs = max(len(texts), 1)
+        # One sort of (term, row) keys yields CSC order and term frequencies together.
+        keys, tf = np.unique(terms * n_docs + rows_all, return_counts=True)
+        key_terms = keys // n_docs
+        rows = (keys % n_docs).astype(np.int32)
+        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(key_terms, minlength=len(vocab)), out=indptr[1:])
+        return cls(
+            ids=id_array,
+            vocab=vocab,
+            indptr=indptr,
+            rows=rows,
+            tf=np.minimum(tf, np.iinfo(np.uint16).max).astype(np.uint16),
+            doc_len=doc_len,
+            params=params or Bm25Params(),
+        )
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write the index as one uncompressed .npz (no pickle); `path` should end in .npz."""
+        terms = [""] * len(self.vocab)
+        for term, i in self.vocab.items():
+            terms[i] = term
+        # Terms never contain "\n" (see _TOKEN_RE), so one joined blob stores the vocabulary
+        # without numpy's fixed-width unicode arrays, which blow up on one long token.
+        blob = np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8)
+        with open(path, "wb") as fh:
+            np.savez(
+                fh,
+                ids=self.ids,
+                vocab=blob,
+                indptr=self._indptr,
+                rows=self._rows,
+                tf=self._tf,
+                doc_len=self._doc_len,
+                params=np.asarray([self.params.k1, self.params.b], dtype=np.float64),
+                tokenizer_version=np.asarray([TOKENIZER_VERSION], dtype=np.int64),
+            )
+
+    @classmethod
+    def load(cls, path: Path, *, params: Bm25Params | None = None) -> Bm25Index:
+        """Load an index written by `save`; `params` overrides the k1/b it was saved with."""
+        with np.load(path, allow_pickle=False) as data:
+            version = int(data["tokenizer_version"][0])
+            if version != TOKENIZER_VERSION:
+                raise ValueError(
+                    f"{path} was built with tokenizer v{version}, this code is "
+                    f"v{TOKENIZER_VERSION}: rebuild the index"
+                )
+            blob = data["vocab"].tobytes().decode("utf-8")
+            terms = blob.split("\n") if blob else []
+            saved = data["params"]
+            return cls(
+                ids=data["ids"].astype(np.int64, copy=False),
+                vocab={term: i for i, term in enumerate(terms)},
+                indptr=data["indptr"],
+                rows=data["rows"],
+                tf=data["tf"],
+                doc_len=data["doc_len"],
+                params=params or Bm25Params(k1=float(saved[0]), b=float(saved[1])),
+            )
+
+    # -- querying -----------------------------------------------------------------------------
+
+    def positions(self, chunk_ids: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Row positions of `chunk_ids`; -1 where an id is not in the index."""
+        if not len(self._sorted_ids):
+            return np.full(len(chunk_ids), -1, dtype=np.int64)
+        where = np.searchsorted(self._sorted_ids, chunk_ids)
+        where = np.clip(where, 0, len(self._sorted_ids) - 1)
+        found = self._sorted_ids[where] == chunk_ids
+        return np.where(found, self._id_order[where], -1)
+
+    def score_all(self, query: str) -> NDArray[np.float32]:
+        """BM25 score of every chunk (row order) for `query`; zeros when nothing matches."""
+        scores = np.zeros(len(self.ids), dtype=np.float32)
+        for term, qtf in _query_terms(query).items():
+            t = self.vocab.get(term)
+            if t is None:
+                continue
+            start, end = self._indptr[t], self._indptr[t + 1]
+            # Rows are unique within one posting list, so fancy-index += is exact.
+            scores[self._rows[start:end]] += (self._idf[t] * qtf) * self._weights[start:end]
+        return scores
+
+    def max_score(self, query: str) -> float:
+        """Score of an average-length chunk holding each query term once.
+
+        A reference for turning a BM25 score into a query-length-independent coverage ratio.
+        Terms missing from the index count with the highest possible IDF, so a query about
+        things the knowledge base never mentions has low coverage.
+        """
+        n = len(self.ids)
+        unseen_idf = math.log1p((n + 0.5) / 0.5)
+        total = 0.0
+        for term, qtf in _query_terms(query).items():
+            t = self.vocab.get(term)
+            total += qtf * (float(self._idf[t]) if t is not None else unseen_idf)
+        return total
+
+    def search(
+        self,
+        query: str,
+        k: int,
+        *,
+        allow_ids: Iterable[int] | None = None,
+        deny_ids: Iterable[int] | None = None,
+    ) -> list[LexicalHit]:
+        """Top `k` chunks with a positive score, honouring the allow/deny lists."""
+        scores = self.score_all(query)
+        return self.top_k(scores, k, allow_ids=allow_ids, deny_ids=deny_ids)
+
+    def top_k(
+        self,
+        scores: NDArray[np.float32],
+        k: int,
+        *,
+        allow_ids: Iterable[int] | None = None,
+        deny_ids: Iterable[int] | None = None,
+    ) -> list[LexicalHit]:
+        """Best `k` rows of a `score_all` vector, filtered; only positive scores count."""
+        allow = _as_id_array(allow_ids)
+        deny = _as_id_array(deny_ids)
+        if allow is not None or deny is not None:
+            scores = scores.copy()
+            if allow is not None:
+                keep = np.zeros(len(scores), dtype=bool)
+                pos = self.positions(allow)
+                keep[pos[pos >= 0]] = True
+                scores[~keep] = 0.0
+            if deny is not None:
+                pos = self.positions(deny)
+                scores[pos[pos >= 0]] = 0.0
+        candidates = np.flatnonzero(scores > 0.0)
+        if not len(candidates) or k <= 0:
+            return []
+        if len(candidates) > k:
+            part = np.argpartition(-scores[candidates], k - 1)[:k]
+            candidates = candidates[part]
+        # Ties broken by row so results are deterministic.
+        order = np.lexsort((candidates, -scores[candidates]))
+        top = candidates[order]
+        return [
+            LexicalHit(chunk_id=int(self.ids[row]), score=float(scores[row]), rank=rank)
+            for rank, row in enumerate(top, start=1)
+        ]
+
+
+def _query_terms(query: str) -> dict[str, int]:
+    terms: dict[str, int] = {}
+    for tok in tokenize(query):
+        terms[tok] = terms.get(tok, 0) + 1
+    return terms

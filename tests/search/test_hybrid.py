@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from support.search.hybrid import (
+    DEFAULT_CONFIDENCE,
+    ConfidenceModel,
+    FusionConfig,
+    HybridSearcher,
+    fuse,
+    hybrid_search,
+)
+from support.search.index import DenseHit, IndexReader, build
+from support.search.lexical import LexicalHit
+
+from .conftest import FakeEmbedder
+
+
+@pytest.fixture
+def searcher(tmp_path: Path, corpus: dict[int, str], fake_embedder: FakeEmbedder) -> HybridSearcher:
+    texts = list(corpus.values())
+    build(tmp_path, list(corpus), fake_embedder.encode(texts), texts=texts)
+    return HybridSearcher(IndexReader(tmp_path), fake_embedder)
+
+
+def test_hits_carry_both_scores_and_ranks(searcher: HybridSearcher) -> None:
+    result = searcher.search("card declined with ERR-4032", k=5)
+
+    assert result.index_version == 1
+    assert result.hits[0].chunk_id == 102
+    assert [h.rank for h in result.hits] == list(range(1, len(result.hits) + 1))
+    top = result.hits[0]
+    assert top.dense_score > 0 and top.lexical_score > 0
+    assert top.dense_rank is not None and top.lexical_rank is not None
+    assert all(a.score >= b.score for a, b in zip(result.hits, result.hits[1:], strict=False))
+    assert 0.0 <= result.confidence <= 1.0
+    # Every hit has an exact dense cosine, even those only the lexical side proposed.
+    expected = searcher.embedder.encode(["card declined with ERR-4032"])[0]
+    snap = searcher.reader.snapshot()
+    for hit in result.hits:
+        assert hit.dense_score == pytest.approx(
+            float(snap.vectors([hit.chunk_id])[0] @ expected), abs=1e-5
+        )
+
+
+def test_exact_code_wins_over_near_miss_in_hybrid(searcher: HybridSearcher) -> None:
+    hits = searcher.search("ERR-4033", k=3).hits
+    assert hits[0].chunk_id == 103
+    assert hits[0].lexical_score > next(h.lexical_score for h in hits if h.chunk_id == 102)
+
+
+def test_disabled_chunks_never_returned(searcher: HybridSearcher) -> None:
+    result = searcher.search("card declined with ERR-4032", k=8, deny_ids=[102, 103])
+    assert {102, 103}.isdisjoint(h.chunk_id for h in result.hits)
+    only = searcher.search("refund", k=8, allow_ids=[101, 108])
+    assert {h.chunk_id for h in only.hits} <= {101, 108}
+
+
+def test_rrf_and_convex_fusion() -> None:
+    dense = [DenseHit(1, 0.9, 1), DenseHit(2, 0.8, 2)]
+    lexical = [LexicalHit(2, 12.0, 1), LexicalHit(3, 6.0, 2)]
+    dense_scores = {1: 0.9, 2: 0.8, 3: 0.1}
+    lexical_scores = {1: 0.0, 2: 12.0, 3: 6.0}
+
+    rrf = fuse(
+        dense,
+        lexical,
+        dense_scores=dense_scores,
+        lexical_scores=lexical_scores,
+        k=3,
+        config=FusionConfig(method="rrf", dense_weight=0.5),
+    )
+    convex = fuse(
+        dense,
+        lexical,
+        dense_scores=dense_scores,
+        lexical_scores=lexical_scores,
+        k=3,
+        config=FusionConfig(method="convex", dense_weight=0.5),
+    )
+
+    assert [h.chunk_id for h in rrf] == [2, 1, 3]
+    assert [h.chunk_id for h in convex] == [2, 1, 3]
+    assert convex[0].score == pytest.approx(0.5 * 0.8 + 0.5 * 1.0)
+    assert convex[2].dense_rank is None and convex[2].lexical_rank == 2
+    dense_only = fuse(
+        dense,
+        lexical,
+        dense_scores=dense_scores,
+        lexical_scores=lexical_scores,
+        k=3,
+        config=FusionConfig(dense_weight=1.0),
+    )
+    assert [h.chunk_id for h in dense_only] == [1, 2, 3]
+
+
+def test_dense_only_snapshot_without_lexical_index(
+    tmp_path: Path, corpus: dict[int, str], fake_embedder: FakeEmbedder
+) -> None:
+    texts = list(corpus.values())
+    build(tmp_path, list(corpus), fake_embedder.encode(texts))
+    snap = IndexReader(tmp_path).snapshot()
+    result = hybrid_search(snap, fake_embedder.encode_query("refund policy"), "refund policy")
+    assert result.hits[0].chunk_id == 106
+    assert all(h.lexical_score == 0.0 and h.lexical_rank is None for h in result.hits)
+
+
+@pytest.mark.parametrize("coverage", [0.0, 0.4, 1.0])
+def test_confidence_is_monotone_in_top_score(coverage: float) -> None:
+    values = [DEFAULT_CONFIDENCE(s, coverage) for s in np.linspace(-1.0, 1.0, 41)]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert all(b >= a for a, b in itertools.pairwise(values))
+    assert values[-1] > values[0]
+
+
+def test_confidence_is_monotone_in_lexical_coverage() -> None:
+    values = [DEFAULT_CONFIDENCE(0.5, c) for c in np.linspace(0.0, 1.0, 11)]
+    assert all(b >= a for a, b in itertools.pairwise(values))
+    assert DEFAULT_CONFIDENCE.w_dense >= 0 and DEFAULT_CONFIDENCE.w_lexical >= 0
+
+
+def test_confidence_ranks_on_topic_above_off_topic(searcher: HybridSearcher) -> None:
+    model = ConfidenceModel(intercept=-3.0, w_dense=4.0, w_lexical=4.0)
+    searcher.confidence = model
+    on_topic = searcher.search("refund policy days", k=3)
+    off_topic = searcher.search("quantum teleporter warranty", k=3)
+    assert on_topic.confidence > off_topic.confidence
