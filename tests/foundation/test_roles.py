@@ -48,7 +48,7 @@ def test_agent_works_conversations_but_cannot_edit_documents() -> None:
 def test_knowledge_admin_manages_documents_but_cannot_read_conversations() -> None:
     conv = ConversationFactory()
     client = _client(knowledge_admin_user())
-    assert client.get(reverse("admin:support_knowledgedocument_add")).status_code == 200
+    assert client.get(reverse("admin:support_knowledgedocument_upload")).status_code == 200
     assert client.get(reverse("admin:support_conversation_changelist")).status_code == 403
     url = reverse("admin:support_conversation_change", args=[conv.pk])
     assert client.get(url).status_code in (302, 403)
@@ -60,7 +60,7 @@ def test_knowledge_admin_who_is_also_an_agent_reads_conversations() -> None:
     user = UserFactory(groups=[roles.SUPPORT_AGENTS, roles.KNOWLEDGE_ADMINS])
     client = _client(user)
     assert client.get(reverse("admin:support_conversation_changelist")).status_code == 200
-    assert client.get(reverse("admin:support_knowledgedocument_add")).status_code == 200
+    assert client.get(reverse("admin:support_knowledgedocument_upload")).status_code == 200
 
 
 def test_staff_without_a_role_sees_nothing() -> None:
