@@ -127,7 +127,8 @@ def decode_text(data: bytes, *, declared: str | None = None) -> str | None:
     # Among the equally plausible readings, take the code page uploads are really saved in.
     # Its language guess on short text is weak, so it only vetoes Windows-1252 when it
     # hears a Central European language (Czech "Č" would otherwise read as "È").
-    tied = [m for m in matches if m.chaos <= best.chaos + 0.01]
+    # A Western text read as cp1257 scores a little chaos on its true cp1252 reading too.
+    tied = [m for m in matches if m.chaos <= best.chaos + 0.1]
     for encoding in _PREFERRED_ENCODINGS:
         for match in tied:
             if encoding in match.could_be_from_charset and (
