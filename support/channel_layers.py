@@ -16,6 +16,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer as _RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
 
 
 class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
@@ -60,3 +62,24 @@ class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):  # type: ignore[misc
 
     async def group_discard(self, group: str, channel: str) -> None:
         await self._on_owner(super().group_discard(group, channel))
+
+
+class RedisChannelLayer(_RedisChannelLayer):  # type: ignore[misc]
+    """channels-redis with a Redis pool that suits many sockets per process.
+
+    With redis-py 8, two defaults break channels-redis 4.3 under real traffic (measured by
+    bench/chat_load.py): every connection gets a 5 s read timeout while channels-redis waits for
+    messages with a 5 s BZPOPMIN, so a quiet layer raises TimeoutError in a consumer's receive
+    loop and drops that customer's socket; and the asyncio pool raises MaxConnectionsError at
+    once when its connections are busy, so a burst of connects/disconnects crashes consumers in
+    group_add/group_discard. Here the read timeout is longer than the BZPOPMIN wait and the pool
+    blocks (up to 20 s) for a free connection instead of failing.
+    """
+
+    def create_pool(self, index: int) -> Any:
+        host = dict(self.hosts[index])
+        address = host.pop("address")
+        host.setdefault("socket_timeout", self.brpop_timeout + 10)
+        host.setdefault("max_connections", 100)
+        host.setdefault("timeout", 20)
+        return BlockingConnectionPool.from_url(address, **host)

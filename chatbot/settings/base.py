@@ -124,7 +124,8 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis with a blocking pool and a read timeout above its BZPOPMIN wait.
+            "BACKEND": "support.channel_layers.RedisChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
         }
     }
@@ -151,6 +152,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ROUTES = {
     "support.tasks.reply_generate_task": {"queue": "support.generation"},
+    "support.tasks.suggested_reply_task": {"queue": "support.generation"},
     "support.tasks.document_ingest_task": {"queue": "support.ingest"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "support.default"
@@ -233,3 +235,16 @@ SUPPORT_TOKEN_MAX_AGE_S = env.int("SUPPORT_TOKEN_MAX_AGE_S", default=30 * 24 * 3
 SUPPORT_DELTA_INTERVAL_S = env.float("SUPPORT_DELTA_INTERVAL_S", default=0.08)
 # "embedded": the one-process mode started by `manage.py serve` (worker thread inside).
 SUPPORT_EMBEDDED_WORKER = env.bool("SUPPORT_EMBEDDED_WORKER", default=False)
+# When people answer escalations: a weekly schedule in SUPPORT_BUSINESS_TIME_ZONE, e.g.
+# "mon-fri 09:00-17:00; sat 10:00-14:00". Empty means always staffed. Outside these hours the
+# customer is told when people are back and asked for an email address.
+SUPPORT_BUSINESS_HOURS = env.str("SUPPORT_BUSINESS_HOURS", default="")
+SUPPORT_BUSINESS_TIME_ZONE = env.str("SUPPORT_BUSINESS_TIME_ZONE", default=TIME_ZONE)
+# Closed days (YYYY-MM-DD, comma-separated), on top of the holidays entered in the admin.
+SUPPORT_HOLIDAYS = env.list("SUPPORT_HOLIDAYS", default=[])
+# Escalation to a person (support.escalation): after this many failed answers in a row
+# (declined, or thumbs-down); at or below this VADER compound score (-1..1) a message counts as
+# strongly negative; at or above this cosine similarity a question repeats an answered one.
+SUPPORT_ESCALATE_AFTER_FAILURES = env.int("SUPPORT_ESCALATE_AFTER_FAILURES", default=2)
+SUPPORT_ESCALATE_NEGATIVE_SENTIMENT = env.float("SUPPORT_ESCALATE_NEGATIVE_SENTIMENT", default=-0.7)
+SUPPORT_ESCALATE_REPEAT_SIMILARITY = env.float("SUPPORT_ESCALATE_REPEAT_SIMILARITY", default=0.9)

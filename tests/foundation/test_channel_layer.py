@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -45,3 +46,32 @@ async def test_thread_safe_layer_delivers_cross_thread_group_send() -> None:
 async def test_plain_in_memory_layer_stalls_on_cross_thread_send() -> None:
     # Documents why the embedded mode needs its own layer: the idle loop is never woken.
     assert await _receive_while_other_thread_sends(InMemoryChannelLayer(), 3.0) > 2.0
+
+
+async def test_quiet_redis_layer_waits_without_errors(private_redis) -> None:  # type: ignore[no-untyped-def]
+    """A receive on a quiet channel outlives redis-py's default 5 s read timeout."""
+    from support.channel_layers import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[private_redis.url])
+    channel = await layer.new_channel()
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(layer.receive(channel), 7.0)
+        await layer.send(channel, {"type": "still.alive"})
+        assert (await asyncio.wait_for(layer.receive(channel), 5.0))["type"] == "still.alive"
+    finally:
+        await layer.flush()
+        await layer.close_pools()
+
+
+async def test_redis_layer_absorbs_a_burst_beyond_the_pool_size(private_redis) -> None:  # type: ignore[no-untyped-def]
+    from support.channel_layers import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[private_redis.url])
+    try:
+        channels = [await layer.new_channel() for _ in range(300)]
+        await asyncio.gather(*(layer.group_add("burst", c) for c in channels))
+        await asyncio.gather(*(layer.group_discard("burst", c) for c in channels))
+    finally:
+        await layer.flush()
+        await layer.close_pools()

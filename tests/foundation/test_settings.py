@@ -107,7 +107,7 @@ def test_environment_configures_database_and_redis(tmp_path: Path) -> None:
     engine, name, health, layer, broker, media = proc.stdout.split()
     assert engine == "django.db.backends.postgresql" and name == "support"
     assert health == "True"
-    assert layer == "channels_redis.core.RedisChannelLayer"
+    assert layer == "support.channel_layers.RedisChannelLayer"
     assert broker == "redis://r:6379/2"
     assert media == str(tmp_path / "var" / "media")
 
