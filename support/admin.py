@@ -287,3 +287,19 @@ class ChunkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# Appended by the escalation work; merge into the import block above when convenient.
+from .models import SensitiveTopic  # noqa: E402
+
+
+@admin.register(SensitiveTopic)
+class SensitiveTopicAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("name", "enabled", "amount_threshold", "updated_at")
+    list_filter = ("enabled",)
+    search_fields = ("name", "keywords", "examples")
+    fields = ("name", "enabled", "keywords", "examples", "amount_threshold", "customer_message")
+
+
+# The agent workspace (escalation queue, conversation view, canned responses, holidays).
+from . import agent_admin  # noqa: E402,F401

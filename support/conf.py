@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, fields
+from datetime import date
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningHours:
+    """One staffed interval of a weekday, in minutes after local midnight (closes <= 1440)."""
+
+    weekday: int  # Monday is 0, as in datetime.weekday()
+    opens: int
+    closes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +51,14 @@ class SupportSettings:
     debounce_s: float
     token_max_age_s: int
     delta_interval_s: float
+    # Parsed from SUPPORT_BUSINESS_HOURS; empty means people are always available.
+    business_hours: tuple[OpeningHours, ...]
+    business_time_zone: str
+    holidays: tuple[date, ...]
+    # Escalation thresholds (support.escalation_rules.Thresholds).
+    escalate_after_failures: int
+    escalate_negative_sentiment: float
+    escalate_repeat_similarity: float
 
     # Derived locations below the one data directory.
     @property
@@ -93,6 +113,8 @@ def _build() -> SupportSettings:
         values[name] = getattr(settings, setting_name)
     values["data_dir"] = Path(values["data_dir"])
     values["allowed_embed_origins"] = tuple(values["allowed_embed_origins"])
+    values["business_hours"] = parse_weekly_schedule(values["business_hours"])
+    values["holidays"] = _parse_holidays(values["holidays"])
     conf = SupportSettings(**values)
     _validate(conf)
     return conf
@@ -112,8 +134,90 @@ def _validate(conf: SupportSettings) -> None:
             problems.append(f"SUPPORT_{name.upper()} must be positive")
     if conf.answer_timeout_s <= 0:
         problems.append("SUPPORT_ANSWER_TIMEOUT_S must be positive")
+    if conf.escalate_after_failures < 1:
+        problems.append("SUPPORT_ESCALATE_AFTER_FAILURES must be at least 1")
+    if not -1.0 <= conf.escalate_negative_sentiment <= 0.0:
+        problems.append("SUPPORT_ESCALATE_NEGATIVE_SENTIMENT must be between -1 and 0")
+    if not 0.0 < conf.escalate_repeat_similarity <= 1.0:
+        problems.append("SUPPORT_ESCALATE_REPEAT_SIMILARITY must be above 0 and at most 1")
+    try:
+        ZoneInfo(conf.business_time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(
+            f"SUPPORT_BUSINESS_TIME_ZONE {conf.business_time_zone!r} is not a known time zone "
+            "(use an IANA name such as 'Europe/Berlin')"
+        )
     if problems:
         raise ImproperlyConfigured("Invalid support settings: " + "; ".join(problems))
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_RANGE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+
+
+def _parse_days(spec: str) -> list[int]:
+    days: list[int] = []
+    for part in spec.split(","):
+        ends = [p.strip()[:3] for p in part.split("-")]
+        if len(ends) not in (1, 2) or any(e not in _DAYS for e in ends):
+            raise ValueError(f"unknown day(s) {part!r}: use mon..sun, e.g. 'mon-fri' or 'sat,sun'")
+        first, last = _DAYS.index(ends[0]), _DAYS.index(ends[-1])
+        if last < first:
+            raise ValueError(f"day range {part!r} runs backwards")
+        days.extend(range(first, last + 1))
+    return days
+
+
+def parse_weekly_schedule(value: object) -> tuple[OpeningHours, ...]:
+    """Parse SUPPORT_BUSINESS_HOURS, e.g. "mon-fri 09:00-17:00; sat 10:00-12:00 13:00-16:00".
+
+    Segments are separated by ';'. Times are local (SUPPORT_BUSINESS_TIME_ZONE); "24:00" is
+    the end of the day. An empty value means people are always available.
+    """
+    if isinstance(value, tuple) and all(isinstance(v, OpeningHours) for v in value):
+        return value
+    if not isinstance(value, str):
+        raise ImproperlyConfigured("SUPPORT_BUSINESS_HOURS must be a string")
+    hours: list[OpeningHours] = []
+    for segment in filter(None, (s.strip() for s in value.lower().split(";"))):
+        days_spec, *ranges = segment.split()
+        try:
+            days = _parse_days(days_spec)
+            if not ranges:
+                raise ValueError(f"no time range after {days_spec!r}")
+            for text in ranges:
+                match = _RANGE.match(text)
+                if match is None:
+                    raise ValueError(f"{text!r} is not a range like 09:00-17:00")
+                h1, m1, h2, m2 = map(int, match.groups())
+                opens, closes = h1 * 60 + m1, h2 * 60 + m2
+                if m1 > 59 or m2 > 59 or closes > 1440 or opens >= closes:
+                    raise ValueError(f"{text!r} is not a valid range within one day")
+                hours.extend(OpeningHours(d, opens, closes) for d in days)
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"SUPPORT_BUSINESS_HOURS: {exc} (in {segment!r}). "
+                "Example: 'mon-fri 09:00-17:00; sat 10:00-14:00'."
+            ) from exc
+    return tuple(sorted(hours, key=lambda h: (h.weekday, h.opens)))
+
+
+def _parse_holidays(value: object) -> tuple[date, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ImproperlyConfigured("SUPPORT_HOLIDAYS must be a list of dates")
+    days: set[date] = set()
+    for item in items:
+        if isinstance(item, date):
+            days.add(item)
+        elif str(item).strip():
+            try:
+                days.add(date.fromisoformat(str(item).strip()))
+            except ValueError as exc:
+                raise ImproperlyConfigured(
+                    f"SUPPORT_HOLIDAYS: {item!r} is not a date like 2026-12-25"
+                ) from exc
+    return tuple(sorted(days))
 
 
 def get_support_settings() -> SupportSettings:

@@ -16,7 +16,7 @@ from .conf import get_support_settings
 from .escalation import (
     CUSTOMER_REQUEST,
     conversation_escalate,
-    escalation_decide,
+    message_escalation_check,
     status_payload,
 )
 from .exceptions import ConversationClosed, ConversationNotFound, InvalidMessage, SupportError
@@ -187,12 +187,11 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
         group = events.conversation_group(conv.pk)
         events.group_send_on_commit(group, events.message_created(msg))
         events.group_send_on_commit(events.AGENTS_GROUP, events.message_created(msg))
-        decision = escalation_decide(text=text)
-        if decision.escalate and conv.status == Conversation.Status.BOT:
-            conversation_escalate(
-                conversation_id=conv.pk, reasons=decision.reasons, trigger_message_id=msg.pk
-            )
-        elif conv.status == Conversation.Status.BOT:
+        # Rules only here (no embedding model in the web process); the worker repeats the
+        # check with embeddings before answering.
+        if conv.status == Conversation.Status.BOT and not (
+            message_escalation_check(message_id=msg.pk).escalate
+        ):
             _queue_answer(msg.pk)
     return PostResult(msg, created=True)
 

@@ -1,78 +1,190 @@
-"""When a person should take over: a pure decision, and the service that hands over."""
+"""When a person should take over: the selector that reads a conversation into the pure
+decision's state (`support.escalation_rules`), and the services that hand over."""
 
 from __future__ import annotations
 
-import re
 import statistics
-import unicodedata
-from dataclasses import dataclass
+from collections.abc import Sequence
 from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
 
 from . import events
-from .models import Conversation, Escalation, Message
+from .conf import get_support_settings
+from .escalation_rules import (
+    AnswerOutcome,
+    ConversationState,
+    EscalationDecision,
+    PastTurn,
+    Similarity,
+    Thresholds,
+    TopicRule,
+    asks_for_person,
+    embedding_similarity,
+    escalation_decide,
+)
+from .hours import out_of_hours_overlay
+from .models import Conversation, Escalation, Message, SensitiveTopic
 from .streaming import cancel_request
 
-CUSTOMER_REQUEST = Escalation.Reason.CUSTOMER_REQUEST.value
-
-# Asking for a person, in the languages we support. Each pattern needs a request verb or
-# phrase AND a person noun, so "our agent network" or "human resources" do not trigger.
-_PERSON = (
-    r"(?:human|person|people|someone|somebody|agent|representative|rep|operator|advisor|"
-    r"staff|employee|support team|customer service|live chat|real one)"
-)
-_REQUEST_PATTERNS = [
-    rf"\b(?:talk|speak|chat|connect|transfer|put|get|give)\b[^.?!]{{0,30}}\b(?:to|with|me)\b[^.?!]{{0,20}}\b(?:a |an |the |your |some |real |live |actual )*{_PERSON}\b",  # noqa: E501
-    r"\b(?:real|live|actual)\s+(?:human|person|agent|people|operator)\b",
-    r"\b(?:want|need|request|prefer|demand)\b[^.?!]{0,20}\b(?:a |an |the |to talk to a |to speak to a |to speak with a )?(?:human|person|real person|agent|representative|operator)\b",  # noqa: E501
-    r"^\s*(?:human|agent|operator|representative|person)(?:\s+please)?[\s!.]*$",
-    r"\b(?:agent|human|operator|representative)\s+(?:please|pls|now)\b",
-    r"\bnot\s+(?:a|this|the)\s+(?:bot|robot|machine)\b",
-    r"\bstop\s+(?:the\s+)?bot\b",
-    # German, French, Spanish, Dutch, Italian, Portuguese
-    r"\b(?:mitarbeiter|menschen|mensch|kundendienst)\b.*\b(?:sprechen|reden|bitte)\b",
-    r"\b(?:parler|discuter)\b.*\b(?:humain|conseiller|agent|personne)\b",
-    r"\b(?:hablar|comunicar)\b.*\b(?:humano|persona|agente|asesor)\b",
-    r"\b(?:spreken|praten)\b.*\b(?:mens|medewerker)\b",
-    r"\b(?:parlare)\b.*\b(?:operatore|persona|umano)\b",
-    r"\b(?:falar)\b.*\b(?:humano|atendente|pessoa)\b",
+__all__ = [
+    "CUSTOMER_REQUEST",
+    "AnswerOutcome",
+    "ConversationState",
+    "EscalationDecision",
+    "asks_for_person",
+    "bot_may_answer",
+    "conversation_escalate",
+    "conversation_state_get",
+    "escalation_apply",
+    "escalation_decide",
+    "escalation_preview",
+    "escalation_thresholds",
+    "message_escalation_check",
+    "queue_position",
+    "queued_status_payload",
+    "sensitive_topics_list",
+    "status_payload",
+    "usual_wait_minutes",
 ]
-_REQUEST_RE = [re.compile(p, re.IGNORECASE) for p in _REQUEST_PATTERNS]
-_NOT_A_REQUEST = re.compile(
-    r"\b(?:human resources|travel agent|agent number|become an agent|user agent|"
-    r"real estate agent|insurance agent)\b",
-    re.IGNORECASE,
-)
+
+CUSTOMER_REQUEST = Escalation.Reason.CUSTOMER_REQUEST.value
+# Earlier messages the decision looks at (failures in a row, repeated questions).
+STATE_TURNS = 40
 
 
-def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    return re.sub(r"\s+", " ", text).strip()
+# --- selectors -----------------------------------------------------------------------------------
+def escalation_thresholds() -> Thresholds:
+    """The decision's thresholds from the settings (the embedding ones are tuned constants)."""
+    conf = get_support_settings()
+    return Thresholds(
+        failures_in_a_row=conf.escalate_after_failures,
+        negative_sentiment=conf.escalate_negative_sentiment,
+        repeat_similarity=conf.escalate_repeat_similarity,
+    )
 
 
-def asks_for_person(text: str) -> bool:
-    """True when the message asks to talk to a person (rules; pure)."""
-    norm = _normalise(text)
-    if not norm:
-        return False
-    stripped = _NOT_A_REQUEST.sub(" ", norm)
-    return any(p.search(stripped) for p in _REQUEST_RE)
+def _lines(text: str) -> tuple[str, ...]:
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-@dataclass(frozen=True, slots=True)
-class EscalationDecision:
-    escalate: bool
-    reasons: tuple[str, ...]
+def sensitive_topics_list() -> tuple[TopicRule, ...]:
+    """The enabled sensitive topics, frozen for the decision."""
+    return tuple(
+        TopicRule(
+            name=t.name,
+            keywords=_lines(t.keywords),
+            examples=_lines(t.examples),
+            amount_threshold=t.amount_threshold,
+            customer_message=t.customer_message.strip(),
+        )
+        for t in SensitiveTopic.objects.filter(enabled=True).order_by("name")
+    )
 
 
-def escalation_decide(*, text: str) -> EscalationDecision:
-    """Escalation rules for one customer message (pure; no I/O)."""
-    reasons: list[str] = []
-    if asks_for_person(text):
-        reasons.append(CUSTOMER_REQUEST)
-    return EscalationDecision(bool(reasons), tuple(reasons))
+def conversation_state_get(
+    conversation_id: UUID,
+    new_text: str,
+    *,
+    before_message_id: int | None = None,
+    answer: AnswerOutcome | None = None,
+) -> ConversationState:
+    """The conversation as the decision sees it: `new_text` after the visible messages
+    (those before `before_message_id` when given), the enabled topics and the thresholds."""
+    rows = Message.objects.filter(conversation_id=conversation_id, internal=False)
+    if before_message_id is not None:
+        rows = rows.filter(pk__lt=before_message_id)
+    recent = list(
+        rows.order_by("-pk").values("role", "text", "action", "reason", "feedback__value")[
+            :STATE_TURNS
+        ]
+    )
+    turns = tuple(
+        PastTurn(
+            role=r["role"],
+            text=r["text"],
+            action=r["action"] or "",
+            reason=r["reason"] or "",
+            feedback=r["feedback__value"],
+        )
+        for r in reversed(recent)
+    )
+    return ConversationState(
+        text=new_text,
+        turns=turns,
+        topics=sensitive_topics_list(),
+        thresholds=escalation_thresholds(),
+        answer=answer,
+    )
+
+
+# --- services ------------------------------------------------------------------------------------
+def escalation_apply(
+    *, conversation_id: UUID, decision: EscalationDecision, trigger_message_id: int | None
+) -> Escalation | None:
+    """Act on a decision to escalate: the sensitive-topic notice (a system message), then
+    `conversation_escalate`. None when the bot no longer has the conversation."""
+    if not decision.escalate:
+        return None
+    with transaction.atomic():
+        conv = Conversation.objects.select_for_update().get(pk=conversation_id)
+        # Re-checked under the lock: an agent may have taken over since the decision was read.
+        if conv.status != Conversation.Status.BOT:
+            return None
+        if decision.customer_message:
+            notice = Message.objects.create(
+                conversation=conv, role=Message.Role.SYSTEM, text=decision.customer_message
+            )
+            events.group_send_on_commit(
+                events.conversation_group(conv.pk), events.message_created(notice)
+            )
+            events.group_send_on_commit(events.AGENTS_GROUP, events.message_created(notice))
+        return conversation_escalate(
+            conversation_id=conv.pk, reasons=decision.reasons, trigger_message_id=trigger_message_id
+        )
+
+
+def message_escalation_check(
+    *, message_id: int, answer: AnswerOutcome | None = None, embeddings: bool = False
+) -> EscalationDecision:
+    """Decide on a stored customer message (and the bot's answer to it, when given) and hand
+    the conversation over when the decision says so.
+
+    `embeddings=False` runs the rules only: the web process calls it from `message_post` and
+    must not load the embedding model; the worker repeats the check with embeddings before
+    answering.
+    """
+    msg = Message.objects.only("pk", "conversation_id", "text").get(pk=message_id)
+    state = conversation_state_get(
+        msg.conversation_id, msg.text, before_message_id=msg.pk, answer=answer
+    )
+    similarity: Similarity | None = embedding_similarity if embeddings else None
+    decision = escalation_decide(state, similarity=similarity)
+    if decision.escalate:
+        escalation_apply(
+            conversation_id=msg.conversation_id, decision=decision, trigger_message_id=msg.pk
+        )
+    return decision
+
+
+def escalation_preview(
+    *,
+    text: str,
+    history: Sequence[tuple[str, str]] = (),
+    answer: AnswerOutcome | None = None,
+    similarity: Similarity | None = embedding_similarity,
+) -> EscalationDecision:
+    """The decision for `text` as a message of a new conversation after `history` ((role,
+    text) pairs), with the configured topics and thresholds. Writes nothing."""
+    state = ConversationState(
+        text=text,
+        turns=tuple(PastTurn(role=role, text=t) for role, t in history),
+        topics=sensitive_topics_list(),
+        thresholds=escalation_thresholds(),
+        answer=answer,
+    )
+    return escalation_decide(state, similarity=similarity)
 
 
 DEFAULT_WAIT_MINUTES = 5
@@ -101,16 +213,19 @@ def queue_position(escalation: Escalation) -> int:
 def queued_status_payload(escalation: Escalation) -> dict[str, object]:
     position = queue_position(escalation)
     wait = usual_wait_minutes()
-    return {
-        "status": Conversation.Status.QUEUED.value,
-        "queue_position": position,
-        "wait_minutes": wait,
-        "agent_name": None,
-        "text": (
-            f"A person will join shortly — you are number {position} in the queue, "
-            f"usual wait about {wait} minute{'s' if wait != 1 else ''}."
-        ),
-    }
+    # Outside business hours: when people are back, and a request for an email address.
+    return out_of_hours_overlay(
+        {
+            "status": Conversation.Status.QUEUED.value,
+            "queue_position": position,
+            "wait_minutes": wait,
+            "agent_name": None,
+            "text": (
+                f"A person will join shortly — you are number {position} in the queue, "
+                f"usual wait about {wait} minute{'s' if wait != 1 else ''}."
+            ),
+        }
+    )
 
 
 def conversation_escalate(

@@ -9,6 +9,7 @@ from uuid import UUID
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,12 @@ def message_payload(message: Any) -> dict[str, Any]:
 
 
 def message_created(message: Any) -> dict[str, Any]:
+    # conversation_id and internal ride on the envelope for the agents' consumer; the chat
+    # consumer relays only the payload.
     return {
         "type": MESSAGE_CREATED,
+        "conversation_id": message.conversation_id.hex,
+        "internal": bool(message.internal),
         "payload": {"type": "message", "message": message_payload(message)},
     }
 
@@ -106,3 +111,37 @@ def status_changed(payload: dict[str, Any]) -> dict[str, Any]:
 
 def typing_changed(*, role: str, active: bool) -> dict[str, Any]:
     return {"type": TYPING, "payload": {"type": "typing", "role": role, "active": active}}
+
+
+# --- Agent workspace ----------------------------------------------------------------------------
+SUGGESTION_READY = "suggestion.ready"
+
+
+def queue_changed(
+    *, conversation_id: UUID | None = None, status: str | None = None
+) -> dict[str, Any]:
+    """The queue or a conversation's hands changed: agents' pages refresh what they show."""
+    return {
+        "type": QUEUE_CHANGED,
+        "payload": {
+            "type": "queue",
+            "at": timezone.now().isoformat(),
+            "conversation_id": conversation_id.hex if conversation_id else None,
+            "status": status,
+        },
+    }
+
+
+def suggestion_ready(
+    *, conversation_id: UUID, agent_id: int, suggestion: dict[str, Any]
+) -> dict[str, Any]:
+    """A drafted reply for one agent (relayed only to that agent's sockets)."""
+    return {
+        "type": SUGGESTION_READY,
+        "agent_id": agent_id,
+        "payload": {
+            "type": "suggestion",
+            "conversation_id": conversation_id.hex,
+            **suggestion,
+        },
+    }

@@ -246,3 +246,95 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.value} on message {self.message_id}"
+
+
+class SensitiveTopic(models.Model):
+    """A topic an admin wants a person to handle; matched by keywords, examples or an amount."""
+
+    name = models.CharField(max_length=100, unique=True)
+    keywords = models.TextField(
+        blank=True,
+        help_text="One per line, matched as whole words, case-insensitive "
+        "(e.g. 'lawyer', 'delete my account').",
+    )
+    examples = models.TextField(
+        blank=True,
+        help_text="Example customer messages, one per line; similar messages also match.",
+    )
+    amount_threshold = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Optional: match only when the message names an amount above this "
+        "(any currency), e.g. 500 for 'refund over 500'.",
+    )
+    customer_message = models.TextField(
+        help_text="Sent to the customer (as a system message) when this topic matches."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- Agent workspace --------------------------------------------------------------------------
+
+
+class EscalationQueue(Escalation):
+    """The agent workspace in the admin: a proxy (no table) that carries its permission."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "escalation queue"
+        verbose_name_plural = "escalation queue"
+        default_permissions = ()
+        permissions = [("work_escalations", "Can work escalations in the agent workspace")]
+
+
+class CannedResponse(models.Model):
+    """A prepared reply an agent inserts and edits; placeholders are filled in when inserted."""
+
+    title = models.CharField(max_length=100, unique=True)
+    text = models.TextField(
+        help_text="Placeholders: {customer_name}, {agent_name}, {company_name}. "
+        "The agent can edit the text before sending it."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("title",)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Holiday(models.Model):
+    """A day without staff, in the business time zone (on top of SUPPORT_HOLIDAYS)."""
+
+    date = models.DateField(unique=True)
+    name = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ("date",)
+
+    def __str__(self) -> str:
+        return f"{self.date.isoformat()} {self.name}".strip()
+
+
+class ReplyEmail(models.Model):
+    """An agent reply that was also sent to the customer's email address."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="reply_email")
+    to = models.EmailField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"message {self.message_id} to {self.to}"

@@ -10,6 +10,7 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 
 from . import events
+from .escalation import AnswerOutcome, message_escalation_check
 from .exceptions import GenerationUnavailable
 from .generation import Draft, Turn, answer_compose
 from .llm.errors import LlmError
@@ -106,6 +107,9 @@ def reply_generate(*, message_id: int, delta_interval_s: float = 0.08) -> str:
     burst = burst_collect(conversation=conv, message=msg)
     if burst is None:
         return "superseded"
+    # The escalation rules that need the embedding model run here, in the worker.
+    if message_escalation_check(message_id=msg.pk, embeddings=True).escalate:
+        return "escalated"
     group = events.conversation_group(conv.pk)
     cancel_clear(conversation_id=conv.pk)
     events.group_send(group, events.typing_changed(role="bot", active=True))
@@ -162,4 +166,9 @@ def reply_store(*, message_id: int, draft: Draft) -> Message | None:
         conv.save(update_fields=["last_message_at", "updated_at"])
         events.group_send_on_commit(events.conversation_group(conv.pk), events.reply_done(reply))
         events.group_send_on_commit(events.AGENTS_GROUP, events.message_created(reply))
+        # A decline (it already offers a person) or too many failures in a row hands over.
+        message_escalation_check(
+            message_id=message_id,
+            answer=AnswerOutcome(draft.action, draft.reason, draft.grounded),
+        )
     return reply

@@ -18,6 +18,13 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "view_feedback",
         "view_knowledgedocument",
         "view_chunk",
+        # The agent workspace (support.agents): the queue, claiming, replies, notes.
+        "work_escalations",
+        "view_cannedresponse",
+        "add_cannedresponse",
+        "change_cannedresponse",
+        "delete_cannedresponse",
+        "view_holiday",
     ),
     KNOWLEDGE_ADMINS: (
         "view_knowledgedocument",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from celery import shared_task
 
-from . import knowledge, replies
+from . import agents, knowledge, replies
 from .conf import get_support_settings
 from .exceptions import GenerationUnavailable
 
@@ -39,3 +41,11 @@ def reply_generate_task(*, message_id: int) -> str:
     return replies.reply_generate(
         message_id=message_id, delta_interval_s=get_support_settings().delta_interval_s
     )
+
+
+@shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
+def suggested_reply_task(*, conversation_id: str, agent_id: int) -> bool:
+    suggestion = agents.suggested_reply_publish(
+        conversation_id=UUID(hex=conversation_id), agent_id=agent_id
+    )
+    return suggestion is not None

@@ -7,15 +7,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from support.escalation import escalation_decide
+from support.escalation import AnswerOutcome, escalation_preview
 from support.generation import Draft, Turn, answer_compose
 
 
 def _as_json(draft: Draft, question: str) -> dict[str, Any]:
-    decision = escalation_decide(text=question)
+    decision = escalation_preview(
+        text=question, answer=AnswerOutcome(draft.action, draft.reason, draft.grounded)
+    )
     reasons = list(decision.reasons)
-    if draft.action == "escalate" and draft.reason in ("low_confidence",):
-        reasons.append("low_confidence")
     return {
         "answer": draft.text,
         "action": "escalate" if decision.escalate else draft.action,

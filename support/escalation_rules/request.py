@@ -1,0 +1,240 @@
+"""Does the customer ask for a person? Rules per language, plus example phrasings for the
+embedding check (worded differently from the rules on purpose: they catch what rules miss)."""
+
+from __future__ import annotations
+
+import re
+
+from .text import drop_expletives, normalise
+
+# --- English -----------------------------------------------------------------------------------
+_DET = (
+    r"(?:(?:a|an|the|some|any|your|one of your|a real|a live|an actual|real|live|actual|human)\s+)*"
+)
+_PERSON = (
+    r"(?:human(?: being| agent| representative| operator)?|person|people|someone|somebody|"
+    r"anyone|anybody|agent|representative|operator|advisor|adviser|consultant|specialist|"
+    r"supervisor|manager|staff(?: member)?|employee|team member|"
+    r"(?:live|real|human) (?:assistant|support|help)|assistant|"
+    r"customer (?:service|support|care|assistance|services)(?: team| agent| rep| representative)?|"
+    r"support (?:team|staff|agent)|your team|someone from your team|live chat)"
+)
+_CONTACT = (
+    r"(?:talk|talking|speak|speaking|chat|chatting|contact|contacting|reach|reaching|"
+    r"get in touch|getting in touch|connect|connecting|transfer|put|putting|hand|pass|"
+    r"escalate|call|calling|communicate|communicating|deal|dealing)"
+)
+_EN = [
+    # "talk to a human", "connect me with someone", "contact a live agent", "speak with a person"
+    rf"\b{_CONTACT}\b(?: me| us)?(?: (?:over|through|directly|now|right now))?"
+    rf"(?: (?:to|with|through to|over to|me to|me with))?\s+{_DET}{_PERSON}\b",
+    # "real person", "live agent", "human agent"
+    r"\b(?:real|live|actual|human) (?:human|person|people|agent|operator|representative|being)\b",
+    # just "agent" / "human please" / "representative!!"
+    rf"^(?:{_DET})?{_PERSON}(?: please| now| right now)?(?: please)?[\s!.?]*$",
+    # "agent please", "a human now"
+    r"\b(?:agent|human|operator|representative|person)\s+(?:please|now|right now)\b",
+    # "I want a human", "need a real person", "can I get an agent", "get me your supervisor"
+    r"\b(?:want|need|request|prefer|demand|get|have|give|find|send|bring)\b(?: me| us)?"
+    r"(?: to (?:have|get))? (?:a |an |some |one of your |your )(?:real |live |actual )?"
+    r"(?:human|person|agent|representative|operator|staff member|employee|supervisor|manager)"
+    r"\b(?! (?:who|that|which|number|id|code|of|from|at|in)\b)",
+    # "human help", "human support"
+    r"\bhuman (?:help|support|assistance|interaction|contact|response|answer)\b",
+    # "a person to look at my case", "can an employee help me instead"
+    r"\b(?:want|need|like|prefer|can|could|may|let|would|please)\b[^.?!]{0,25}"
+    r"\b(?:a|an|some|one of your|your) (?:real |live |actual )?(?:human|person|employee|"
+    r"staff member|agent|representative|operator|colleague|supervisor|manager) (?:to |who can |"
+    r"that can |can |could |please )?(?:look|check|review|handle|help|assist|deal|sort|answer|"
+    r"take over|take care|call|contact|get back)\b",
+    # "have someone call me back", "can I get a callback"
+    r"\b(?:have|get|ask|can|could|would|please) (?:someone|somebody|a person|an agent|a human|"
+    r"an employee|a manager|a supervisor|your (?:team|staff|manager|supervisor)|one of your "
+    r"\w+) (?:to )?(?:call|contact|email|ring|phone|reach|get back to) (?:me|us)\b",
+    r"\b(?:call|ring|phone) me back\b",
+    r"\b(?:request|get|want|need|arrange|schedule|book|have) (?:a |an )?(?:call ?back|call from"
+    r" (?:a|an|your|someone))\b",
+    # "is there a human around?", "is a real person available"
+    r"\b(?:is there|are there|is|are) (?:a |an |any )?(?:real |live |actual )?(?:human|humans|"
+    r"person|people|agent|agents|someone|somebody|anyone|anybody|operator|staff) (?:there|around|"
+    r"available|online|on the line|i can (?:talk|speak|chat))\b",
+    # "not a bot", "stop the bot", "no more bots", "i don't want to talk to a robot"
+    r"\b(?:not|no more|stop|enough of|don't want|do not want|hate|sick of|tired of|done with|"
+    r"fed up with|finished with)(?: (?:to )?(?:talk|talking|speak|speaking|chat|chatting|deal|"
+    r"dealing) (?:to|with))?(?: (?:a|an|this|the|your|another|any))? (?:bot|bots|robot|robots|"
+    r"machine|machines|chatbot|chatbots|automated)\b",
+    # "transfer me", "put me through", "escalate this", "hand me over"
+    r"\b(?:transfer|put|pass|hand) me (?:through|over|on)\b",
+    r"\bescalate (?:this|my (?:case|issue|ticket|problem|request)|me|it)\b",
+]
+# Not a request for a person even though the words are there.
+_EN_NOT = [
+    r"\b(?:human resources|user[- ]agent|travel agent|real[- ]estate agent|estate agent|"
+    r"insurance agent|booking agent|shipping agent|customs agent|secret agent|free agent|"
+    r"sales agent|agent orange|agent fees?|agent number|agent id|agent code|agent program|"
+    r"agent programme|become an agent|human error|human body|human rights|"
+    r"live chat hours|chat history|person(?:al)? (?:data|information|details)|"
+    r"contact (?:details|information|info|form|page)|"
+    r"someone else(?:'s)?|another person(?:'s)?|this person|that person|the person who|"
+    r"a person who|people who|someone who|somebody who|anyone who|anybody who)\b",
+    # "are you a real person?" asks about the bot; it is not a request.
+    r"\b(?:are|r) you (?:a |an )?(?:real |live |actual )?(?:person|human|bot|robot|machine)\b",
+    r"\bis this (?:a |an )?(?:real |live |actual )?(?:person|human|bot|robot)\b",
+    r"\b(?:i'm|i am) not (?:a )?(?:bot|robot)\b",
+    # Past tense: reporting an earlier contact, not asking for one.
+    r"\b(?:spoke|talked|chatted|contacted|called|emailed) (?:to|with)\b",
+]
+
+# --- Other supported languages (matched on accent-free lower case) ------------------------------
+_OTHER = [
+    # German
+    r"\b(?:mit )?(?:einem |einer |einen |der |dem |ihrem |einem echten |einer echten )?"
+    r"(?:menschen|mensch|mitarbeiter(?:in)?|berater(?:in)?|kundendienst|kundenservice|"
+    r"kundenberater(?:in)?|sachbearbeiter(?:in)?|person|agenten|operator)\b"
+    r"[^.?!]{0,30}\b(?:sprechen|reden|verbinden|chatten|schreiben|telefonieren)\b",
+    r"\b(?:sprechen|reden|verbinden|chatten)\b[^.?!]{0,20}\b(?:menschen|mensch|mitarbeiter"
+    r"(?:in)?|berater(?:in)?|person|kundendienst)\b",
+    r"\b(?:echte[nmr]?|richtige[nmr]?|lebende[nmr]?) (?:mensch(?:en)?|person|mitarbeiter(?:in)?)\b",
+    r"\b(?:mitarbeiter|mensch|berater)(?:in)? bitte\b",
+    r"\bkein(?:en)? (?:bot|roboter|chatbot)\b",
+    # French
+    r"\b(?:parler|discuter|echanger|joindre|contacter|chatter|communiquer|etre mis en relation)"
+    r"(?: (?:a|avec|en direct avec))? (?:un |une |le |la |l'|quelqu'un|un vrai |une vraie )?"
+    r"(?:humain|conseiller|conseillere|agent|personne|operateur|operatrice|vrai|vraie|"
+    r"etre humain|quelqu'un|service client|interlocuteur)\b",
+    r"\b(?:vraie personne|vrai humain|personne reelle|etre humain|vrai conseiller)\b",
+    r"\b(?:un humain|un conseiller|un agent) (?:svp|s'il vous plait|stp|s'il te plait)\b",
+    r"\b(?:pas (?:un|de|a un) (?:robot|bot|chatbot))\b",
+    # Spanish
+    r"\b(?:hablar|comunicarme|comunicar|contactar|chatear|conversar|hable|hablo|pasame|"
+    r"pasarme|comunicame|ponerme en contacto)(?: (?:con|a))? (?:un |una |el |la |algun |"
+    r"alguna |un agente |)?(?:humano|humana|persona|agente|asesor|asesora|operador|operadora|"
+    r"representante|alguien|ser humano|persona real)\b",
+    r"\b(?:persona real|humano real|agente real|ser humano)\b",
+    r"\b(?:agente|humano|asesor|operador) por favor\b",
+    r"\bno (?:quiero )?(?:hablar con )?(?:un |una |el )?(?:bot|robot|maquina)\b",
+    # Dutch
+    r"\b(?:spreken|praten|chatten|bellen|contact opnemen|in contact komen|doorverbinden)"
+    r"[^.?!]{0,10}\b(?:met|naar)? ?(?:een |de |iemand|een echte |een echt )?(?:mens|medewerker|"
+    r"persoon|iemand|klantenservice|echt persoon|echte persoon|operator)\b",
+    r"\b(?:mens|medewerker|iemand|persoon)\b[^.?!]{0,30}\b(?:spreken|praten|chatten)\b",
+    r"\b(?:echt mens|echte mens|echt persoon|echte persoon|echte medewerker)\b",
+    r"\b(?:medewerker|mens) (?:graag|alsjeblieft|alstublieft|aub|a\.u\.b\.)\b",
+    r"\bgeen (?:bot|robot|chatbot)\b",
+    # Italian
+    r"\b(?:parlare|chattare|contattare|parlarne|comunicare|mettermi in contatto|passarmi)"
+    r"(?: (?:con|a))? (?:un |una |l'|il |la |qualcuno|un vero |una vera )?(?:operatore|operatrice|"
+    r"persona|umano|essere umano|assistente|consulente|qualcuno|addetto|addetta|agente)\b",
+    r"\b(?:persona (?:reale|vera)|vera persona|essere umano|operatore umano)\b",
+    r"\b(?:operatore|persona|umano) per favore\b",
+    r"\bnon (?:voglio )?(?:parlare con )?(?:un |il )?(?:bot|robot|chatbot)\b",
+    # Portuguese
+    r"\b(?:falar|conversar|contatar|contactar|comunicar|chat|falo|passar|transferir)"
+    r"(?: (?:com|para|a))? (?:um |uma |o |a |alguem|um atendente |)?(?:humano|humana|atendente|"
+    r"pessoa|agente|operador|operadora|assistente|representante|alguem|ser humano|consultor)\b",
+    r"\b(?:pessoa real|humano real|atendente humano|ser humano|pessoa de verdade)\b",
+    r"\b(?:atendente|humano|pessoa) por favor\b",
+]
+_NOT_OTHER = [
+    r"\b(?:recursos humanos|ressources humaines|risorse umane|personalabteilung|"
+    r"agente de viajes|agent de voyage|agente di viaggio|reisbureau|user agent)\b",
+]
+
+_REQUEST_RE = re.compile("|".join(f"(?:{p})" for p in _EN + _OTHER))
+_NOT_REQUEST_RE = re.compile("|".join(f"(?:{p})" for p in _EN_NOT + _NOT_OTHER))
+# Cheap cue for the embedding check: without any of these words a message is not compared
+# with the example phrasings at all (most messages), which keeps precision and time.
+_CUE_RE = re.compile(
+    r"\b(?:humans?|persons?|people|someone|somebody|anyone|anybody|agents?|representatives?|operators?|"
+    r"advisor|adviser|assistant|staff|employee|consultant|specialist|supervisor|manager|team|"
+    r"bot|robot|machine|real|live|talk|talking|speak|speaking|chat|chatting|contact|"
+    r"contacting|reach|call|connect|transfer|escalate|customer service|support|"
+    r"mensch|menschen|mitarbeiter|berater|sprechen|humain|conseiller|personne|parler|humano|"
+    r"persona|agente|asesor|hablar|medewerker|mens|spreken|praten|iemand|operatore|umano|"
+    r"parlare|atendente|pessoa|falar|alguem|alguien|quelqu'un|qualcuno)\b"
+)
+
+
+def asks_for_person(text: str) -> bool:
+    """True when the rules read the message as asking for a person (pure)."""
+    norm = drop_expletives(normalise(text))
+    if not norm:
+        return False
+    stripped = _NOT_REQUEST_RE.sub(" ", norm)
+    return _REQUEST_RE.search(stripped) is not None
+
+
+def has_person_cue(text: str) -> bool:
+    """True when the message mentions anything a request for a person would (pure, cheap)."""
+    norm = _NOT_REQUEST_RE.sub(" ", normalise(text))
+    return _CUE_RE.search(norm) is not None
+
+
+# Example phrasings for the embedding check. Kept short and varied: they are compared with the
+# whole message, so each should be a complete request.
+REQUEST_EXAMPLES: tuple[str, ...] = (
+    "I want to talk to a human",
+    "can I speak to a real person",
+    "connect me with an agent please",
+    "I need to speak with someone from your team",
+    "let me talk to a representative",
+    "get me a human",
+    "I'd rather chat with a person than a bot",
+    "transfer me to customer service",
+    "is there a person I can talk to",
+    "how do I reach a live agent",
+    "you are not helping, I want to talk to someone",
+    "I don't understand you, let me speak to an operator",
+    "put me through to an employee",
+    "stop, I want a real human",
+    "I need help from an actual person",
+    "please let a staff member handle this",
+    "how can I contact a human agent",
+    "I want assistance talking to somebody",
+    "help me get in touch with an assistant",
+    "I am trying to chat with an agent",
+    "can you hand me over to your support team",
+    "I'd like to escalate this to a supervisor",
+    "I have to speak with a person",
+    "Ich möchte mit einem Menschen sprechen",
+    "Bitte verbinden Sie mich mit einem Mitarbeiter",
+    "Je veux parler à un conseiller",
+    "Puis-je parler à une vraie personne ?",
+    "Quiero hablar con un agente humano",
+    "Pásame con una persona, por favor",
+    "Ik wil een medewerker spreken",
+    "Kan ik met een echt persoon praten?",
+    "Voglio parlare con un operatore",
+    "Posso parlare con una persona reale?",
+    "Quero falar com um atendente",
+    "Posso falar com uma pessoa de verdade?",
+)
+# Near misses: ordinary questions that share words with the requests above.
+NOT_REQUEST_EXAMPLES: tuple[str, ...] = (
+    "what are your customer service opening hours",
+    "at what time is customer support available",
+    "how do I change my browser user agent",
+    "can I share my account with someone else",
+    "how do I become a travel agent",
+    "who do I contact in human resources",
+    "can another person use my account",
+    "what is agent orange exposure",
+    "how do I add a team member to my account",
+    "can someone else pick up my parcel for me",
+    "I spoke to an agent yesterday, what is the status of my refund",
+    "how many people can use one subscription",
+    "is the live chat open on weekends",
+    "can a person under 18 open an account",
+    "how do I update the contact person on my account",
+    "can my assistant manage the account for me",
+    "are you a bot",
+    "how do I talk to my bank about a declined payment",
+    "the app is a bit slow today",
+    "how do I cancel my order",
+    "where can I leave a review of the agent",
+    "what does the agent fee cover",
+    "the agent app crashes when I log in",
+    "our sales agents cannot log in to the portal",
+    "my insurance broker asked me to send you this form",
+    "does the person collecting the parcel need an ID",
+)
