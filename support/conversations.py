@@ -130,6 +130,8 @@ def welcome_frame(conversation: Conversation, token: str, resumed: bool) -> dict
         "agent_name": status["agent_name"],
         "resumed": resumed,
         "max_message_chars": get_support_settings().max_message_chars,
+        # Outside business hours: when people are back, and whether to ask for an email.
+        **{k: status[k] for k in ("out_of_hours", "back_at", "ask_email") if k in status},
     }
 
 

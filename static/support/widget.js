@@ -31,6 +31,9 @@
   var TOKEN_KEY = "smallbot.token." + HOST_KEY;
   var OUTBOX_KEY = "smallbot.outbox." + HOST_KEY;
   var DRAFT_KEY = "smallbot.draft." + HOST_KEY;
+  // The address the customer left (per tab, with its conversation): after a reload the thanks
+  // is shown again instead of a second request.
+  var EMAIL_KEY = "smallbot.email." + HOST_KEY;
 
   function attr(name, fallback) {
     var v = script.getAttribute("data-" + name);
@@ -150,6 +153,8 @@
     up: "M7 10v10H4V10zM7 10l4-7c1.4 0 2.3 1 2 2.4L12.5 9H18a2 2 0 0 1 2 2.3l-1.2 6.6A2.5 2.5 0 0 1 16.3 20H7",
     thumbDown: "M7 14V4H4v10zM7 14l4 7c1.4 0 2.3-1 2-2.4l-.5-3.6H18a2 2 0 0 0 2-2.3l-1.2-6.6A2.5 2.5 0 0 0 16.3 4H7",
     alert: "M12 8v5M12 16.5v.01M10.3 3.9L2.6 17.5A2 2 0 0 0 4.3 20.5h15.4a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z",
+    check: "M5 12.5l4.5 4.5L19 7.5",
+    mail: "M4 6.5A1.5 1.5 0 0 1 5.5 5h13A1.5 1.5 0 0 1 20 6.5v11a1.5 1.5 0 0 1-1.5 1.5h-13A1.5 1.5 0 0 1 4 17.5zM4.5 6.5l7.5 6 7.5-6",
   };
 
   function icon(name, size) {
@@ -416,6 +421,24 @@
     ".sb-fb-thanks{margin:6px 0 0 6px;font-size:12px;color:var(--sb-muted)}",
     ".sb-btn{border:1px solid var(--sb-border);background:var(--sb-bg);color:var(--sb-text);border-radius:9px;padding:5px 12px;font-size:13px;font-weight:600}",
     ".sb-btn-primary{background:var(--sb-accent);border-color:var(--sb-accent);color:var(--sb-accent-text)}",
+    // email request (outside business hours)
+    ".sb-email{flex:none;padding:12px 16px 13px;background:#fffbeb;border-bottom:1px solid #fde68a;color:#422006}",
+    ".sb-email-label{display:flex;align-items:flex-start;gap:7px;margin:0 0 8px;font-size:13.5px;font-weight:600;line-height:1.35}",
+    ".sb-email-label svg{flex:none;margin-top:1px;color:#b45309}",
+    ".sb-email-row{display:flex;gap:8px}",
+    ".sb-email-input{flex:1;min-width:0;height:36px;padding:0 11px;border:1px solid #948a76;border-radius:10px;background:var(--sb-bg);color:var(--sb-text);font-size:14px}",
+    ".sb-email-input::placeholder{color:#6b7280}",
+    ".sb-email-input:focus{outline:0;border-color:var(--sb-link);box-shadow:0 0 0 3px rgba(29,78,216,.18)}",
+    ".sb-email-input[aria-invalid=true]{border-color:#b91c1c}",
+    ".sb-email-input[aria-invalid=true]:focus{box-shadow:0 0 0 3px rgba(185,28,28,.16)}",
+    ".sb-email .sb-btn{flex:none;height:36px;padding:0 14px}",
+    ".sb-email .sb-btn[aria-disabled=true]{opacity:.65;cursor:default}",
+    // The alert and status regions stay rendered (empty, no height) so screen readers announce them.
+    ".sb-email-error{margin:0;font-size:12.5px;line-height:1.35;color:#b91c1c}",
+    ".sb-email-error:not(:empty){margin-top:6px}",
+    ".sb-email-done{display:flex;align-items:baseline;gap:10px;font-size:13.5px;line-height:1.4}",
+    ".sb-email-done p{margin:0;flex:1;min-width:0;overflow-wrap:anywhere}",
+    ".sb-email-done .sb-link-btn{flex:none;font-size:13px;color:#92400e}",
     // typing
     ".sb-typing{display:inline-flex;align-items:center;gap:4px;margin-top:12px;padding:13px 14px;background:var(--sb-bot-bg);border-radius:18px;border-bottom-left-radius:6px}",
     ".sb-tdot{width:7px;height:7px;border-radius:50%;background:#64748b;animation:sb-bounce 1.2s infinite ease-in-out}",
@@ -438,6 +461,7 @@
     ".sb-handoff{display:inline-flex;align-items:center;gap:6px;margin:0 0 10px;padding:6px 12px 6px 10px;border:1px solid var(--sb-border);",
     "border-radius:999px;background:var(--sb-bg);color:var(--sb-text);font-size:13px;font-weight:600;transition:background .12s}",
     ".sb-handoff:hover{background:var(--sb-bot-bg)}",
+    ".sb-handoff[aria-disabled=true]{cursor:default;background:var(--sb-bot-bg);color:var(--sb-muted);border-style:dashed}",
     ".sb-composer{display:flex;align-items:flex-end;gap:8px;padding:6px 6px 6px 14px;border:1px solid #cbd5e1;border-radius:14px;background:var(--sb-bg);transition:border-color .12s,box-shadow .12s}",
     ".sb-composer:focus-within{border-color:var(--sb-link);box-shadow:0 0 0 3px rgba(29,78,216,.18)}",
     ".sb-input{flex:1;min-width:0;min-height:36px;max-height:132px;padding:7px 0;border:0;outline:0;resize:none;background:transparent;font-size:15px;line-height:22px}",
@@ -450,14 +474,14 @@
     "@media (max-width:480px){",
     ".sb-panel,.sb-left .sb-panel{top:0;right:0;bottom:0;left:0;width:auto;height:auto;min-height:0;border-radius:0;animation-name:sb-in-m}",
     ".sb-open .sb-launcher{display:none}",
-    ".sb-input{font-size:16px}",
+    ".sb-input,.sb-email-input{font-size:16px}", // 16px: no zoom on focus in mobile Safari
     ".sb-msg{max-width:90%}",
     ".sb-footnote{display:none}",
     "}",
     "@media (pointer:coarse){.sb-footnote{display:none}}",
     "@keyframes sb-in-m{from{opacity:0}to{opacity:1}}",
     "@media (prefers-reduced-motion:reduce){*,*::before,*::after{animation:none!important;transition:none!important;scroll-behavior:auto!important}}",
-    "@media (forced-colors:active){.sb-launcher,.sb-send,.sb-bubble,.sb-panel{border:1px solid CanvasText}}",
+    "@media (forced-colors:active){.sb-launcher,.sb-send,.sb-bubble,.sb-panel,.sb-email{border:1px solid CanvasText}}",
   ].join("\n");
 
   // ---------------------------------------------------------------- state
@@ -493,6 +517,10 @@
     isOpen: false,
     unread: 0,
     closedOffer: null,
+    askEmail: false, // the server asks for an email address (`ask_email`, outside business hours)
+    outOfHours: false,
+    backAt: null,
+    email: { state: "idle", value: "", error: "", conv: null }, // state: idle | sending | done
   };
 
   (function loadOutbox() {
@@ -588,6 +616,51 @@
     header.appendChild(headText);
     header.appendChild(closeBtn);
 
+    // Outside business hours the server may ask for an email address (status `ask_email`).
+    var emailBox = el("div", "sb-email");
+    emailBox.hidden = true;
+    var emailForm = el("form", "sb-email-form");
+    emailForm.noValidate = true; // checked here, so the message sits next to the field
+    var emailLabel = el("label", "sb-email-label");
+    emailLabel.htmlFor = "sb-email-input";
+    emailLabel.appendChild(icon("mail", 18));
+    emailLabel.appendChild(document.createTextNode("Leave your email and we'll get back to you"));
+    var emailRow = el("div", "sb-email-row");
+    var emailInput = el("input", "sb-email-input");
+    emailInput.id = "sb-email-input";
+    emailInput.type = "email";
+    emailInput.name = "email";
+    emailInput.autocomplete = "email";
+    emailInput.maxLength = 254;
+    emailInput.placeholder = "name@example.com";
+    emailInput.spellcheck = false;
+    emailInput.setAttribute("autocapitalize", "off");
+    emailInput.setAttribute("enterkeyhint", "send");
+    emailInput.setAttribute("aria-describedby", "sb-email-error");
+    var emailSend = el("button", "sb-btn sb-btn-primary", "Send");
+    emailSend.type = "submit";
+    emailSend.setAttribute("aria-label", "Send email address");
+    emailRow.appendChild(emailInput);
+    emailRow.appendChild(emailSend);
+    var emailError = el("p", "sb-email-error");
+    emailError.id = "sb-email-error";
+    emailError.setAttribute("role", "alert");
+    emailForm.appendChild(emailLabel);
+    emailForm.appendChild(emailRow);
+    emailForm.appendChild(emailError);
+    var emailDone = el("div", "sb-email-done");
+    var emailThanks = el("p");
+    emailThanks.setAttribute("role", "status");
+    emailThanks.setAttribute("aria-live", "polite");
+    var emailChange = el("button", "sb-link-btn", "Change");
+    emailChange.type = "button";
+    emailChange.setAttribute("aria-label", "Change email address");
+    emailChange.hidden = true;
+    emailDone.appendChild(emailThanks);
+    emailDone.appendChild(emailChange);
+    emailBox.appendChild(emailForm);
+    emailBox.appendChild(emailDone);
+
     var scroll = el("div", "sb-scroll");
     var log = el("div", "sb-log");
     log.setAttribute("role", "log");
@@ -609,7 +682,8 @@
     var handoff = el("button", "sb-handoff");
     handoff.type = "button";
     handoff.appendChild(icon("person", 16));
-    handoff.appendChild(document.createTextNode("Talk to a person"));
+    var handoffLabel = el("span", null, "Talk to a person");
+    handoff.appendChild(handoffLabel);
     var form = el("form", "sb-composer");
     form.noValidate = true;
     var input = el("textarea", "sb-input");
@@ -629,6 +703,7 @@
     footer.appendChild(hint);
 
     panel.appendChild(header);
+    panel.appendChild(emailBox);
     panel.appendChild(scroll);
     panel.appendChild(notices);
     panel.appendChild(footer);
@@ -650,7 +725,9 @@
     ui = {
       wrap: wrap, panel: panel, launcher: launcher, badge: badge, closeBtn: closeBtn, statusText: statusText,
       dot: dot, scroll: scroll, log: log, typing: typing, typingLabel: typingLabel, notices: notices,
-      handoff: handoff, form: form, input: input, send: send,
+      handoff: handoff, handoffLabel: handoffLabel, form: form, input: input, send: send,
+      emailBox: emailBox, emailForm: emailForm, emailInput: emailInput, emailSend: emailSend,
+      emailError: emailError, emailThanks: emailThanks, emailChange: emailChange,
     };
 
     launcher.addEventListener("click", function () {
@@ -682,7 +759,26 @@
       saveDraft();
       customerTyping();
     });
-    handoff.addEventListener("click", requestHandoff);
+    handoff.addEventListener("click", function () {
+      if (handoff.getAttribute("aria-disabled") !== "true") requestHandoff();
+    });
+    emailForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      submitEmail();
+    });
+    emailInput.addEventListener("input", function () {
+      if (S.email.error) {
+        S.email.error = "";
+        renderEmail();
+      }
+    });
+    emailChange.addEventListener("click", function () {
+      S.email.state = "idle"; // the stored note stays: that address is on file until a new ack
+      emailInput.value = S.email.value; // after a reload the field starts empty
+      renderEmail();
+      emailInput.focus();
+      emailInput.select();
+    });
 
     var draft = null;
     try {
@@ -699,6 +795,30 @@
       renderPending(p);
     });
     document.body.appendChild(hostEl);
+  }
+
+  function sessionGet(k) {
+    try {
+      return sessionStorage.getItem(k);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function sessionSet(k, v) {
+    try {
+      sessionStorage.setItem(k, v);
+    } catch (e) {
+      /* ignore */
+    }
+  }
+
+  function sessionRemove(k) {
+    try {
+      sessionStorage.removeItem(k);
+    } catch (e) {
+      /* ignore */
+    }
   }
 
   function saveDraft() {
@@ -771,6 +891,12 @@
     switch (S.status) {
       case "queued": {
         var t = "Waiting for a person";
+        if (S.outOfHours) {
+          var back = formatTime(S.backAt);
+          t = "Our team is away" + (back ? " until " + back : " for now");
+          if (S.queuePosition) t += " — you are number " + S.queuePosition + " in the queue";
+          return ["queued", t + "."];
+        }
         if (S.queuePosition) t += " — you are number " + S.queuePosition + " in the queue";
         if (S.waitMinutes) t += ", usual wait about " + S.waitMinutes + " min";
         return ["queued", t + "."];
@@ -788,6 +914,29 @@
     var s = composedStatus();
     ui.dot.setAttribute("data-state", s[0]);
     if (ui.statusText.textContent !== s[1]) ui.statusText.textContent = s[1];
+    renderHandoff();
+  }
+
+  /** "Talk to a person": offered while the bot answers, marked as asked while queued (it stays
+   * focusable, with aria-disabled), and gone while an agent has the conversation. */
+  function renderHandoff() {
+    var h = ui.handoff;
+    var gone = S.status === "agent" || S.status === "resolved";
+    var asked = !gone && (S.status === "queued" || S.statusProvisional);
+    var label = asked ? "A person has been asked" : "Talk to a person";
+    if (h.hidden !== gone) {
+      var hadFocus = root.activeElement === h;
+      mutate(function () {
+        h.hidden = gone;
+      });
+      if (hadFocus) ui.input.focus({ preventScroll: true });
+    }
+    if (asked) h.setAttribute("aria-disabled", "true");
+    else h.removeAttribute("aria-disabled");
+    if (ui.handoffLabel.textContent !== label) {
+      ui.handoffLabel.textContent = label;
+      h.replaceChild(icon(asked ? "check" : "person", 16), h.querySelector("svg"));
+    }
   }
 
   function applyStatus(f, text) {
@@ -798,11 +947,98 @@
     S.queuePosition = f.queue_position == null ? null : f.queue_position;
     S.waitMinutes = f.wait_minutes == null ? null : f.wait_minutes;
     S.agentName = f.agent_name == null ? null : String(f.agent_name);
+    // Out-of-hours fields: absent ones are kept while the status stays the same.
+    var same = prev === S.status;
+    S.askEmail = typeof f.ask_email === "boolean" ? f.ask_email : same && S.askEmail;
+    S.outOfHours = typeof f.out_of_hours === "boolean" ? f.out_of_hours : same && S.outOfHours;
+    if (f.back_at !== undefined) S.backAt = typeof f.back_at === "string" ? f.back_at : null;
+    else if (!same) S.backAt = null;
     if (text !== undefined) S.statusText = text;
     else if (prev !== S.status || wasProvisional) S.statusText = null;
     if (S.status !== "bot") stopWaiting();
     if (S.status === "resolved") offerNewConversation("This conversation has been resolved.", "info");
     renderStatus();
+    renderEmail();
+  }
+
+  // ---------------------------------------------------------------- email request
+
+  function renderEmail() {
+    var e = S.email;
+    var done = e.state === "done";
+    var show = S.askEmail;
+    var thanks = done ? "Thanks — we'll email you at " + e.value + "." : "";
+    if (ui.emailBox.hidden === show || ui.emailForm.hidden !== done) {
+      mutate(function () {
+        ui.emailBox.hidden = !show;
+        ui.emailForm.hidden = done;
+        ui.emailChange.hidden = !done;
+      });
+    }
+    if (ui.emailThanks.textContent !== thanks) ui.emailThanks.textContent = thanks;
+    if (ui.emailError.textContent !== e.error) ui.emailError.textContent = e.error;
+    if (e.error) ui.emailInput.setAttribute("aria-invalid", "true");
+    else ui.emailInput.removeAttribute("aria-invalid");
+    if (e.state === "sending") ui.emailSend.setAttribute("aria-disabled", "true");
+    else ui.emailSend.removeAttribute("aria-disabled");
+  }
+
+  function submitEmail() {
+    var input = ui.emailInput;
+    var value = input.value.replace(/^\s+|\s+$/g, "");
+    if (S.email.state === "sending") return;
+    var problem = !value
+      ? "Please enter your email address."
+      : input.validity && input.validity.typeMismatch
+        ? "Please enter a valid email address, like name@example.com."
+        : "";
+    S.email = { state: problem ? "idle" : "sending", value: value, error: problem, conv: S.conversationId };
+    renderEmail();
+    if (problem) {
+      input.focus();
+      return;
+    }
+    if (S.conn === "open") wsSend({ type: "email", email: value });
+    else connect();
+  }
+
+  function flushEmail() {
+    if (S.email.state === "sending") wsSend({ type: "email", email: S.email.value });
+  }
+
+  function onEmailAck() {
+    var e = S.email;
+    if (e.state !== "sending") return;
+    var hadFocus = ui.emailBox.contains(root.activeElement);
+    e.state = "done";
+    e.error = "";
+    sessionSet(EMAIL_KEY, JSON.stringify({ conversation_id: e.conv, email: e.value }));
+    renderEmail();
+    if (hadFocus) ui.input.focus({ preventScroll: true });
+  }
+
+  function onEmailError(text) {
+    S.email.state = "idle";
+    S.email.error = text;
+    renderEmail(); // the typed address stays in the field
+    if (S.isOpen) ui.emailInput.focus({ preventScroll: true });
+  }
+
+  /** On welcome: forget another conversation's address, or recall this one's after a reload. */
+  function restoreEmail() {
+    if (S.email.conv === S.conversationId && S.email.state !== "idle") return;
+    var saved = null;
+    try {
+      saved = JSON.parse(sessionGet(EMAIL_KEY) || "null");
+    } catch (err) {
+      saved = null;
+    }
+    if (saved && saved.conversation_id != null && saved.conversation_id === S.conversationId && typeof saved.email === "string") {
+      S.email = { state: "done", value: saved.email, error: "", conv: S.conversationId };
+    } else if (S.email.conv !== S.conversationId) {
+      if (saved) sessionRemove(EMAIL_KEY);
+      S.email = { state: "idle", value: "", error: "", conv: S.conversationId };
+    }
   }
 
   // ---------------------------------------------------------------- log rendering
@@ -1278,6 +1514,10 @@
   }
 
   function onAck(f) {
+    if (f["for"] === "email") {
+      onEmailAck();
+      return;
+    }
     if (f["for"] !== "feedback" || f.message_id == null) return;
     var req = S.feedbackReq[f.message_id];
     var node = S.byId[f.message_id];
@@ -1331,6 +1571,12 @@
     S.status = "bot";
     S.statusText = null;
     S.queuePosition = S.waitMinutes = S.agentName = null;
+    S.askEmail = S.outOfHours = false;
+    S.backAt = null;
+    S.email = { state: "idle", value: "", error: "", conv: null };
+    sessionRemove(EMAIL_KEY);
+    ui.emailInput.value = "";
+    renderEmail();
     S.feedbackReq = {};
     if (S.closedOffer && S.closedOffer.parentNode) S.closedOffer.parentNode.removeChild(S.closedOffer);
     S.closedOffer = null;
@@ -1400,6 +1646,16 @@
     var code = String(f.code || "");
     var text = typeof f.message === "string" && f.message ? f.message : ERROR_TEXT[code] || "Something went wrong.";
     var p;
+    // An answer to the email frame: shown next to the field, not as a notice. Frames are answered
+    // in order, so an error naming the email (or with no message in flight) is about it.
+    if (
+      S.email.state === "sending" &&
+      (code === "bad_frame" || code === "server_error") &&
+      (/e-?mail/i.test(text) || !oldestInFlight(f.client_id))
+    ) {
+      onEmailError(text);
+      return;
+    }
     switch (code) {
       case "not_started":
         wsSend(helloFrame());
@@ -1596,6 +1852,7 @@
       storage.set(TOKEN_KEY, f.token);
     }
     S.conversationId = f.conversation_id == null ? null : f.conversation_id;
+    restoreEmail();
     if (typeof f.max_message_chars === "number" && f.max_message_chars > 0) ui.input.maxLength = f.max_message_chars;
     S.conn = "open";
     S.everWelcomed = true;
@@ -1632,6 +1889,10 @@
         queue_position: f.queue_position,
         agent_name: f.agent_name,
         wait_minutes: f.wait_minutes != null ? f.wait_minutes : unchanged ? S.waitMinutes : null,
+        // Optional here (always present on a queued `status` frame); kept while unchanged.
+        ask_email: f.ask_email,
+        out_of_hours: f.out_of_hours,
+        back_at: f.back_at,
       },
       text
     );
@@ -1640,6 +1901,7 @@
       S.closedOffer = null;
       flushPending();
       flushFeedback();
+      flushEmail();
       if (S.handoffWanted) requestHandoff();
     }
     S.pending.forEach(renderPendingMeta);

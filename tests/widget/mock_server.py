@@ -8,12 +8,16 @@ speaks the docs/protocol.md websocket protocol on `/ws/chat/`:
   an unknown one gets `token_invalid` and a fresh conversation;
 - `message` → the stored echo (idempotent on `client_id`), then `typing`, a few `reply.delta`
   frames (one out of order, one duplicated) and `reply.done` with a citation;
-- `feedback` → `ack`; `handoff` → a `queued` status; `ping` → `pong`.
+- `feedback` → `ack`; `handoff` → a `queued` status (with `out_of_hours` set: the
+  out-of-hours wording, `back_at` and `ask_email: true`); `ping` → `pong`;
+- `email` → `ack` for a plausible address, else a `bad_frame` error with a human message;
+- `welcome` carries the status fields too (`status_text`, `wait_minutes`, the out-of-hours
+  ones) and `max_message_chars`.
 
 Tests steer it from their own thread: `drop()` aborts every socket (optionally refusing new
 handshakes until `allow()`), `hold_messages` swallows customer messages unanswered,
-`hold("first_delta")` / `hold("done")` pause an answer until `release(...)`, and `push()`
-sends any frame.
+`hold("first_delta")` / `hold("done")` pause an answer until `release(...)`, `push()`
+sends any frame, and `out_of_hours` makes a handoff land outside business hours.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import contextlib
 import html
 import itertools
 import json
+import re
 import threading
 import urllib.parse
 import uuid
@@ -92,6 +97,19 @@ HOST_PAGE = """<!doctype html>
 
 WIDGET_OPTIONS = ("title", "greeting", "position", "accent", "open", "endpoint")
 
+MAX_MESSAGE_CHARS = 2000
+BACK_AT = "2026-11-30T09:00:00+01:00"
+QUEUED_TEXT = (
+    "A person will join shortly — you are number 1 in the queue, usual wait about 3 minutes."
+)
+OUT_OF_HOURS_TEXT = (
+    "Our team is back on Monday at 09:00. Leave your email address and we will answer by "
+    "email; your conversation stays in the queue (you are number 1)."
+)
+BAD_EMAIL = "That email address does not look right."
+# Roughly what Django's validate_email accepts: the domain needs a dot.
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -106,6 +124,8 @@ class Conversation:
     feedback: dict[int, dict[str, Any]] = field(default_factory=dict)
     sockets: set[ServerConnection] = field(default_factory=set)
     streaming: dict[str, Any] | None = None
+    out_of_hours: bool = False
+    email: str | None = None
 
 
 class MockServer:
@@ -150,6 +170,7 @@ class MockServer:
         self.hold_messages = False
         self.refusing = False
         self.delta_delay = 0.04
+        self.out_of_hours = False
         self.handshakes: list[tuple[str, str | None]] = []
         if self.loop is not None:
             for event in list(self._holds.values()):
@@ -279,6 +300,27 @@ class MockServer:
 
     # ------------------------------------------------------------------ websocket
 
+    @staticmethod
+    def status_fields(conv: Conversation) -> dict[str, Any]:
+        """What a `status` frame says about `conv` (and `welcome` repeats)."""
+        fields: dict[str, Any] = {
+            "status": conv.status,
+            "queue_position": None,
+            "wait_minutes": None,
+            "agent_name": None,
+            "text": "",
+        }
+        if conv.status == "queued":
+            fields.update(
+                queue_position=1,
+                wait_minutes=3,
+                text=OUT_OF_HOURS_TEXT if conv.out_of_hours else QUEUED_TEXT,
+                out_of_hours=conv.out_of_hours,
+                back_at=BACK_AT if conv.out_of_hours else None,
+                ask_email=conv.out_of_hours,
+            )
+        return fields
+
     async def _send(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
         with self._lock:
             self.sent.append((id(ws), frame))
@@ -349,18 +391,19 @@ class MockServer:
                 self.conversations[conv.token] = conv
             state["conv"] = conv
             conv.sockets.add(ws)
+            status = self.status_fields(conv)
+            status["status_text"] = status.pop("text")
             await self._send(
                 ws,
                 {
                     "type": "welcome",
                     "token": conv.token,
                     "conversation_id": conv.id,
-                    "status": conv.status,
+                    **status,
                     "history": list(conv.messages),
                     "streaming": conv.streaming,
-                    "queue_position": 1 if conv.status == "queued" else None,
-                    "agent_name": None,
                     "resumed": resumed,
+                    "max_message_chars": MAX_MESSAGE_CHARS,
                 },
             )
             return
@@ -399,18 +442,20 @@ class MockServer:
             await self._send(ws, {"type": "ack", "for": "feedback", "message_id": f["message_id"]})
         elif kind == "handoff":
             conv.status = "queued"
-            await self._broadcast(
-                conv,
-                {
-                    "type": "status",
-                    "status": "queued",
-                    "queue_position": 1,
-                    "wait_minutes": 3,
-                    "agent_name": None,
-                    "text": "A person will join shortly — you are number 1 in the queue, "
-                    "usual wait about 3 minutes.",
-                },
-            )
+            conv.out_of_hours = self.out_of_hours
+            await self._broadcast(conv, {"type": "status", **self.status_fields(conv)})
+        elif kind == "email":
+            email = f.get("email")
+            if not isinstance(email, str):
+                await self._send(
+                    ws,
+                    {"type": "error", "code": "bad_frame", "message": "'email' must be a string."},
+                )
+            elif not EMAIL_RE.fullmatch(email.strip()):
+                await self._send(ws, {"type": "error", "code": "bad_frame", "message": BAD_EMAIL})
+            else:
+                conv.email = email.strip()
+                await self._send(ws, {"type": "ack", "for": "email"})
 
     async def _reply(self, conv: Conversation, question: dict[str, Any]) -> None:
         reply_to = question["id"]

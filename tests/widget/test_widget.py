@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from tests.widget.conftest import screenshot
-from tests.widget.mock_server import CITATION, MockServer
+from tests.widget.mock_server import (
+    BAD_EMAIL,
+    CITATION,
+    MAX_MESSAGE_CHARS,
+    OUT_OF_HOURS_TEXT,
+    QUEUED_TEXT,
+    MockServer,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -17,6 +24,7 @@ expect: Any = pytest.importorskip("playwright.sync_api").expect
 
 BOT_STATUS = "Our assistant replies instantly"
 OFFLINE_STATUS = "Offline — reconnecting…"
+EMAIL_LABEL = "Leave your email and we'll get back to you"
 
 
 # ---------------------------------------------------------------------- helpers
@@ -216,25 +224,55 @@ def test_pings_every_25_seconds_and_counts_unread_messages(page: Any, server: Mo
     expect(w.locator(".sb-badge")).to_be_hidden()
 
 
-def test_talk_to_a_person_shows_queue_status(page: Any, server: MockServer) -> None:
+def test_talk_to_a_person_shows_queue_status_and_button_states(
+    page: Any, server: MockServer
+) -> None:
     w = open_widget(page, server)
-    handoff = w.get_by_role("button", name="Talk to a person")
-    expect(handoff).to_be_visible()
-    handoff.click()
-    expect(w.locator(".sb-status-text")).to_have_text(
-        "A person will join shortly — you are number 1 in the queue, usual wait about 3 minutes."
-    )
-    assert server.frames("handoff") == [{"type": "handoff"}]
-    # Nothing is disabled while queued: the customer can keep writing.
     box = w.get_by_role("textbox", name="Message")
-    expect(box).to_be_enabled()
+    expect(box).to_have_attribute("maxlength", str(MAX_MESSAGE_CHARS))  # welcome.max_message_chars
+    handoff = w.locator(".sb-handoff")
+    expect(handoff).to_have_accessible_name("Talk to a person")
     expect(handoff).to_be_enabled()
+    handoff.click()
+    expect(w.locator(".sb-status-text")).to_have_text(QUEUED_TEXT)
+    assert server.frames("handoff") == [{"type": "handoff"}]
+    # Asked once: the button says so and does nothing more, but stays focusable.
+    expect(handoff).to_have_accessible_name("A person has been asked")
+    expect(handoff).to_be_disabled()
+    expect(handoff).to_have_attribute("aria-disabled", "true")
+    handoff.focus()
+    page.keyboard.press("Enter")
+    handoff.click(force=True)  # past Playwright's own "enabled" check
+    expect(w.locator(".sb-email")).to_be_hidden()  # within business hours: no email request
+    # The customer can keep writing while queued.
+    expect(box).to_be_enabled()
     ask(page, "My router model is XR-500")
     expect(w.locator(".sb-msg-customer[data-id]")).to_have_text("My router model is XR-500")
+    assert server.frames("handoff") == [{"type": "handoff"}]
     # While queued a customer's typing is announced to the agent.
     box.type("and ")
     wait_for(lambda: {"type": "typing", "active": True} in server.frames("typing"))
     screenshot(page, "queued")
+
+    # A reload while queued: welcome's status fields (status_text) keep the button asked.
+    page.reload()
+    w.get_by_role("button", name="Open Help chat").click()
+    expect(w.locator(".sb-status-text")).to_have_text(QUEUED_TEXT)
+    expect(handoff).to_have_accessible_name("A person has been asked")
+    expect(handoff).to_be_disabled()
+
+    # An agent present: no button at all (focus moves to the message box, not the page).
+    handoff.focus()
+    server.push({"type": "status", "status": "agent", "agent_name": "Sam", "text": ""})
+    expect(w.locator(".sb-status-text")).to_have_text("Sam joined the conversation")
+    expect(handoff).to_be_hidden()
+    assert "sb-input" in focused_class(page)
+    # Handed back to the bot: offered again.
+    server.push({"type": "status", "status": "bot", "text": ""})
+    expect(w.locator(".sb-status-text")).to_have_text(BOT_STATUS)
+    expect(handoff).to_be_visible()
+    expect(handoff).to_have_accessible_name("Talk to a person")
+    expect(handoff).to_be_enabled()
 
 
 def test_dropped_socket_reconnects_and_resends_unconfirmed_message(
@@ -480,3 +518,107 @@ def test_cross_origin_embed_uses_the_script_origin(page: Any, server: MockServer
     page.goto(page_origin + "/?abs=1&endpoint=/ws/chat/%3Fvia%3Dendpoint")
     wait_for(lambda: len(server.handshakes) == 2)  # a stored token connects at load
     assert server.handshakes[1] == ("/ws/chat/?via=endpoint", page_origin)
+
+
+def test_out_of_hours_email_capture(page: Any, server: MockServer) -> None:
+    server.out_of_hours = True
+    w = open_widget(page, server)
+    expect(w.locator(".sb-email")).to_be_hidden()
+    w.get_by_role("button", name="Talk to a person").click()
+    expect(w.locator(".sb-status-text")).to_have_text(OUT_OF_HOURS_TEXT)
+    field = w.get_by_label(EMAIL_LABEL)
+    expect(field).to_be_visible()
+    expect(field).to_have_attribute("type", "email")
+    expect(field).to_have_attribute("autocomplete", "email")
+    send = w.get_by_role("button", name="Send email address")
+    expect(send).to_be_visible()
+    screenshot(page, "email-form")
+
+    # Keyboard only: Tab from the close button reaches the field; Enter sends.
+    w.get_by_role("button", name="Close chat").focus()
+    page.keyboard.press("Tab")
+    assert "sb-email-input" in focused_class(page)
+    page.keyboard.type("sam@example.com")
+    page.keyboard.press("Enter")
+    thanks = w.locator(".sb-email [role=status]")
+    expect(thanks).to_have_text("Thanks — we'll email you at sam@example.com.")
+    expect(thanks).to_have_attribute("aria-live", "polite")
+    expect(field).to_be_hidden()
+    assert server.frames("email") == [{"type": "email", "email": "sam@example.com"}]
+    assert "sb-input" in focused_class(page)  # focus is not lost with the form
+    screenshot(page, "email-thanks")
+
+    # After a reload the welcome frame still asks; this tab remembers the answer.
+    page.reload()
+    w.get_by_role("button", name="Open Help chat").click()
+    expect(w.locator(".sb-status-text")).to_have_text(OUT_OF_HOURS_TEXT)
+    expect(thanks).to_have_text("Thanks — we'll email you at sam@example.com.")
+    expect(field).to_be_hidden()
+
+    # "Change" offers the form again with the address in it.
+    w.get_by_role("button", name="Change email address").click()
+    expect(field).to_be_focused()
+    expect(field).to_have_value("sam@example.com")
+    page.keyboard.type("sam.smith@example.com")
+    page.keyboard.press("Enter")
+    expect(thanks).to_have_text("Thanks — we'll email you at sam.smith@example.com.")
+
+    # A person joins: the request goes away.
+    server.push({"type": "status", "status": "agent", "agent_name": "Sam", "text": ""})
+    expect(w.locator(".sb-email")).to_be_hidden()
+    assert len(server.frames("email")) == 2
+
+
+def test_invalid_email_shows_the_error_next_to_the_field(page: Any, server: MockServer) -> None:
+    server.out_of_hours = True
+    w = open_widget(page, server)
+    w.get_by_role("button", name="Talk to a person").click()
+    field = w.get_by_label(EMAIL_LABEL)
+    error = w.locator(".sb-email-error")
+
+    # Not an address at all: caught here, nothing sent.
+    field.fill("sam at example")
+    field.press("Enter")
+    expect(error).to_have_text("Please enter a valid email address, like name@example.com.")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    assert server.frames("email") == []
+
+    # The server's verdict: shown next to the field, the typed address kept.
+    field.fill("sam@example")
+    expect(error).to_be_hidden()  # typing clears the old message
+    expect(field).not_to_have_attribute("aria-invalid", "true")
+    w.get_by_role("button", name="Send email address").click()
+    expect(error).to_have_text(BAD_EMAIL)
+    expect(error).to_have_attribute("role", "alert")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_attribute("aria-describedby", "sb-email-error")
+    expect(field).to_have_value("sam@example")
+    expect(field).to_be_focused()
+    expect(w.locator(".sb-notice")).to_have_count(0)  # not a notice under the log
+    assert server.frames("email") == [{"type": "email", "email": "sam@example"}]
+    screenshot(page, "email-error")
+
+    field.fill("sam@example.org")
+    field.press("Enter")
+    thanks = w.locator(".sb-email [role=status]")
+    expect(thanks).to_have_text("Thanks — we'll email you at sam@example.org.")
+    expect(error).to_be_hidden()
+
+    # A queue update without text: worded from out_of_hours / back_at; the thanks stays.
+    server.push(
+        {
+            "type": "status",
+            "status": "queued",
+            "queue_position": 2,
+            "wait_minutes": 3,
+            "agent_name": None,
+            "text": "",
+            "out_of_hours": True,
+            "back_at": "2026-11-30T09:00:00+01:00",
+            "ask_email": True,
+        }
+    )
+    expect(w.locator(".sb-status-text")).to_have_text(
+        re.compile(r"^Our team is away until .*2026.* — you are number 2 in the queue\.$")
+    )
+    expect(thanks).to_have_text("Thanks — we'll email you at sam@example.org.")
