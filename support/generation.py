@@ -159,10 +159,21 @@ def strip_citations(text: str) -> str:
     return " ".join(_ANY_BRACKET_NUMBER.sub("", text).split())
 
 
+@dataclass(frozen=True, slots=True)
+class PromptTemplate:
+    """prompts/<version>.txt: sections separated by a line "---": the system prompt, the user
+    turn (with {facts} and {question}), then optional example exchanges (user, assistant)."""
+
+    system: str
+    user: str
+    examples: tuple[tuple[str, str], ...] = ()
+
+
 @cache
-def _template(version: str = PROMPT_VERSION) -> tuple[str, str]:
-    system, user = (PROMPTS_DIR / f"{version}.txt").read_text().split("\n---\n", 1)
-    return system.strip(), user.strip()
+def _template(version: str = PROMPT_VERSION) -> PromptTemplate:
+    parts = [p.strip() for p in (PROMPTS_DIR / f"{version}.txt").read_text().split("\n---\n")]
+    examples = tuple(zip(parts[2::2], parts[3::2], strict=True))
+    return PromptTemplate(parts[0], parts[1], examples)
 
 
 # --- selection --------------------------------------------------------------------------------
@@ -195,7 +206,7 @@ def facts_select(*, question: str, passages: Sequence[Passage], k: int = MAX_FAC
 # --- prompt -----------------------------------------------------------------------------------
 def system_prompt() -> str:
     conf = get_support_settings()
-    return _template()[0].format(company=conf.company_name, tone=conf.tone)
+    return _template().system.format(company=conf.company_name, tone=conf.tone)
 
 
 def prompt_build(
@@ -209,7 +220,7 @@ def prompt_build(
     """Render the model's own chat template; fit the context by dropping the least relevant
     fact, then the oldest turns. Untrusted text cannot inject template control tokens."""
     system = system_prompt()
-    user_t = _template()[1]
+    template = _template()
     budget = model.context_length - max_new_tokens - 8
     facts = list(facts)
     turns = [t for t in history if t.text.strip()][-HISTORY_TURNS:]
@@ -217,13 +228,16 @@ def prompt_build(
         fact_lines = "\n".join(f"[{f.n}] {f.text}" for f in facts)
         # The system prompt stays first and constant, so its tokens are reused across questions.
         messages = [{"role": "system", "content": system}]
+        for example_user, example_answer in template.examples:
+            messages.append({"role": "user", "content": example_user})
+            messages.append({"role": "assistant", "content": example_answer})
         for turn in turns:
             role = "user" if turn.role == "customer" else "assistant"
             messages.append({"role": role, "content": clean_untrusted(turn.text).strip()})
         messages.append(
             {
                 "role": "user",
-                "content": user_t.format(
+                "content": template.user.format(
                     facts=fact_lines, question=clean_untrusted(question).strip()
                 ),
             }

@@ -105,6 +105,24 @@ class DenseHit:
     rank: int  # 1-based
 
 
+# -- stored embeddings ------------------------------------------------------------------------
+
+
+def vector_to_bytes(vector: NDArray[np.float32]) -> bytes:
+    """One embedding as float32 little-endian bytes (the Chunk.embedding column format)."""
+    return np.ascontiguousarray(vector, dtype="<f4").reshape(-1).tobytes()
+
+
+def vectors_from_bytes(blobs: Sequence[bytes], dimension: int) -> NDArray[np.float32]:
+    """Stack stored embeddings back into an (n, dimension) float32 matrix for `build`."""
+    if not blobs:
+        return np.zeros((0, dimension), dtype=np.float32)
+    flat = np.frombuffer(b"".join(blobs), dtype="<f4")
+    if flat.size != len(blobs) * dimension:
+        raise ValueError(f"stored embeddings do not all have dimension {dimension}")
+    return flat.reshape(len(blobs), dimension).astype(np.float32)
+
+
 # -- writing ----------------------------------------------------------------------------------
 
 
