@@ -32,6 +32,11 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "change_knowledgedocument",
         "delete_knowledgedocument",
         "view_chunk",
+        # Sensitive topics that hand conversations to people (support.escalation).
+        "view_sensitivetopic",
+        "add_sensitivetopic",
+        "change_sensitivetopic",
+        "delete_sensitivetopic",
     ),
 }
 
