@@ -221,3 +221,14 @@ def test_empty_index_builds_and_searches(tmp_path: Path) -> None:
     assert len(snap) == 0
     assert snap.search(random_unit_vectors(1)[0], 5) == []
     assert snap.lexical is not None and snap.lexical.search("anything", 5) == []
+
+
+def test_stored_embedding_bytes_round_trip(tmp_path: Path) -> None:
+    vectors = random_unit_vectors(4)
+    blobs = [vindex.vector_to_bytes(v) for v in vectors]
+
+    assert all(len(b) == FAKE_DIM * 4 for b in blobs)
+    np.testing.assert_array_equal(vindex.vectors_from_bytes(blobs, FAKE_DIM), vectors)
+    build(tmp_path, [1, 2, 3, 4], vindex.vectors_from_bytes(blobs, FAKE_DIM))
+    with pytest.raises(ValueError, match="dimension"):
+        vindex.vectors_from_bytes([*blobs, b"\x00" * 8], FAKE_DIM)
