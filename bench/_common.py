@@ -260,14 +260,21 @@ def eval_kb(
 
             call_command("migrate", verbosity=0, interactive=False)  # new migrations since
             log(f"eval KB: reusing {data_dir} ({info['chunks']} chunks)")
-            return EvalKb(data_dir, True, 0.0, info["documents"], info["chunks"],
-                          info.get("rejected", {}))
+            return EvalKb(
+                data_dir, True, 0.0, info["documents"], info["chunks"], info.get("rejected", {})
+            )
         shutil.rmtree(data_dir, ignore_errors=True)  # a build that died midway
         data_dir.mkdir(parents=True)
         kb = _build(data_dir, docs, log)
         info_file.write_text(
-            json.dumps({"documents": kb.documents, "chunks": kb.chunks, "rejected": kb.rejected,
-                        "build_s": kb.build_s})
+            json.dumps(
+                {
+                    "documents": kb.documents,
+                    "chunks": kb.chunks,
+                    "rejected": kb.rejected,
+                    "build_s": kb.build_s,
+                }
+            )
         )
         return kb
 

@@ -340,9 +340,7 @@ class Stack:
             and k not in ("DATABASE_URL", "REDIS_URL")
         }
         env.update(
-            DJANGO_SETTINGS_MODULE=(
-                "chatbot.settings.production"
-            ),
+            DJANGO_SETTINGS_MODULE=("chatbot.settings.production"),
             DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
             ALLOWED_HOSTS="127.0.0.1,localhost",
             SECURE_SSL_REDIRECT="false",

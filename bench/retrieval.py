@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-from bench import _common as common  # noqa: E402
+from bench import _common as common
 
 
 def _metrics(ranks: list[int | None]) -> dict[str, float]:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for doc in docs:
         try:
             d = knowledge.document_upload(filename=doc.filename, data=doc.markdown(), queue=False)
-        except Exception:  # noqa: BLE001 - exact duplicate pages are rejected by design
+        except Exception:
             continue
         if knowledge.document_ingest(document_id=d.pk, rebuild_index=False).status == "ready":
             ingested += 1
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     from support.models import Chunk
     from support.retrieval import passages_search
     from support.search.hybrid import FusionConfig, HybridSearcher, hybrid_search
-    from support.search.index import build as index_build
     from support.search.index import IndexReader
+    from support.search.index import build as index_build
     from support.search.lexical import Bm25Index
 
     torch.set_num_threads(2)
@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
     quality: dict[str, Any] = {}
     for name, fusion in variants.items():
-        variant = HybridSearcher(searcher.reader, embedder, fusion=fusion,
-                                 confidence=searcher.confidence)
+        variant = HybridSearcher(
+            searcher.reader, embedder, fusion=fusion, confidence=searcher.confidence
+        )
         span_ranks: list[int | None] = []
         doc_ranks: list[int | None] = []
         for q in answerable:
@@ -205,12 +206,19 @@ def main(argv: list[str] | None = None) -> int:
         "quality": quality,
         "confidence": confidence,
         "latency_ms": {
-            "eval_size_product_path": {"p50": common.percentile(lat, 50),
-                                       "p95": common.percentile(lat, 95)},
-            "eval_size_search_core": {"p50": common.percentile(core, 50),
-                                      "p95": common.percentile(core, 95)},
-            "synthetic": {**synthetic, "p50": common.percentile(syn, 50),
-                          "p95": common.percentile(syn, 95)},
+            "eval_size_product_path": {
+                "p50": common.percentile(lat, 50),
+                "p95": common.percentile(lat, 95),
+            },
+            "eval_size_search_core": {
+                "p50": common.percentile(core, 50),
+                "p95": common.percentile(core, 95),
+            },
+            "synthetic": {
+                **synthetic,
+                "p50": common.percentile(syn, 50),
+                "p95": common.percentile(syn, 95),
+            },
         },
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
@@ -227,25 +235,35 @@ def _print(r: dict[str, Any], path: Path) -> None:
     print("|---|---|---|---|---|---|")
     for name, q in r["quality"].items():
         s = q["span"]
-        print(f"| {name} | {f(s['recall@1'])} | {f(s['recall@5'])} | {f(s['recall@10'])} | "
-              f"{f(s['mrr@10'])} | {f(q['doc']['recall@5'])} |")
+        print(
+            f"| {name} | {f(s['recall@1'])} | {f(s['recall@5'])} | {f(s['recall@10'])} | "
+            f"{f(s['mrr@10'])} | {f(q['doc']['recall@5'])} |"
+        )
     ing = r["ingestion"]
-    print(f"\nIngestion: {f(ing['chunks_per_s'], 1)} chunks/s end to end vs raw encode "
-          f"{f(ing['raw_encode_chunks_per_s'], 1)} chunks/s "
-          f"(ratio {f(ing['ratio_vs_raw_encode'], 2)}; our embedder alone "
-          f"{f(ing['our_encode_chunks_per_s'], 1)} chunks/s)")
+    print(
+        f"\nIngestion: {f(ing['chunks_per_s'], 1)} chunks/s end to end vs raw encode "
+        f"{f(ing['raw_encode_chunks_per_s'], 1)} chunks/s "
+        f"(ratio {f(ing['ratio_vs_raw_encode'], 2)}; our embedder alone "
+        f"{f(ing['our_encode_chunks_per_s'], 1)} chunks/s)"
+    )
     c = r["confidence"]
-    print(f"Confidence AUC {f(c['auc'])}; threshold {c['threshold']}: "
-          f"{f(c['unanswerable_below_threshold'])} of unanswerable and "
-          f"{f(c['answerable_below_threshold'])} of answerable fall below")
+    print(
+        f"Confidence AUC {f(c['auc'])}; threshold {c['threshold']}: "
+        f"{f(c['unanswerable_below_threshold'])} of unanswerable and "
+        f"{f(c['answerable_below_threshold'])} of answerable fall below"
+    )
     lat = r["latency_ms"]
-    print(f"Search latency at eval size: product path p50 "
-          f"{f(lat['eval_size_product_path']['p50'], 1)} ms / p95 "
-          f"{f(lat['eval_size_product_path']['p95'], 1)} ms; core p95 "
-          f"{f(lat['eval_size_search_core']['p95'], 2)} ms")
+    print(
+        f"Search latency at eval size: product path p50 "
+        f"{f(lat['eval_size_product_path']['p50'], 1)} ms / p95 "
+        f"{f(lat['eval_size_product_path']['p95'], 1)} ms; core p95 "
+        f"{f(lat['eval_size_search_core']['p95'], 2)} ms"
+    )
     s = lat["synthetic"]
-    print(f"At {s['chunks']:,} synthetic chunks ({s['kind']}): p50 {f(s['p50'], 2)} ms, "
-          f"p95 {f(s['p95'], 2)} ms (build {f(s['build_s'], 1)} s)")
+    print(
+        f"At {s['chunks']:,} synthetic chunks ({s['kind']}): p50 {f(s['p50'], 2)} ms, "
+        f"p95 {f(s['p95'], 2)} ms (build {f(s['build_s'], 1)} s)"
+    )
 
 
 if __name__ == "__main__":

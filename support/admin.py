@@ -17,7 +17,6 @@ from django.utils.html import format_html
 from . import knowledge
 from .conf import get_support_settings
 from .exceptions import DocumentRejected
-
 from .models import Chunk, Conversation, Escalation, Feedback, KnowledgeDocument, Message
 
 
@@ -175,16 +174,48 @@ class DocumentUploadForm(forms.Form):
 
 @admin.register(KnowledgeDocument)
 class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("__str__", "original_filename", "file_format", "status_display",
-                    "chunk_count", "updated_at")
+    list_display = (
+        "__str__",
+        "original_filename",
+        "file_format",
+        "status_display",
+        "chunk_count",
+        "updated_at",
+    )
     list_filter = ("status", "file_format")
     search_fields = ("title", "original_filename", "source_url")
-    fields = ("title", "source_url", "original_filename", "file", "checksum", "file_format",
-              "size_bytes", "status", "progress", "error", "chunk_count", "uploaded_by",
-              "created_at", "updated_at", "indexed_at")
-    readonly_fields = ("original_filename", "file", "checksum", "file_format", "size_bytes",
-                       "status", "progress", "error", "chunk_count", "uploaded_by",
-                       "created_at", "updated_at", "indexed_at")
+    fields = (
+        "title",
+        "source_url",
+        "original_filename",
+        "file",
+        "checksum",
+        "file_format",
+        "size_bytes",
+        "status",
+        "progress",
+        "error",
+        "chunk_count",
+        "uploaded_by",
+        "created_at",
+        "updated_at",
+        "indexed_at",
+    )
+    readonly_fields = (
+        "original_filename",
+        "file",
+        "checksum",
+        "file_format",
+        "size_bytes",
+        "status",
+        "progress",
+        "error",
+        "chunk_count",
+        "uploaded_by",
+        "created_at",
+        "updated_at",
+        "indexed_at",
+    )
     inlines = (ChunkInline,)
     actions = ("reindex_documents", "disable_documents", "enable_documents")
 
@@ -247,8 +278,9 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             knowledge.document_reindex(document_id=pk)
         messages.success(request, f"{queryset.count()} document(s) queued for re-indexing.")
 
-    @admin.action(description="Disable selected documents (never retrieved)",
-                  permissions=["change"])
+    @admin.action(
+        description="Disable selected documents (never retrieved)", permissions=["change"]
+    )
     def disable_documents(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for pk in queryset.values_list("pk", flat=True):
             knowledge.document_set_enabled(document_id=pk, enabled=False)

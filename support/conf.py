@@ -128,8 +128,16 @@ def _validate(conf: SupportSettings) -> None:
         problems.append("SUPPORT_CHUNK_OVERLAP_TOKENS must be >= 0 and < SUPPORT_CHUNK_TOKENS")
     if not 0.0 <= conf.retrieval_min_confidence <= 1.0:
         problems.append("SUPPORT_RETRIEVAL_MIN_CONFIDENCE must be between 0 and 1")
-    for name in ("max_upload_bytes", "max_answer_tokens", "max_message_chars", "hnsw_threshold",
-                 "max_frame_bytes", "rate_per_connection", "rate_per_ip", "token_max_age_s"):
+    for name in (
+        "max_upload_bytes",
+        "max_answer_tokens",
+        "max_message_chars",
+        "hnsw_threshold",
+        "max_frame_bytes",
+        "rate_per_connection",
+        "rate_per_ip",
+        "token_max_age_s",
+    ):
         if getattr(conf, name) <= 0:
             problems.append(f"SUPPORT_{name.upper()} must be positive")
     if conf.answer_timeout_s <= 0:

@@ -23,7 +23,7 @@ from .exceptions import ConversationClosed, ConversationNotFound, InvalidMessage
 from .models import Conversation, Feedback, Message
 from .streaming import stream_state_get
 
-TOKEN_SALT = "support.conversation"
+TOKEN_SALT = "support.conversation"  # noqa: S105 (a signing namespace, not a secret)
 HISTORY_LIMIT = 200
 # NUL and C0/C1 controls other than tab/newline: rejected before storage.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")

@@ -32,7 +32,9 @@ def demo_kb_ensure() -> DemoKbResult:
     loaded = 0
     for path in sorted(DEMO_KB_DIR.iterdir()):
         doc = knowledge.document_upload(
-            filename=path.name, data=path.read_bytes(), queue=False,
+            filename=path.name,
+            data=path.read_bytes(),
+            queue=False,
             source_url="",
         )
         if knowledge.document_ingest(document_id=doc.pk, rebuild_index=False).status == "ready":

@@ -307,8 +307,9 @@ def citations_resolve(answer: str, facts: Sequence[Fact]) -> tuple[str, list[dic
         return match.group(0) if int(match.group(1)) in valid else ""
 
     text = _CITATION.sub(keep, answer)
-    text = _ANY_BRACKET_NUMBER.sub(lambda m: m.group(0) if _CITATION.fullmatch(m.group(0)) else "",
-                                   text)
+    text = _ANY_BRACKET_NUMBER.sub(
+        lambda m: m.group(0) if _CITATION.fullmatch(m.group(0)) else "", text
+    )
     text = re.sub(r"(\s*\[\d{1,2}\])(?:\1)+", r"\1", text).strip()  # "[1] [1]" -> "[1]"
     cited = [int(n) for n in re.findall(r"\[(\d{1,2})\]", text)]
     if not cited:  # attribute to the passages the facts came from
@@ -419,12 +420,20 @@ def answer_compose(
     facts = facts_select(question=question, passages=search.passages)
     if not facts or max(f.score for f in facts) < MIN_FACT_SCORE:
         return finish(DECLINE_TEXT, "escalate", "no_facts")
-    timings["select_ms"] = round((time.perf_counter() - started) * 1000 - timings["retrieval_ms"], 1)
+    timings["select_ms"] = round(
+        (time.perf_counter() - started) * 1000 - timings["retrieval_ms"], 1
+    )
 
     def extractive(reason: str, support: float | None = None, generated: str = "") -> Draft:
         text, cites = citations_resolve(extractive_answer(facts), facts)
         return finish(
-            text, "extractive", reason, cites, True, search.confidence * 0.8, support,
+            text,
+            "extractive",
+            reason,
+            cites,
+            True,
+            search.confidence * 0.8,
+            support,
             generated=generated,
         )
 
@@ -464,11 +473,7 @@ def answer_compose(
     timings["prompt_tokens"] = len(prompt.token_ids)
     timings["cached_prompt_tokens"] = stats.cached_prompt_tokens if stats else 0
     raw = limit.text.strip()
-    if (
-        not limit.done
-        and stats is not None
-        and stats.finish_reason is FinishReason.CANCELLED
-    ):
+    if not limit.done and stats is not None and stats.finish_reason is FinishReason.CANCELLED:
         return finish(raw, "escalate", "cancelled", cancelled=True, generated=raw)
 
     if leaks_prompt(raw, prompt.system):

@@ -181,9 +181,7 @@ def document_ingest(
         locked.save()
         if rebuild_index:
             _queue_index_rebuild()
-    return IngestOutcome(
-        document_id, final_status, len(drafts), "", time.perf_counter() - started
-    )
+    return IngestOutcome(document_id, final_status, len(drafts), "", time.perf_counter() - started)
 
 
 def _embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:

@@ -101,6 +101,9 @@ def passages_search(*, query: str, k: int = 5) -> SearchResult:
             break
     confidence = result.confidence if passages else 0.0
     return SearchResult(
-        query, tuple(passages), confidence, result.index_version,
+        query,
+        tuple(passages),
+        confidence,
+        result.index_version,
         (time.perf_counter() - started) * 1000,
     )

@@ -15,6 +15,8 @@ def public_document_get(*, document_id: int) -> KnowledgeDocument | None:
 
 
 def document_chunks_list(*, document_id: int) -> QuerySet[Chunk]:
-    return Chunk.objects.filter(document_id=document_id).order_by("order").only(
-        "pk", "order", "text", "heading_path", "page", "anchor"
+    return (
+        Chunk.objects.filter(document_id=document_id)
+        .order_by("order")
+        .only("pk", "order", "text", "heading_path", "page", "anchor")
     )

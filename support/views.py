@@ -37,13 +37,18 @@ def kb_document(request: HttpRequest, document_id: int) -> HttpResponse:
     sections = []
     for chunk in selectors.document_chunks_list(document_id=document_id):
         heading = " › ".join(h for h in chunk.heading_path if h != doc.title)
-        sections.append({"id": chunk.pk, "heading": heading, "page": chunk.page,
-                         "text": chunk.text})
-    return render(request, "support/kb_document.html", {
-        "document": doc,
-        "sections": sections,
-        "company_name": get_support_settings().company_name,
-    })
+        sections.append(
+            {"id": chunk.pk, "heading": heading, "page": chunk.page, "text": chunk.text}
+        )
+    return render(
+        request,
+        "support/kb_document.html",
+        {
+            "document": doc,
+            "sections": sections,
+            "company_name": get_support_settings().company_name,
+        },
+    )
 
 
 @require_GET

@@ -14,8 +14,9 @@ class FakeChatModel:
     context_length = 2048
     eos_token_ids = frozenset({0})
 
-    def __init__(self, answer: str = "Hold the reset button for 10 seconds [1].",
-                 delay_s: float = 0.0) -> None:
+    def __init__(
+        self, answer: str = "Hold the reset button for 10 seconds [1].", delay_s: float = 0.0
+    ) -> None:
         self.answer = answer
         self.delay_s = delay_s
         self.prompts: list[str] = []
@@ -55,7 +56,10 @@ class FakeChatModel:
                     time.sleep(self.delay_s)
                 count += 1
                 yield word if i == 0 else " " + word
-            done(GenerationStats(len(prompt_ids), 0, count, 0.001, time.perf_counter() - started,
-                                 reason))
+            done(
+                GenerationStats(
+                    len(prompt_ids), 0, count, 0.001, time.perf_counter() - started, reason
+                )
+            )
 
         return TextStream(run)

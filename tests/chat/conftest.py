@@ -28,7 +28,9 @@ def chat_env(tmp_path: Path, real_embedder: Any) -> Iterator[FakeChatModel]:  # 
     """A knowledge base with one real document, the real embedder and a scripted model."""
     fake = FakeChatModel()
     with override_settings(
-        SUPPORT_DATA_DIR=tmp_path, MEDIA_ROOT=tmp_path / "media", SUPPORT_DEBOUNCE_S=0,
+        SUPPORT_DATA_DIR=tmp_path,
+        MEDIA_ROOT=tmp_path / "media",
+        SUPPORT_DEBOUNCE_S=0,
         SUPPORT_RETRIEVAL_MIN_CONFIDENCE=0.3,
     ):
         backends.set_backend("embedder", real_embedder)

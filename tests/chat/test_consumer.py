@@ -35,11 +35,13 @@ async def _hello(comm: WebsocketCommunicator, token: str | None = None) -> dict[
     return frame
 
 
-async def _until(comm: WebsocketCommunicator, kind: str, timeout: float = 30) -> list[dict[str, Any]]:
+async def _until(
+    comm: WebsocketCommunicator, kind: str, wait_s: float = 30
+) -> list[dict[str, Any]]:
     """Frames received up to and including the first of `kind`."""
     frames = []
     while True:
-        frame = await comm.receive_json_from(timeout=timeout)
+        frame = await comm.receive_json_from(timeout=wait_s)
         frames.append(frame)
         if frame["type"] == kind:
             return frames
@@ -49,8 +51,9 @@ async def test_full_exchange_streams_deltas_then_the_stored_answer(chat_env: Fak
     comm = await _connect()
     welcome = await _hello(comm)
     assert welcome["status"] == "bot" and welcome["history"] == []
-    await comm.send_json_to({"type": "message", "text": "How do I reset my router?",
-                             "client_id": "c-1"})
+    await comm.send_json_to(
+        {"type": "message", "text": "How do I reset my router?", "client_id": "c-1"}
+    )
     frames = await _until(comm, "reply.done")
     kinds = [f["type"] for f in frames]
     assert kinds[0] == "message" and frames[0]["message"]["client_id"] == "c-1"
@@ -59,7 +62,9 @@ async def test_full_exchange_streams_deltas_then_the_stored_answer(chat_env: Fak
     assert [d["seq"] for d in deltas] == list(range(len(deltas)))
     done = frames[-1]
     streamed = "".join(d["delta"] for d in deltas)
-    assert done["message"]["text"] == streamed.strip() == "Hold the reset button for 10 seconds [1]."
+    assert (
+        done["message"]["text"] == streamed.strip() == "Hold the reset button for 10 seconds [1]."
+    )
     cites = done["message"]["citations"]
     assert cites and cites[0]["title"] == "Router guide"
     assert cites[0]["url"].startswith("/kb/")
@@ -72,8 +77,9 @@ async def test_full_exchange_streams_deltas_then_the_stored_answer(chat_env: Fak
 async def test_resume_restores_history_and_idempotent_resend(chat_env: FakeChatModel) -> None:
     comm = await _connect()
     token = (await _hello(comm))["token"]
-    await comm.send_json_to({"type": "message", "text": "How do I reset my router?",
-                             "client_id": "c-1"})
+    await comm.send_json_to(
+        {"type": "message", "text": "How do I reset my router?", "client_id": "c-1"}
+    )
     await _until(comm, "reply.done")
     await comm.disconnect()
 
@@ -82,8 +88,9 @@ async def test_resume_restores_history_and_idempotent_resend(chat_env: FakeChatM
     assert welcome["resumed"] is True
     assert [m["role"] for m in welcome["history"]] == ["customer", "bot"]
     # The same client_id after a reconnect: no second message, no second answer.
-    await again.send_json_to({"type": "message", "text": "How do I reset my router?",
-                              "client_id": "c-1"})
+    await again.send_json_to(
+        {"type": "message", "text": "How do I reset my router?", "client_id": "c-1"}
+    )
     await asyncio.sleep(0.5)
     assert await Message.objects.filter(client_id="c-1").acount() == 1
     assert await Message.objects.filter(role="bot").acount() == 1
@@ -149,8 +156,9 @@ async def test_rate_limit_per_connection(chat_env: FakeChatModel) -> None:
         comm = await _connect()
         await _hello(comm)
         for i in range(4):
-            await comm.send_json_to({"type": "message", "text": f"question {i}?",
-                                     "client_id": f"r{i}"})
+            await comm.send_json_to(
+                {"type": "message", "text": f"question {i}?", "client_id": f"r{i}"}
+            )
         limited = None
         for _ in range(40):
             frame = await comm.receive_json_from(timeout=30)
@@ -170,8 +178,9 @@ async def test_handoff_queues_and_silences_the_bot(chat_env: FakeChatModel) -> N
     status = await comm.receive_json_from()
     assert status["type"] == "status" and status["status"] == "queued"
     assert status["queue_position"] == 1 and "number 1 in the queue" in status["text"]
-    await comm.send_json_to({"type": "message", "text": "How do I reset my router?",
-                             "client_id": "q1"})
+    await comm.send_json_to(
+        {"type": "message", "text": "How do I reset my router?", "client_id": "q1"}
+    )
     frames = await _until(comm, "message")
     assert frames[-1]["message"]["role"] == "customer"
     assert await comm.receive_nothing(timeout=1.5)
@@ -184,8 +193,9 @@ async def test_handoff_queues_and_silences_the_bot(chat_env: FakeChatModel) -> N
 async def test_asking_for_a_person_in_words_escalates(chat_env: FakeChatModel) -> None:
     comm = await _connect()
     await _hello(comm)
-    await comm.send_json_to({"type": "message", "text": "I want to talk to a real person",
-                             "client_id": "h1"})
+    await comm.send_json_to(
+        {"type": "message", "text": "I want to talk to a real person", "client_id": "h1"}
+    )
     frames = await _until(comm, "status")
     assert frames[-1]["status"] == "queued"
     assert chat_env.calls == 0
@@ -195,15 +205,20 @@ async def test_asking_for_a_person_in_words_escalates(chat_env: FakeChatModel) -
 async def test_feedback_is_stored_and_acknowledged(chat_env: FakeChatModel) -> None:
     comm = await _connect()
     await _hello(comm)
-    await comm.send_json_to({"type": "message", "text": "How do I reset my router?",
-                             "client_id": "f1"})
+    await comm.send_json_to(
+        {"type": "message", "text": "How do I reset my router?", "client_id": "f1"}
+    )
     done = (await _until(comm, "reply.done"))[-1]
     bot_id = done["message"]["id"]
     await comm.send_json_to({"type": "feedback", "message_id": bot_id, "value": "up"})
-    assert await comm.receive_json_from() == {"type": "ack", "for": "feedback",
-                                              "message_id": bot_id}
-    await comm.send_json_to({"type": "feedback", "message_id": bot_id, "value": "down",
-                             "comment": "too short"})
+    assert await comm.receive_json_from() == {
+        "type": "ack",
+        "for": "feedback",
+        "message_id": bot_id,
+    }
+    await comm.send_json_to(
+        {"type": "feedback", "message_id": bot_id, "value": "down", "comment": "too short"}
+    )
     await comm.receive_json_from()
     fb = await Feedback.objects.aget()
     assert (fb.value, fb.comment) == ("down", "too short")
@@ -214,14 +229,18 @@ async def test_feedback_is_stored_and_acknowledged(chat_env: FakeChatModel) -> N
 
 
 async def test_origin_not_allowed_is_refused() -> None:
-    with override_settings(ALLOWED_HOSTS=["support.example.com"],
-                           SUPPORT_ALLOWED_EMBED_ORIGINS=["https://shop.example.com"]):
-        bad = WebsocketCommunicator(application, "/ws/chat/",
-                                    headers=[(b"origin", b"https://evil.example.net")])
+    with override_settings(
+        ALLOWED_HOSTS=["support.example.com"],
+        SUPPORT_ALLOWED_EMBED_ORIGINS=["https://shop.example.com"],
+    ):
+        bad = WebsocketCommunicator(
+            application, "/ws/chat/", headers=[(b"origin", b"https://evil.example.net")]
+        )
         connected, _ = await bad.connect(timeout=5)
         assert not connected
-        good = WebsocketCommunicator(application, "/ws/chat/",
-                                     headers=[(b"origin", b"https://shop.example.com")])
+        good = WebsocketCommunicator(
+            application, "/ws/chat/", headers=[(b"origin", b"https://shop.example.com")]
+        )
         connected, _ = await good.connect(timeout=5)
         assert connected
         await good.disconnect()

@@ -55,8 +55,10 @@ def test_ingest_stores_chunks_with_embeddings_and_headings(kb_env: Path) -> None
     assert doc.title == "Router guide"
     chunks = list(doc.chunks.order_by("order"))
     assert doc.chunk_count == len(chunks) >= 2
-    assert [c.heading_path for c in chunks][:2] == [["Router guide", "Reset"],
-                                                    ["Router guide", "Error codes"]]
+    assert [c.heading_path for c in chunks][:2] == [
+        ["Router guide", "Reset"],
+        ["Router guide", "Error codes"],
+    ]
     assert all(len(bytes(c.embedding)) == 384 * 4 for c in chunks)
     # The original file is kept exactly as uploaded.
     with doc.file.open("rb") as fh:
@@ -242,8 +244,16 @@ def test_kb_ingest_and_kb_search_commands(kb_env: Path, capsys: pytest.CaptureFi
     body = json.loads(capsys.readouterr().out)
     assert set(body) >= {"confidence", "results"}
     first = body["results"][0]
-    assert set(first) >= {"document_id", "filename", "title", "source_url", "chunk_id",
-                          "heading", "score", "text"}
+    assert set(first) >= {
+        "document_id",
+        "filename",
+        "title",
+        "source_url",
+        "chunk_id",
+        "heading",
+        "score",
+        "text",
+    }
     assert first["filename"] == "router.md" and "ERR-4032" in first["text"]
 
     queries = kb_env / "q.jsonl"
@@ -279,20 +289,28 @@ def test_only_knowledge_admins_upload_in_the_admin(kb_env: Path) -> None:
     assert admin.get(url).status_code == 200
     response = admin.post(
         url,
-        {"files": [SimpleUploadedFile("router.md", ROUTER_MD),
-                   SimpleUploadedFile("billing.md", BILLING_MD),
-                   SimpleUploadedFile("empty.md", b"")]},
+        {
+            "files": [
+                SimpleUploadedFile("router.md", ROUTER_MD),
+                SimpleUploadedFile("billing.md", BILLING_MD),
+                SimpleUploadedFile("empty.md", b""),
+            ]
+        },
     )
     assert response.status_code == 302
     docs = KnowledgeDocument.objects.order_by("original_filename")
     # Eager Celery ran the ingestion on commit; the empty file got a message, no document.
-    assert [(d.original_filename, d.status) for d in docs] == [("billing.md", "ready"),
-                                                             ("router.md", "ready")]
+    assert [(d.original_filename, d.status) for d in docs] == [
+        ("billing.md", "ready"),
+        ("router.md", "ready"),
+    ]
     listing = admin.get(reverse("admin:support_knowledgedocument_changelist"))
     assert b"router.md" in listing.content
     change = admin.get(reverse("admin:support_knowledgedocument_change", args=[docs[1].pk]))
     assert b"Hold the reset button" in change.content  # the chunk inspector
     # Actions are services too: disabling through the admin removes it from retrieval.
-    admin.post(reverse("admin:support_knowledgedocument_changelist"),
-               {"action": "disable_documents", "_selected_action": [docs[1].pk]})
+    admin.post(
+        reverse("admin:support_knowledgedocument_changelist"),
+        {"action": "disable_documents", "_selected_action": [docs[1].pk]},
+    )
     assert KnowledgeDocument.objects.get(pk=docs[1].pk).status == "disabled"

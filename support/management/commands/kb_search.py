@@ -59,7 +59,8 @@ class Command(BaseCommand):
                     item = json.loads(line)
                     query = str(item["query"])
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise CommandError(f"{src}:{lineno}: expected {{'id', 'query'}}: {exc}") from exc
+                    msg = f"{src}:{lineno}: expected {{'id', 'query'}}: {exc}"
+                    raise CommandError(msg) from exc
                 row = {"id": item.get("id"), **_as_json(passages_search(query=query, k=k))}
                 fout.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
