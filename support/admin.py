@@ -163,7 +163,7 @@ class MultipleFileField(forms.FileField):
 
 
 class DocumentUploadForm(forms.Form):
-    files = MultipleFileField(
+    files = MultipleFileField(  # type: ignore[assignment]
         help_text="Markdown, text, HTML, PDF, DOCX or FAQ CSV (question,answer). "
         "Several files at once are fine."
     )

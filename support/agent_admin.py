@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import agents
 from .conf import get_support_settings
 from .exceptions import ConversationNotFound, SupportError
+from .hours import business_hours_status
 from .models import CannedResponse, EscalationQueue, Holiday
 
 QUEUE_URL = "admin:support_escalationqueue_changelist"
@@ -108,7 +109,7 @@ class AgentWorkspaceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 request,
                 title="Escalation queue",
                 snapshot=snapshot,
-                hours=agents.business_hours_status(),
+                hours=business_hours_status(),
             ),
         )
 

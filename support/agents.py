@@ -672,7 +672,9 @@ def suggested_reply_request(*, conversation_id: UUID, agent: Any) -> None:
 
     if not Conversation.objects.filter(pk=conversation_id).exists():
         raise ConversationNotFound("This conversation does not exist.")
-    suggested_reply_task.delay_on_commit(conversation_id=conversation_id.hex, agent_id=agent.pk)
+    suggested_reply_task.delay_on_commit(  # type: ignore[attr-defined]
+        conversation_id=conversation_id.hex, agent_id=agent.pk
+    )
 
 
 def suggested_reply_publish(*, conversation_id: UUID, agent_id: int) -> Suggestion | None:

@@ -204,7 +204,7 @@ def _queue_answer(message_id: int) -> None:
     countdown = get_support_settings().debounce_s
     transaction.on_commit(
         lambda: reply_generate_task.apply_async(
-            kwargs={"message_id": message_id}, countdown=countdown or None
+            kwargs={"message_id": message_id}, countdown=countdown
         )
     )
 

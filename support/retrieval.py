@@ -74,7 +74,7 @@ def passages_search(*, query: str, k: int = 5) -> SearchResult:
         .exclude(document__status=KnowledgeDocument.Status.DISABLED)
         .select_related("document")
     }
-    passages = []
+    passages: list[Passage] = []
     for hit in result.hits:
         c = chunks.get(hit.chunk_id)
         if c is None:

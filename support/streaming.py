@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 from uuid import UUID
 
 from django.core.cache import cache
@@ -26,7 +26,7 @@ def stream_state_set(*, conversation_id: UUID, reply_to: int, seq: int, text: st
 
 def stream_state_get(*, conversation_id: UUID) -> StreamState | None:
     value: Any = cache.get(_key(conversation_id))
-    return value if isinstance(value, dict) else None
+    return cast(StreamState, value) if isinstance(value, dict) else None
 
 
 def stream_state_clear(*, conversation_id: UUID) -> None:
