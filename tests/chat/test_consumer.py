@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import json
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
@@ -19,8 +21,17 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 ORIGIN = [(b"origin", b"http://localhost")]
 
 
-async def _connect(headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
+async def _connect(
+    headers: list[tuple[bytes, bytes]] | None = None, client_ip: str | None = None
+) -> WebsocketCommunicator:
     comm = WebsocketCommunicator(application, "/ws/chat/", headers=headers or ORIGIN)
+    # Per-IP limits live in the shared cache: each connection gets its own address unless the
+    # test says otherwise, so tests never eat into each other's budget.
+    comm.scope["client"] = (
+        client_ip
+        or f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250)}",
+        50000,
+    )
     connected, _ = await comm.connect(timeout=5)
     assert connected
     return comm
@@ -244,3 +255,52 @@ async def test_origin_not_allowed_is_refused() -> None:
         connected, _ = await good.connect(timeout=5)
         assert connected
         await good.disconnect()
+
+
+async def test_resume_includes_the_answer_still_being_written(chat_env: FakeChatModel) -> None:
+    from support.streaming import stream_state_set
+
+    comm = await _connect()
+    first = await _hello(comm)
+    await comm.disconnect()
+    from uuid import UUID
+
+    conv_id = UUID(hex=first["conversation_id"])
+    await database_sync_to_async(stream_state_set)(
+        conversation_id=conv_id, reply_to=7, seq=2, text="Hold the reset"
+    )
+    again = await _connect()
+    welcome = await _hello(again, first["token"])
+    assert welcome["streaming"] == {"reply_to": 7, "seq": 2, "text": "Hold the reset"}
+    await again.disconnect()
+
+
+async def test_expired_token_gets_a_fresh_conversation(chat_env: FakeChatModel) -> None:
+    comm = await _connect()
+    first = await _hello(comm)
+    await comm.disconnect()
+    with override_settings(SUPPORT_TOKEN_MAX_AGE_S=1):
+        await asyncio.sleep(2.1)
+        again = await _connect()
+        result = await _hello(again, first["token"])
+        assert result["error"]["code"] == "token_invalid"
+        assert "expired" in result["error"]["message"]
+        assert result["welcome"]["conversation_id"] != first["conversation_id"]
+        await again.disconnect()
+
+
+async def test_rate_limit_per_ip_across_connections(chat_env: FakeChatModel) -> None:
+    with override_settings(SUPPORT_RATE_PER_IP=2, SUPPORT_RATE_PER_CONNECTION=100):
+        ip = f"192.0.2.{secrets.randbelow(250)}"
+        a, b = await _connect(client_ip=ip), await _connect(client_ip=ip)
+        await _hello(a)
+        await _hello(b)
+        await a.send_json_to({"type": "message", "text": "first?", "client_id": "a1"})
+        await _until(a, "message")
+        await b.send_json_to({"type": "message", "text": "second?", "client_id": "b1"})
+        await _until(b, "message")
+        await b.send_json_to({"type": "message", "text": "third?", "client_id": "b2"})
+        frames = await _until(b, "error")
+        assert frames[-1]["code"] == "rate_limited" and frames[-1]["client_id"] == "b2"
+        await a.disconnect()
+        await b.disconnect()
