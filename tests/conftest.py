@@ -86,3 +86,9 @@ def using_real_services() -> dict[str, bool]:
         "postgres": bool(os.environ.get("DATABASE_URL")),
         "redis": bool(os.environ.get("REDIS_URL")),
     }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API holds an event loop in the main thread
+    while a browser is open, and no asyncio test may run inside that window."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -165,7 +165,9 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an event loop in the main thread while it is open,
+# which would break every asyncio test that runs after it.
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
