@@ -201,21 +201,8 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "updated_at",
         "indexed_at",
     )
-    readonly_fields = (
-        "original_filename",
-        "file",
-        "checksum",
-        "file_format",
-        "size_bytes",
-        "status",
-        "progress",
-        "error",
-        "chunk_count",
-        "uploaded_by",
-        "created_at",
-        "updated_at",
-        "indexed_at",
-    )
+    # Only the title and source URL are editable; everything else is the ingestion's record.
+    readonly_fields = tuple(f for f in fields if f not in ("title", "source_url"))
     inlines = (ChunkInline,)
     actions = ("reindex_documents", "disable_documents", "enable_documents")
 

@@ -26,7 +26,16 @@ from django.utils import timezone
 from . import events
 from .conf import get_support_settings
 from .escalation import queued_status_payload, status_payload
-from .exceptions import AlreadyClaimed, ConversationNotFound, InvalidMessage, SupportError
+from .exceptions import (
+    AlreadyClaimed,
+    ConversationNotFound,
+    EmailNotSent,
+    InvalidMessage,
+    NotAnAgent,
+    NotAssigned,
+    NotQueued,
+    SupportError,
+)
 from .hours import BusinessHours, business_hours_status
 from .models import CannedResponse, Conversation, Escalation, Message, ReplyEmail
 from .streaming import cancel_request
@@ -39,22 +48,6 @@ LIVE_STATES = (Escalation.State.OPEN, Escalation.State.CLAIMED)
 MAX_AGENT_TEXT = 8000
 HAND_BACK_TEXT = "You are chatting with our assistant again. Ask for a person at any time."
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-
-
-class NotAssigned(SupportError):
-    code = "not_assigned"
-
-
-class NotQueued(SupportError):
-    code = "not_queued"
-
-
-class NotAnAgent(SupportError):
-    code = "not_an_agent"
-
-
-class EmailNotSent(SupportError):
-    code = "email_failed"
 
 
 # --- who is an agent ------------------------------------------------------------------------

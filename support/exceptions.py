@@ -38,3 +38,19 @@ class GenerationUnavailable(SupportError):
 
 class AlreadyClaimed(SupportError):
     code = "already_claimed"
+
+
+class NotAssigned(SupportError):
+    code = "not_assigned"
+
+
+class NotQueued(SupportError):
+    code = "not_queued"
+
+
+class NotAnAgent(SupportError):
+    code = "not_an_agent"
+
+
+class EmailNotSent(SupportError):
+    code = "email_failed"
