@@ -32,7 +32,7 @@ def test_missing_model_folder_is_reported(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_model_encodes_normalised_vectors_in_input_order() -> None:
-    embedder = SentenceTransformerEmbedder(threads=2, batch_size=4)
+    embedder = SentenceTransformerEmbedder(threads=1, batch_size=4)
     assert isinstance(embedder, Embedder)
     texts = [
         "How do I reset my password?",
