@@ -17,7 +17,7 @@ from typing import Any
 
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer as _RedisChannelLayer
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import ConnectionPool
 
 
 class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
@@ -73,13 +73,14 @@ class RedisChannelLayer(_RedisChannelLayer):  # type: ignore[misc]
     loop and drops that customer's socket; and the asyncio pool raises MaxConnectionsError at
     once when its connections are busy, so a burst of connects/disconnects crashes consumers in
     group_add/group_discard. Here the read timeout is longer than the BZPOPMIN wait and the pool
-    blocks (up to 20 s) for a free connection instead of failing.
+    allows far more connections. (A BlockingConnectionPool would wait instead, but its asyncio
+    Condition binds to one event loop, and `async_to_sync` in workers runs each send in a new
+    loop.)
     """
 
     def create_pool(self, index: int) -> Any:
         host = dict(self.hosts[index])
         address = host.pop("address")
         host.setdefault("socket_timeout", self.brpop_timeout + 10)
-        host.setdefault("max_connections", 100)
-        host.setdefault("timeout", 20)
-        return BlockingConnectionPool.from_url(address, **host)
+        host.setdefault("max_connections", 2000)
+        return ConnectionPool.from_url(address, **host)
