@@ -21,7 +21,8 @@ Typical use (the KB must be prepared before anything imports Django models)::
 rebuild_index=False)`, then `knowledge.index_rebuild()`, into a SQLite database and data
 directory under /tmp. The result is cached across runs and processes, keyed by a hash of
 documents.jsonl, of the code that ingestion runs (support/ingest, knowledge.py, the search
-index/lexical/embedder modules) and of the ingestion-related SUPPORT_* variables;
+index/lexical/embedder modules) and of the ingestion-related SUPPORT_* variables and their
+defaults in chatbot/settings/base.py;
 a file lock makes concurrent benchmarks wait for one build instead of racing. Treat the cached
 KB as read-only (searching and answering write nothing); pass `fresh=True` for a private copy.
 
@@ -175,6 +176,10 @@ def _kb_key(eval_dir: Path) -> str:
             h.update(f.read_bytes())
     for name in _INGEST_ENV:
         h.update(f"{name}={os.environ.get(name, '')}".encode())
+        # ... and the default each one has in settings (a changed default changes the KB).
+        for line in (REPO / "chatbot/settings/base.py").read_text().splitlines():
+            if line.startswith(f"{name} ="):
+                h.update(line.encode())
     return h.hexdigest()[:16]
 
 
@@ -352,7 +357,16 @@ def mean(values: Iterable[float]) -> float | None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far (Linux: ru_maxrss is in KiB)."""
+    """This process's peak resident set size so far, in MiB.
+
+    VmHWM belongs to the address space, which exec replaces: a subprocess reports its own
+    peak. (ru_maxrss survives exec on Linux, so a child forked from a big parent would
+    report the parent's size.)
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -380,11 +394,16 @@ def timestamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def write_results(name: str, payload: dict[str, Any]) -> Path:
-    """Write bench/results/<name>-<timestamp>.json and return its path."""
+def write_results(name: str, payload: dict[str, Any], also: Path | None = None) -> Path:
+    """Write bench/results/<name>-<timestamp>.json (and `also`, when given: the suite's
+    --out path) and return the first path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}-{timestamp()}.json"
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n"
+    path.write_text(text)
+    if also is not None:
+        also.parent.mkdir(parents=True, exist_ok=True)
+        also.write_text(text)
     return path
 
 

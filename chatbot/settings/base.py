@@ -154,6 +154,7 @@ CELERY_TASK_ROUTES = {
     "support.tasks.reply_generate_task": {"queue": "support.generation"},
     "support.tasks.suggested_reply_task": {"queue": "support.generation"},
     "support.tasks.document_ingest_task": {"queue": "support.ingest"},
+    "support.tasks.documents_ingest_task": {"queue": "support.ingest"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "support.default"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -216,10 +217,16 @@ SUPPORT_EMBEDDER_BACKEND = env.str(
 )
 SUPPORT_MODEL_THREADS = env.int("SUPPORT_MODEL_THREADS", default=0)
 SUPPORT_MAX_UPLOAD_BYTES = env.int("SUPPORT_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+# PDF and DOCX are parsed in a child process: wall-clock seconds, and memory beyond its imports.
+SUPPORT_PARSE_TIMEOUT_S = env.float("SUPPORT_PARSE_TIMEOUT_S", default=120.0)
+SUPPORT_PARSE_MEMORY_MB = env.int("SUPPORT_PARSE_MEMORY_MB", default=1024)
 SUPPORT_CHUNK_TOKENS = env.int("SUPPORT_CHUNK_TOKENS", default=256)
 SUPPORT_CHUNK_OVERLAP_TOKENS = env.int("SUPPORT_CHUNK_OVERLAP_TOKENS", default=32)
 SUPPORT_HNSW_THRESHOLD = env.int("SUPPORT_HNSW_THRESHOLD", default=50_000)
-SUPPORT_RETRIEVAL_MIN_CONFIDENCE = env.float("SUPPORT_RETRIEVAL_MIN_CONFIDENCE", default=0.5)
+# Below it the bot declines without generating. Together with the answer pipeline's own fact
+# check (support.generation.MIN_FACT_SCORE) it declines 83% of unanswerable doc2dial
+# first-turn questions and 16% of answerable ones (bench/answers.py).
+SUPPORT_RETRIEVAL_MIN_CONFIDENCE = env.float("SUPPORT_RETRIEVAL_MIN_CONFIDENCE", default=0.3)
 SUPPORT_MAX_ANSWER_TOKENS = env.int("SUPPORT_MAX_ANSWER_TOKENS", default=160)
 SUPPORT_ANSWER_TIMEOUT_S = env.float("SUPPORT_ANSWER_TIMEOUT_S", default=30.0)
 SUPPORT_MAX_MESSAGE_CHARS = env.int("SUPPORT_MAX_MESSAGE_CHARS", default=2000)
@@ -248,3 +255,24 @@ SUPPORT_HOLIDAYS = env.list("SUPPORT_HOLIDAYS", default=[])
 SUPPORT_ESCALATE_AFTER_FAILURES = env.int("SUPPORT_ESCALATE_AFTER_FAILURES", default=2)
 SUPPORT_ESCALATE_NEGATIVE_SENTIMENT = env.float("SUPPORT_ESCALATE_NEGATIVE_SENTIMENT", default=-0.7)
 SUPPORT_ESCALATE_REPEAT_SIMILARITY = env.float("SUPPORT_ESCALATE_REPEAT_SIMILARITY", default=0.9)
+# --- Delivery guarantees and abuse limits (docs/operations.md, docs/protocol.md) -------------
+# A customer message still without an outcome (bot answer, escalation, a person's reply) this
+# many seconds after it was sent is answered again, once; still nothing this many seconds after
+# that, the customer gets an apology and a person. The watchdog runs every CHECK_INTERVAL.
+SUPPORT_OUTCOME_DEADLINE_S = env.int("SUPPORT_OUTCOME_DEADLINE_S", default=90)
+SUPPORT_OUTCOME_REQUEUE_DEADLINE_S = env.int("SUPPORT_OUTCOME_REQUEUE_DEADLINE_S", default=90)
+SUPPORT_OUTCOME_CHECK_INTERVAL_S = env.int("SUPPORT_OUTCOME_CHECK_INTERVAL_S", default=30)
+# Questions waiting for the bot across all conversations; beyond it new ones go to a person.
+SUPPORT_MAX_PENDING_ANSWERS = env.int("SUPPORT_MAX_PENDING_ANSWERS", default=100)
+# Open chat sockets per client IP (shared cache: across processes when REDIS_URL is set).
+SUPPORT_MAX_CONNECTIONS_PER_IP = env.int("SUPPORT_MAX_CONNECTIONS_PER_IP", default=20)
+# Messages per minute into one conversation, across its sockets and processes.
+SUPPORT_RATE_PER_CONVERSATION = env.int("SUPPORT_RATE_PER_CONVERSATION", default=20)
+CELERY_BEAT_SCHEDULE = {
+    "support.outcomes_check": {
+        "task": "support.tasks.outcomes_check_task",
+        "schedule": float(SUPPORT_OUTCOME_CHECK_INTERVAL_S),
+        # A run that waited longer than one interval is skipped: the next one is due anyway.
+        "options": {"expires": float(SUPPORT_OUTCOME_CHECK_INTERVAL_S)},
+    }
+}

@@ -74,21 +74,29 @@ class Command(BaseCommand):
         self.stdout.write(f"confidence {draft.confidence:.2f}, timings {json.dumps(draft.timings)}")
 
     def _batch(self, src: Path, dst: Path, generate: bool) -> None:
-        count = 0
+        """One output line per input line, with its id. A malformed line gets an `error` line
+        (the rest still run) and makes the command exit non-zero at the end."""
+        count = failed = 0
         with src.open(encoding="utf-8") as fin, dst.open("w", encoding="utf-8") as fout:
             for lineno, line in enumerate(fin, 1):
                 if not line.strip():
                     continue
+                item: Any = None
                 try:
                     item = json.loads(line)
                     question = str(item["question"])
+                    if not question.strip():
+                        raise ValueError("empty question")
                     history = [
                         Turn(str(t["role"]), str(t["text"])) for t in item.get("history") or []
                     ]
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise CommandError(
-                        f"{src}:{lineno}: expected {{'id', 'question', 'history'?}}: {exc}"
-                    ) from exc
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    failed += 1
+                    error = f"line {lineno}: expected {{'id', 'question', 'history'?}}: {exc!r}"
+                    self.stderr.write(f"{src}:{error}")
+                    item_id = item.get("id") if isinstance(item, dict) else None
+                    fout.write(json.dumps({"id": item_id, "error": error}) + "\n")
+                    continue
                 draft = answer_compose(question=question, history=history, generate=generate)
                 fout.write(
                     json.dumps(
@@ -98,3 +106,5 @@ class Command(BaseCommand):
                 )
                 count += 1
         self.stdout.write(f"{count} questions -> {dst}")
+        if failed:
+            raise CommandError(f"{failed} malformed line(s) in {src}")
