@@ -36,6 +36,8 @@ class SupportSettings:
     embedder_backend: str
     model_threads: int
     max_upload_bytes: int
+    parse_timeout_s: float
+    parse_memory_mb: int
     chunk_tokens: int
     chunk_overlap_tokens: int
     hnsw_threshold: int
@@ -59,6 +61,13 @@ class SupportSettings:
     escalate_after_failures: int
     escalate_negative_sentiment: float
     escalate_repeat_similarity: float
+    # Delivery guarantees and abuse limits (support.outcomes, support.limits).
+    outcome_deadline_s: int
+    outcome_requeue_deadline_s: int
+    outcome_check_interval_s: int
+    max_pending_answers: int
+    max_connections_per_ip: int
+    rate_per_conversation: int
 
     # Derived locations below the one data directory.
     @property
@@ -130,6 +139,7 @@ def _validate(conf: SupportSettings) -> None:
         problems.append("SUPPORT_RETRIEVAL_MIN_CONFIDENCE must be between 0 and 1")
     for name in (
         "max_upload_bytes",
+        "parse_memory_mb",
         "max_answer_tokens",
         "max_message_chars",
         "hnsw_threshold",
@@ -137,11 +147,21 @@ def _validate(conf: SupportSettings) -> None:
         "rate_per_connection",
         "rate_per_ip",
         "token_max_age_s",
+        "outcome_deadline_s",
+        "outcome_requeue_deadline_s",
+        "outcome_check_interval_s",
+        "max_pending_answers",
+        "max_connections_per_ip",
+        "rate_per_conversation",
     ):
         if getattr(conf, name) <= 0:
             problems.append(f"SUPPORT_{name.upper()} must be positive")
+    if conf.parse_timeout_s <= 0:
+        problems.append("SUPPORT_PARSE_TIMEOUT_S must be positive")
     if conf.answer_timeout_s <= 0:
         problems.append("SUPPORT_ANSWER_TIMEOUT_S must be positive")
+    if conf.outcome_deadline_s <= conf.debounce_s:
+        problems.append("SUPPORT_OUTCOME_DEADLINE_S must be longer than SUPPORT_DEBOUNCE_S")
     if conf.escalate_after_failures < 1:
         problems.append("SUPPORT_ESCALATE_AFTER_FAILURES must be at least 1")
     if not -1.0 <= conf.escalate_negative_sentiment <= 0.0:

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
-from . import conversations, events
+from . import conversations, events, limits
 from .conf import get_support_settings
 from .exceptions import SupportError
-from .limits import rate_limit_hit
+
+logger = logging.getLogger(__name__)
+
+# Close codes (4000-4999 are the application's): too many sockets from one address.
+CLOSE_TOO_MANY_CONNECTIONS = 4429
+CLOSE_TRY_AGAIN = 1013
+CLOSE_SERVICE_RESTART = 1012
+# Seconds after which a client may resend a frame that failed on a database error.
+DB_RETRY_AFTER_S = 2.0
 
 
 def _error(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -28,16 +40,49 @@ def _client_ip(scope: dict[str, Any]) -> str:
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     conversation_id: UUID | None = None
     group: str | None = None
+    ticket: limits.ConnectionTicket | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError):
+            # The channel layer lost Redis (a restart): close the socket with "service restart"
+            # instead of crashing it. The widget reconnects with backoff and re-syncs from the
+            # database in the welcome frame; a count left behind ages out (support.limits).
+            logger.warning("Chat socket closed: the channel layer is unavailable", exc_info=True)
+            with contextlib.suppress(Exception):  # the socket may be gone already
+                await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART})
+            if self.ticket is not None:
+                await database_sync_to_async(limits.connection_close)(ticket=self.ticket)
+                self.ticket = None
 
     async def connect(self) -> None:
         self.conf = get_support_settings()
         self.ip = _client_ip(self.scope)
         self.sent_times: list[float] = []
+        self.ticket = await database_sync_to_async(limits.connection_open)(ip=self.ip)
         await self.accept()
+        if self.ticket is None:
+            await self.send_json(
+                _error(
+                    "too_many_connections",
+                    f"Too many open chats from your address (at most "
+                    f"{self.conf.max_connections_per_ip}). Close one and try again.",
+                    retry_after=30,
+                )
+            )
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
 
     async def disconnect(self, code: int) -> None:
+        if self.ticket is not None:
+            await database_sync_to_async(limits.connection_close)(ticket=self.ticket)
+            self.ticket = None
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except (RedisError, OSError):
+                # Redis is restarting; the membership expires with channels-redis' group expiry.
+                logger.info("group_discard failed: the channel layer is unavailable")
 
     # --- inbound ------------------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -59,6 +104,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.send_json(_error("bad_frame", "A frame is a JSON object with a 'type'."))
             return
+        problem = limits.frame_text_problem(frame)
+        if problem is not None:
+            await self.send_json(_error("bad_frame", problem, **_client_id(frame)))
+            return
         await self.receive_json(frame)
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
@@ -71,15 +120,38 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.send_json(_error("not_started", "Send a 'hello' frame first."))
             return
         # Errors caused by a message name its client_id, so the widget marks the right one.
-        extra = {}
-        if kind == "message" and isinstance(content.get("client_id"), str):
-            extra["client_id"] = content["client_id"]
+        extra = _client_id(content)
         try:
             await handler(self, content)
         except SupportError as exc:
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                extra["retry_after"] = retry_after
             await self.send_json(_error(exc.code, exc.message, **extra))
         except _BadField as exc:
             await self.send_json(_error("bad_frame", str(exc), **extra))
+        except DatabaseError:
+            # PostgreSQL restarting, a lock timeout: nothing was stored (the transaction rolled
+            # back). The client resends with the same client_id, which is idempotent.
+            logger.exception("Database error handling a %r frame", kind)
+            await self.send_json(
+                _error(
+                    "server_error",
+                    "We could not save that just now. Please send it again.",
+                    retryable=True,
+                    retry_after=DB_RETRY_AFTER_S,
+                    **extra,
+                )
+            )
+            if kind == "hello":  # no conversation without a welcome: reconnect and say hello
+                await self.close(code=CLOSE_TRY_AGAIN)
+        except Exception:
+            logger.exception("Error handling a %r frame", kind)
+            await self.send_json(
+                _error("server_error", "Something went wrong on our side.", **extra)
+            )
+            if kind == "hello":
+                await self.close(code=CLOSE_TRY_AGAIN)
 
     async def on_hello(self, frame: dict[str, Any]) -> None:
         token = _opt_str(frame, "token")
@@ -103,32 +175,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def on_message(self, frame: dict[str, Any]) -> None:
         text = _req_str(frame, "text")
         client_id = _req_str(frame, "client_id")
-        retry = self._connection_limited() or await database_sync_to_async(rate_limit_hit)(
-            key=f"ip:{self.ip}", limit=self.conf.rate_per_ip
-        )
-        if retry:
-            await self.send_json(
-                _error(
-                    "rate_limited",
-                    "You are sending messages too quickly; please wait a moment.",
-                    retry_after=round(retry, 1),
-                    client_id=client_id,
-                )
-            )
-            return
+        self._connection_rate_check()
         assert self.conversation_id is not None
-        await database_sync_to_async(conversations.message_post)(
-            conversation_id=self.conversation_id, text=text, client_id=client_id
+        await database_sync_to_async(conversations.customer_message_receive)(
+            conversation_id=self.conversation_id, text=text, client_id=client_id, ip=self.ip
         )
         # The stored message reaches this socket through the group, like every other event.
 
-    def _connection_limited(self) -> float | None:
+    def _connection_rate_check(self) -> None:
+        # This socket's own budget: process-local, no I/O.
         now = time.monotonic()
         self.sent_times = [t for t in self.sent_times if now - t < 60]
         if len(self.sent_times) >= self.conf.rate_per_connection:
-            return 60 - (now - self.sent_times[0])
+            raise limits.RateLimited(
+                "You are sending messages too quickly; please wait a moment.",
+                retry_after=60 - (now - self.sent_times[0]),
+            )
         self.sent_times.append(now)
-        return None
 
     async def on_feedback(self, frame: dict[str, Any]) -> None:
         message_id = frame.get("message_id")
@@ -175,6 +238,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         )
 
     async def on_ping(self, frame: dict[str, Any]) -> None:
+        if self.ticket is not None and self.ticket.renew_due():
+            # A long-lived socket keeps counting against its address's limit.
+            self.ticket = await database_sync_to_async(limits.connection_renew)(ticket=self.ticket)
         await self.send_json({"type": "pong"})
 
     HANDLERS = {
@@ -207,6 +273,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 class _BadField(Exception):
     pass
+
+
+def _client_id(frame: dict[str, Any]) -> dict[str, Any]:
+    if frame.get("type") == "message" and isinstance(frame.get("client_id"), str):
+        return {"client_id": frame["client_id"]}
+    return {}
 
 
 def _req_str(frame: dict[str, Any], name: str) -> str:

@@ -11,22 +11,26 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import events
+from . import events, outcomes
 from .conf import get_support_settings
 from .escalation import (
     CUSTOMER_REQUEST,
     conversation_escalate,
+    escalation_apply,
     message_escalation_check,
     status_payload,
 )
 from .exceptions import ConversationClosed, ConversationNotFound, InvalidMessage, SupportError
+from .limits import message_rate_check
 from .models import Conversation, Feedback, Message
 from .streaming import stream_state_get
 
 TOKEN_SALT = "support.conversation"  # noqa: S105 (a signing namespace, not a secret)
 HISTORY_LIMIT = 200
-# NUL and C0/C1 controls other than tab/newline: rejected before storage.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# NUL and C0/C1 controls other than tab/newline (CR is read as a line break first), DEL, and
+# unpaired surrogates: rejected before storage.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class InvalidToken(SupportError):
@@ -136,9 +140,18 @@ def welcome_frame(conversation: Conversation, token: str, resumed: bool) -> dict
 
 
 def clean_customer_text(text: str) -> str:
+    """The message text as stored: line breaks normalised, trimmed; InvalidMessage when it
+    holds control characters or invalid Unicode, is empty or is too long."""
     conf = get_support_settings()
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     if _CONTROL.search(text):
-        raise InvalidMessage("Messages cannot contain control characters.", code="bad_frame")
+        raise InvalidMessage(
+            "The message 'text' cannot contain control characters.", code="bad_frame"
+        )
+    if _SURROGATE.search(text):
+        raise InvalidMessage(
+            "The message 'text' is not valid Unicode (unpaired surrogate).", code="bad_frame"
+        )
     text = text.strip()
     if not text:
         raise InvalidMessage("The message is empty.", code="bad_frame")
@@ -161,7 +174,8 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
     """Store a customer message (idempotent on client_id) and decide what happens next.
 
     On commit: the message is broadcast; then either an escalation (the customer asked for a
-    person) or a debounced answer task. While queued or with an agent, the bot stays silent.
+    person, or SUPPORT_MAX_PENDING_ANSWERS questions already wait for the bot) or a debounced
+    answer task. While queued or with an agent, the bot stays silent.
     """
     text = clean_customer_text(text)
     if not client_id or len(client_id) > 64:
@@ -194,19 +208,29 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
         if conv.status == Conversation.Status.BOT and not (
             message_escalation_check(message_id=msg.pk).escalate
         ):
-            _queue_answer(msg.pk)
+            if outcomes.answers_over_ceiling():
+                # Too many questions wait for the bot already: a person instead of a pile-up.
+                escalation_apply(
+                    conversation_id=conv.pk,
+                    decision=outcomes.busy_decision(),
+                    trigger_message_id=msg.pk,
+                )
+            else:
+                _queue_answer(msg.pk)
     return PostResult(msg, created=True)
 
 
 def _queue_answer(message_id: int) -> None:
-    from .tasks import reply_generate_task
+    outcomes.answer_queue(message_id=message_id, countdown=get_support_settings().debounce_s)
 
-    countdown = get_support_settings().debounce_s
-    transaction.on_commit(
-        lambda: reply_generate_task.apply_async(
-            kwargs={"message_id": message_id}, countdown=countdown
-        )
-    )
+
+def customer_message_receive(
+    *, conversation_id: UUID, text: str, client_id: str, ip: str
+) -> PostResult:
+    """A customer message from a socket: counted against the IP's and the conversation's rate
+    limits (RateLimited), then `message_post`."""
+    message_rate_check(ip=ip, conversation_id=conversation_id)
+    return message_post(conversation_id=conversation_id, text=text, client_id=client_id)
 
 
 def handoff_request(*, conversation_id: UUID) -> dict[str, Any]:

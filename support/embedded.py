@@ -1,7 +1,9 @@
 """The embedded one-process mode: a Celery worker thread beside the ASGI server.
 
 Same task code as production; the broker is kombu's in-memory transport (or Redis when set),
-consumed by a real Celery `WorkController` running in a daemon thread.
+consumed by a real Celery `WorkController` running in a daemon thread. Celery beat does not run
+here (its embedded service forks, and a forked child would queue into its own copy of the
+in-memory broker); a plain thread runs the outcome watchdog on beat's schedule instead.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from typing import Any
 from celery import Celery
 from celery.worker import WorkController
 from celery.worker import state as worker_state
+from django.db import close_old_connections, connections
+
+from .conf import get_support_settings
+from .outcomes import outcomes_check
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +34,62 @@ class _ReadyWorkController(WorkController):  # type: ignore[misc]
         self.ready.set()
 
 
-class EmbeddedWorker:
-    """Start/stop a Celery worker in a thread of this process."""
+class OutcomeWatchdog:
+    """Runs `outcomes_check` every `interval_s` seconds in a daemon thread (beat's job in the
+    multi-process deployment)."""
 
-    def __init__(self, app: Celery, *, concurrency: int = 2) -> None:
+    def __init__(self, *, interval_s: float | None = None) -> None:
+        self.interval_s = interval_s
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="embedded-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, timeout: float = 5.0) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _interval(self) -> float:
+        if self.interval_s is not None:
+            return self.interval_s
+        return float(get_support_settings().outcome_check_interval_s)
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self._interval()):
+                self.run_once()
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    def run_once(self) -> None:
+        try:
+            outcomes_check()
+        except Exception:
+            # The next run tries again (the database may be restarting); never kill the thread.
+            logger.exception("Outcome watchdog run failed")
+        finally:
+            close_old_connections()
+            self.runs += 1
+
+
+class EmbeddedWorker:
+    """Start/stop a Celery worker in a thread of this process, and the outcome watchdog."""
+
+    def __init__(
+        self, app: Celery, *, concurrency: int = 2, watchdog_interval_s: float | None = None
+    ) -> None:
         self.app = app
         self.concurrency = concurrency
+        self.watchdog = OutcomeWatchdog(interval_s=watchdog_interval_s)
         self._thread: threading.Thread | None = None
         self._controller: _ReadyWorkController | None = None
 
@@ -58,9 +114,11 @@ class EmbeddedWorker:
         if not controller.ready.wait(timeout):
             raise RuntimeError(f"The embedded Celery worker did not start within {timeout:.0f} s")
         self._controller, self._thread = controller, thread
+        self.watchdog.start()
         logger.info("Embedded Celery worker started (%d threads)", self.concurrency)
 
     def stop(self, *, timeout: float = 15.0) -> None:
+        self.watchdog.stop()
         if self._thread is None:
             return
         # The documented way to ask a WorkController to finish: it drains and returns.

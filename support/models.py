@@ -97,6 +97,8 @@ class Message(models.Model):
     # {"retrieval_ms", "ttft_ms", "total_ms", "tokens"}
     timings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Customer messages: when the outcome watchdog re-queued the answer (it does so once).
+    requeued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("created_at", "id")
@@ -200,6 +202,9 @@ class Escalation(models.Model):
         REPEATED_FAILURE = "repeated_failure", "Repeated failure"
         FRUSTRATION = "frustration", "Frustration"
         SENSITIVE_TOPIC = "sensitive_topic", "Sensitive topic"
+        # Set by the delivery machinery (support.outcomes), not by the escalation rules.
+        NO_ANSWER = "no_answer", "No answer in time"
+        BUSY = "busy", "Too many questions waiting"
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="escalations"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from uuid import UUID
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
-from . import events
+from . import events, outcomes
 from .escalation import AnswerOutcome, message_escalation_check
 from .exceptions import GenerationUnavailable
 from .generation import Draft, Turn, answer_compose
@@ -19,10 +23,18 @@ from .streaming import (
     cancel_clear,
     cancel_requested,
     stream_state_clear,
+    stream_state_get,
     stream_state_set,
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# One answer is written per conversation at a time (a question sent meanwhile waits for it).
+# The writer holds a lease in the shared cache and renews it while it streams, so a worker that
+# died or hangs frees the conversation after this long.
+ANSWER_LEASE_S = 60
+LEASE_RENEW_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,34 +47,88 @@ class Burst:
 
 
 def burst_collect(*, conversation: Conversation, message: Message) -> Burst | None:
-    """None when this message is already answered or a later one will be answered instead."""
+    """None when this message is already answered or a later one will be answered instead.
+
+    The burst is every customer message after the last one that had an outcome (a bot answer
+    covering it, a person's message or notice after it, an escalation): see `support.outcomes`.
+    """
     visible = conversation.messages.filter(internal=False)
     if visible.filter(role=Message.Role.CUSTOMER, pk__gt=message.pk).exists():
         return None  # debounced: the task of the newest message answers all of them
-    last_other = (
-        visible.exclude(role=Message.Role.CUSTOMER).order_by("-pk").values_list("pk", flat=True)
-    ).first()
-    if last_other is not None and last_other > message.pk:
-        return None  # someone (bot or agent) already replied after it
-    burst = visible.filter(role=Message.Role.CUSTOMER, pk__lte=message.pk)
-    if last_other is not None:
-        burst = burst.filter(pk__gt=last_other)
-    texts = list(burst.order_by("pk").values_list("text", flat=True))
-    earlier = visible.filter(pk__lte=last_other or 0).order_by("-pk")[:12]
+    settled = outcomes.answered_upto(conversation_id=conversation.pk)
+    if settled >= message.pk:
+        return None  # answered already, or a person took over after it
+    burst = list(
+        visible.filter(role=Message.Role.CUSTOMER, pk__gt=settled, pk__lte=message.pk)
+        .order_by("pk")
+        .values_list("pk", "text")
+    )
+    # Everything else is history, in the order it was written (an answer to an earlier question
+    # may have been stored after this message arrived).
+    earlier = visible.exclude(pk__in=[pk for pk, _ in burst]).order_by("-pk")[:12]
     history = tuple(
         Turn(m.role, m.text) for m in reversed(list(earlier)) if m.role != Message.Role.SYSTEM
     )
-    return Burst(" ".join(texts), message.pk, history)
+    return Burst(" ".join(text for _, text in burst), message.pk, history)
+
+
+def _best_effort(action: Callable[[], T], default: T) -> T:
+    """Cache-side extras (stream state, cancel flag) must not fail an answer the database can
+    still store: during a Redis outage the customer re-syncs from the database on reconnect."""
+    try:
+        return action()
+    except Exception:
+        logger.warning("Shared cache unavailable while answering", exc_info=True)
+        return default
+
+
+def _lease_key(conversation_id: UUID) -> str:
+    return f"answering:{conversation_id.hex}"
+
+
+def _lease_acquire(conversation_id: UUID, holder: str) -> bool:
+    key = _lease_key(conversation_id)
+    if cache.add(key, holder, ANSWER_LEASE_S):
+        return True
+    current = cache.get(key)
+    if current == holder:  # our own earlier attempt: a retried or redelivered task
+        cache.set(key, holder, ANSWER_LEASE_S)
+        return True
+    if current is None:  # expired in between
+        return bool(cache.add(key, holder, ANSWER_LEASE_S))
+    return False
+
+
+def _lease_renew(conversation_id: UUID, holder: str) -> None:
+    cache.set(_lease_key(conversation_id), holder, ANSWER_LEASE_S)
+
+
+def _lease_release(conversation_id: UUID, holder: str) -> None:
+    key = _lease_key(conversation_id)
+    if cache.get(key) == holder:
+        cache.delete(key)
 
 
 class _DeltaSender:
     """Sends accumulated text at most every `interval` seconds (not one event per token)."""
 
-    def __init__(self, conversation_id: UUID, reply_to: int, interval: float) -> None:
+    def __init__(
+        self,
+        conversation_id: UUID,
+        reply_to: int,
+        interval: float,
+        *,
+        muted: bool = False,
+        on_flush: Callable[[], None] | None = None,
+    ) -> None:
         self.conversation_id = conversation_id
         self.group = events.conversation_group(conversation_id)
         self.reply_to = reply_to
         self.interval = interval
+        # A repeated attempt streams nothing: the client still shows the first attempt's text,
+        # and a second stream would start again at seq 0. reply.done replaces it either way.
+        self.muted = muted
+        self.on_flush = on_flush
         self.seq = 0
         self.pending = ""
         self.text = ""
@@ -77,12 +143,20 @@ class _DeltaSender:
     def flush(self, now: float | None = None) -> None:
         if not self.pending:
             return
+        if self.on_flush is not None:
+            self.on_flush()
         self.text += self.pending
-        stream_state_set(
-            conversation_id=self.conversation_id,
-            reply_to=self.reply_to,
-            seq=self.seq,
-            text=self.text,
+        if self.muted:
+            self.pending = ""
+            return
+        _best_effort(
+            lambda: stream_state_set(
+                conversation_id=self.conversation_id,
+                reply_to=self.reply_to,
+                seq=self.seq,
+                text=self.text,
+            ),
+            None,
         )
         events.group_send(
             self.group, events.reply_delta(reply_to=self.reply_to, seq=self.seq, delta=self.pending)
@@ -92,11 +166,17 @@ class _DeltaSender:
         self.last = now if now is not None else time.monotonic()
 
 
-def reply_generate(*, message_id: int, delta_interval_s: float = 0.08) -> str:
+def reply_generate(
+    *, message_id: int, delta_interval_s: float = 0.08, attempt: str | None = None
+) -> str:
     """Answer a customer message (and any sent just before it); returns what happened.
 
     Reads outside transactions, streams `reply.delta` events while the model writes, then stores
-    the answer with `reply_store`, which re-checks that it is still wanted.
+    the answer with `reply_store`, which re-checks that it is still wanted. Idempotent: run again
+    for an answered message (a redelivered task) it pushes the stored answer again
+    ("superseded"). While another answer of the conversation is being written it returns
+    "deferred"; that writer queues the newest waiting question when it is done. `attempt`
+    identifies this run across retries and redeliveries (the Celery task id).
     """
     msg = Message.objects.select_related("conversation").filter(pk=message_id).first()
     if msg is None or msg.role != Message.Role.CUSTOMER:
@@ -106,20 +186,55 @@ def reply_generate(*, message_id: int, delta_interval_s: float = 0.08) -> str:
         return "silent"
     burst = burst_collect(conversation=conv, message=msg)
     if burst is None:
+        answer_repush(message_id=msg.pk)
         return "superseded"
     # The escalation rules that need the embedding model run here, in the worker.
     if message_escalation_check(message_id=msg.pk, embeddings=True).escalate:
         return "escalated"
+    holder = attempt or uuid.uuid4().hex
+    if not _lease_acquire(conv.pk, holder):
+        return "deferred"
+    try:
+        result = _answer_write(conv, msg, burst, delta_interval_s, holder)
+    finally:
+        _lease_release(conv.pk, holder)
+    # Questions that arrived while this one was answered were deferred: answer the newest.
+    waiting = outcomes.next_question_id(conversation_id=conv.pk)
+    if waiting is not None and waiting > msg.pk:
+        outcomes.answer_queue(message_id=waiting)
+    return result
+
+
+def _answer_write(
+    conv: Conversation, msg: Message, burst: Burst, delta_interval_s: float, holder: str
+) -> str:
     group = events.conversation_group(conv.pk)
-    cancel_clear(conversation_id=conv.pk)
+    _best_effort(lambda: cancel_clear(conversation_id=conv.pk), None)
+    previous = _best_effort(lambda: stream_state_get(conversation_id=conv.pk), None)
     events.group_send(group, events.typing_changed(role="bot", active=True))
-    sender = _DeltaSender(conv.pk, msg.pk, delta_interval_s)
+    renewed = time.monotonic()
+
+    def renew() -> None:
+        nonlocal renewed
+        if time.monotonic() - renewed >= LEASE_RENEW_S:
+            renewed = time.monotonic()
+            _best_effort(lambda: _lease_renew(conv.pk, holder), None)
+
+    sender = _DeltaSender(
+        conv.pk,
+        msg.pk,
+        delta_interval_s,
+        muted=previous is not None and previous.get("reply_to") == msg.pk,
+        on_flush=renew,
+    )
     try:
         draft = answer_compose(
             question=burst.question,
             history=burst.history,
             on_delta=sender,
-            should_stop=lambda: cancel_requested(conversation_id=conv.pk),
+            should_stop=lambda: _best_effort(
+                lambda: cancel_requested(conversation_id=conv.pk), False
+            ),
         )
     except LlmError as exc:
         raise GenerationUnavailable(f"The model is unavailable: {exc}") from exc
@@ -127,11 +242,42 @@ def reply_generate(*, message_id: int, delta_interval_s: float = 0.08) -> str:
         events.group_send(group, events.typing_changed(role="bot", active=False))
     sender.flush()
     if draft.cancelled:
-        stream_state_clear(conversation_id=conv.pk)
+        _best_effort(lambda: stream_state_clear(conversation_id=conv.pk), None)
         return "cancelled"
     stored = reply_store(message_id=msg.pk, draft=draft)
-    stream_state_clear(conversation_id=conv.pk)
+    _best_effort(lambda: stream_state_clear(conversation_id=conv.pk), None)
     return "stored" if stored else "discarded"
+
+
+def _stored_answer(question_id: int) -> Message | None:
+    """The bot answer that covers this question (its own, or one written for a later one)."""
+    question = Message.objects.filter(pk=question_id).only("conversation_id").first()
+    if question is None:
+        return None
+    return (
+        Message.objects.select_related("author")
+        .filter(
+            conversation_id=question.conversation_id,
+            role=Message.Role.BOT,
+            in_reply_to_id__gte=question_id,
+        )
+        .order_by("in_reply_to_id")
+        .first()
+    )
+
+
+def answer_repush(*, message_id: int) -> Message | None:
+    """Send the stored answer covering this question to the conversation again (on commit).
+
+    A redelivered task ends here instead of writing a second answer; clients replace the
+    answer they show by message id, so a duplicate push is harmless.
+    """
+    reply = _stored_answer(message_id)
+    if reply is not None:
+        events.group_send_on_commit(
+            events.conversation_group(reply.conversation_id), events.reply_done(reply)
+        )
+    return reply
 
 
 def reply_store(*, message_id: int, draft: Draft) -> Message | None:
@@ -141,7 +287,8 @@ def reply_store(*, message_id: int, draft: Draft) -> Message | None:
         conv = Conversation.objects.select_for_update().get(pk=question.conversation_id)
         if conv.status != Conversation.Status.BOT:
             return None
-        if Message.objects.filter(in_reply_to_id=message_id, role=Message.Role.BOT).exists():
+        if _stored_answer(message_id) is not None:  # a redelivered task: push it again instead
+            answer_repush(message_id=message_id)
             return None
         try:
             with transaction.atomic():
@@ -160,7 +307,8 @@ def reply_store(*, message_id: int, draft: Draft) -> Message | None:
                     prompt_version=draft.prompt_version,
                     timings=draft.timings,
                 )
-        except IntegrityError:  # a redelivered task raced us
+        except IntegrityError:  # "one bot reply per question": a redelivered task raced us
+            answer_repush(message_id=message_id)
             return None
         conv.last_message_at = reply.created_at
         conv.save(update_fields=["last_message_at", "updated_at"])

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import agents, knowledge, replies
+from . import agents, knowledge, outcomes, replies
 from .conf import get_support_settings
 from .exceptions import GenerationUnavailable
+
+# Transient failures worth another try: the model backend, a restarting PostgreSQL or Redis.
+TRANSIENT_ERRORS = (
+    GenerationUnavailable,
+    OperationalError,
+    InterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
 
 
 @shared_task(
@@ -23,24 +36,51 @@ def document_ingest_task(*, document_id: int) -> str:
     return knowledge.document_ingest(document_id=document_id).status
 
 
+# A batch of up to knowledge.INGEST_TASK_DOCUMENTS documents: a longer limit than one
+# document's. Documents stored before a time-out stay READY; the rest stay re-runnable.
+@shared_task(
+    acks_late=True,
+    soft_time_limit=1800,
+    time_limit=1860,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def documents_ingest_task(*, document_ids: list[int]) -> list[str]:
+    return [o.status for o in knowledge.documents_ingest(document_ids=document_ids)]
+
+
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
 def index_rebuild_task() -> int:
     return knowledge.index_rebuild().version
 
 
+# Redelivered when its worker dies (acks_late + reject_on_worker_lost) and retried on transient
+# errors: reply_generate is idempotent. The time limits hold under the prefork pool only; the
+# outcome watchdog covers a hung thread. docs/operations.md has the whole picture.
 @shared_task(
+    bind=True,
     acks_late=True,
+    reject_on_worker_lost=True,
     soft_time_limit=120,
     time_limit=150,
-    autoretry_for=(GenerationUnavailable,),
+    autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=2,
     retry_backoff_max=30,
     max_retries=3,
 )
-def reply_generate_task(*, message_id: int) -> str:
+def reply_generate_task(self: Any, *, message_id: int) -> str:
     return replies.reply_generate(
-        message_id=message_id, delta_interval_s=get_support_settings().delta_interval_s
+        message_id=message_id,
+        delta_interval_s=get_support_settings().delta_interval_s,
+        attempt=self.request.id,
     )
+
+
+# Periodic (CELERY_BEAT_SCHEDULE); safe to run concurrently, so a duplicate beat does no harm.
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def outcomes_check_task() -> dict[str, object]:
+    return outcomes.outcomes_check().as_dict()
 
 
 @shared_task(acks_late=True, soft_time_limit=120, time_limit=150)

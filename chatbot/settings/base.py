@@ -5,6 +5,7 @@ local.py, test.py and production.py only override values defined here.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -55,11 +56,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "support.apps.SupportConfig",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "support.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -67,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into a 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatbot.urls"
@@ -184,6 +189,17 @@ TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 LOGIN_URL = "admin:login"
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for one username from
+# one IP address, that pair is locked out for AXES_COOLOFF_MINUTES (admins can unlock it
+# earlier with `manage.py axes_reset_username` or in the admin's "Access attempts").
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="support@localhost")
@@ -263,7 +279,8 @@ SUPPORT_OUTCOME_DEADLINE_S = env.int("SUPPORT_OUTCOME_DEADLINE_S", default=90)
 SUPPORT_OUTCOME_REQUEUE_DEADLINE_S = env.int("SUPPORT_OUTCOME_REQUEUE_DEADLINE_S", default=90)
 SUPPORT_OUTCOME_CHECK_INTERVAL_S = env.int("SUPPORT_OUTCOME_CHECK_INTERVAL_S", default=30)
 # Questions waiting for the bot across all conversations; beyond it new ones go to a person.
-SUPPORT_MAX_PENDING_ANSWERS = env.int("SUPPORT_MAX_PENDING_ANSWERS", default=100)
+# One worker answers about 10 a minute (docs/benchmarks.md): 20 are done within the deadlines.
+SUPPORT_MAX_PENDING_ANSWERS = env.int("SUPPORT_MAX_PENDING_ANSWERS", default=20)
 # Open chat sockets per client IP (shared cache: across processes when REDIS_URL is set).
 SUPPORT_MAX_CONNECTIONS_PER_IP = env.int("SUPPORT_MAX_CONNECTIONS_PER_IP", default=20)
 # Messages per minute into one conversation, across its sockets and processes.
