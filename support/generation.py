@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from . import security
 from .backends import get_chat_model
 from .conf import get_support_settings
 from .ingest.chunking import sentences as split_sentences
@@ -64,9 +65,11 @@ EXTRACTIVE_FACTS = 1  # the fallback quotes the best fact (2 scored lower)
 # An answer repeating this many consecutive words of the system prompt is a leak.
 PROMPT_LEAK_WORDS = 5
 
+# Every decline escalates (support.escalation_rules): the queue notice ("A person will join
+# shortly ...") or the out-of-hours email offer follows this text, so it must not ask.
 DECLINE_TEXT = (
-    "I couldn't find that in our help articles, and I'd rather not guess. "
-    "Would you like me to connect you with a person? Just press “Talk to a person”."
+    "I couldn't find that in our help articles, and I'd rather not guess — "
+    "let me get a person to help you."
 )
 
 # Chat-template control tokens must never come from untrusted text (documents, customers).
@@ -126,6 +129,9 @@ class Prompt:
     turns_used: int
     system: str
     version: str = PROMPT_VERSION
+    # Every other text the prompt shows the model (facts, question, turns, examples): what
+    # the answer may repeat. Words only the system prompt holds must never reach a customer.
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +196,11 @@ def _template(version: str = PROMPT_VERSION) -> PromptTemplate:
     parts = [p.strip() for p in (PROMPTS_DIR / f"{version}.txt").read_text().split("\n---\n")]
     examples = tuple(zip(parts[2::2], parts[3::2], strict=True))
     return PromptTemplate(parts[0], parts[1], examples)
+
+
+@cache
+def _shipped_prompt_text(version: str = PROMPT_VERSION) -> str:
+    return (PROMPTS_DIR / f"{version}.txt").read_text()
 
 
 # --- selection --------------------------------------------------------------------------------
@@ -295,7 +306,8 @@ def prompt_build(
         )
         ids = model.tokenize(model.render_chat(messages))
         if len(ids) <= budget:
-            return Prompt(tuple(ids), tuple(facts), len(turns), system)
+            sources = tuple(m["content"] for m in messages[1:])
+            return Prompt(tuple(ids), tuple(facts), len(turns), system, sources=sources)
         if len(facts) > 1:
             facts.remove(min(facts, key=lambda f: f.score))
         elif turns:
@@ -334,6 +346,7 @@ class _Support:
     """The facts' content words and word pairs, for checking text against them quickly."""
 
     def __init__(self, sources: Sequence[str]) -> None:
+        self.sources = tuple(sources)
         self.words = {w for s in sources for w in content_words(s)}
         self.pairs = {p for s in sources for p in _pairs(s)}
 
@@ -350,6 +363,8 @@ class _Support:
         """A complete sentence needs content words; a sentence still being written does not."""
         if complete and not content_words(strip_citations(text)):
             return False  # nothing to check ("Sure.", "[1]"): not an answer
+        if security.foreign_links(text, sources=self.sources):
+            return False  # a link, image or HTML tag the facts do not hold
         words, pairs = self.scores(text)
         return words >= SENTENCE_SUPPORT_MIN and pairs >= SENTENCE_BIGRAM_MIN
 
@@ -367,14 +382,25 @@ def grounding_check(answer: str, facts: Sequence[Fact]) -> Grounding:
 
 
 class _LeakGuard:
-    """Recognises text repeating PROMPT_LEAK_WORDS consecutive words of the system prompt."""
+    """Recognises text repeating the system prompt: a run of PROMPT_LEAK_WORDS consecutive
+    words of it, or any word only the system prompt holds (a secret such as an internal code
+    smuggled into an otherwise supported sentence); `sources` are the prompt's other texts."""
 
-    def __init__(self, system: str, n: int = 0) -> None:
+    def __init__(self, system: str, n: int = 0, sources: Sequence[str] | None = None) -> None:
         self.n = n or PROMPT_LEAK_WORDS
         words = [w.lower() for w in _WORD.findall(system)]
         self.grams = {tuple(words[i : i + self.n]) for i in range(len(words) - self.n + 1)}
+        self.private: frozenset[str] = frozenset()
+        if sources is not None:
+            # The prompt file as shipped, the company name and the tone are public (in this
+            # repository and on the website); anything else a system prompt holds is not.
+            conf = get_support_settings()
+            public = [*sources, _shipped_prompt_text(), conf.company_name, conf.tone]
+            self.private = security.prompt_private_words(system=system, sources=public)
 
     def leaks(self, text: str) -> bool:
+        if self.private and security.words_in(text, self.private):
+            return True
         words = [w.lower() for w in _WORD.findall(text)]
         return any(
             tuple(words[i : i + self.n]) in self.grams for i in range(len(words) - self.n + 1)
@@ -628,7 +654,7 @@ def answer_compose(
         logit_bias=fact_bias(model, facts),
     )
     shaped = _AnswerStream(ANSWER_MAX_SENTENCES, _Support([f.text for f in facts]))
-    guard = _LeakGuard(prompt.system)
+    guard = _LeakGuard(prompt.system, sources=prompt.sources)
     leaked = False
     gen_started = time.perf_counter()
     first: float | None = None

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 import time
+import zlib
 from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
 
 from support.llm import FinishReason, GenerationParams, GenerationStats, TextStream
+from support.search.lexical import tokenize
 
 
 class FakeChatModel:
@@ -59,6 +67,122 @@ class FakeChatModel:
             done(
                 GenerationStats(
                     len(prompt_ids), 0, count, 0.001, time.perf_counter() - started, reason
+                )
+            )
+
+        return TextStream(run)
+
+
+class HashingEmbedder:
+    """An `Embedder` that SUPPORT_EMBEDDER_BACKEND can name (same constructor as the real one):
+    a hashed bag of words, L2-normalised. Instant and deterministic; texts sharing words are
+    closer. For tests that run real worker processes without loading the embedding model."""
+
+    dimension = 64
+    model_name = "fake-hashing-64"
+
+    def __init__(self, model_path: str | None = None, *, threads: int | None = None) -> None:
+        self.model_path = model_path or ""
+
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> Any:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in tokenize(text) or ["<empty>"]:
+                h = zlib.crc32(token.encode("utf-8"))
+                out[row, h % self.dimension] += 1.0 if (h >> 16) & 1 else -1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        out /= norms
+        out[np.linalg.norm(out, axis=1) == 0, 0] = 1.0  # an all-cancelled row
+        return out
+
+    def encode_query(self, text: str) -> Any:
+        return self.encode([text])[0]
+
+
+class SlowEchoChatModel:
+    """A ChatModel that SUPPORT_GENERATOR_BACKEND can name (same constructor as the real ones):
+    it answers by copying the facts of the prompt, one word every FAKE_CHAT_DELAY_S seconds
+    (environment, default 0.15), so the answer is grounded and takes a predictable time.
+
+    Its tokenizer is reversible (one id per word or run of whitespace), so `stream` reads the
+    facts back from the prompt ids. For fault and load tests with real worker processes.
+    """
+
+    context_length = 4096
+    eos_token_ids = frozenset({0})
+
+    def __init__(
+        self,
+        model_path: object = None,
+        *,
+        cache_dir: object = None,
+        threads: int | None = None,
+        delay_s: float | None = None,
+    ) -> None:
+        self.delay_s = (
+            float(os.environ.get("FAKE_CHAT_DELAY_S", "0.15")) if delay_s is None else delay_s
+        )
+        self._lock = threading.Lock()
+        self._ids: dict[str, int] = {}
+        self._words: list[str] = ["</s>"]  # id 0 is end-of-turn
+        self.calls = 0
+
+    def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]:
+        ids = []
+        with self._lock:
+            for piece in re.findall(r"\s+|\S+", text):
+                token_id = self._ids.get(piece)
+                if token_id is None:
+                    token_id = self._ids[piece] = len(self._words)
+                    self._words.append(piece)
+                ids.append(token_id)
+        return ids or [1]
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        with self._lock:
+            return "".join(self._words[t] for t in token_ids if 0 < t < len(self._words))
+
+    def render_chat(
+        self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True
+    ) -> str:
+        return "\n".join(f"<{m['role']}>\n{m['content']}" for m in messages) + "\n<assistant>\n"
+
+    def _facts(self, prompt: str) -> list[str]:
+        last_turn = prompt.rsplit("<user>", 1)[-1]
+        facts = []
+        for match in re.finditer(r"^\[(\d{1,2})\] (.+)$", last_turn, re.MULTILINE):
+            text = match.group(2).strip().rstrip(" …")
+            if text and text[-1] not in ".!?":
+                text += "."
+            facts.append(f"{text[:-1]} [{match.group(1)}]{text[-1]}")
+        return facts or ["I do not know."]
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        params: GenerationParams,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TextStream:
+        self.calls += 1
+        words = " ".join(self._facts(self.detokenize(prompt_ids))).split(" ")
+        delay = self.delay_s
+
+        def run(done: Callable[[GenerationStats], None]) -> Generator[str, None, None]:
+            started = time.perf_counter()
+            reason = FinishReason.EOS
+            count = 0
+            for i, word in enumerate(words[: params.max_tokens]):
+                if should_stop is not None and should_stop():
+                    reason = FinishReason.CANCELLED
+                    break
+                if delay:
+                    time.sleep(delay)
+                count += 1
+                yield word if i == 0 else " " + word
+            done(
+                GenerationStats(
+                    len(prompt_ids), 0, count, delay, time.perf_counter() - started, reason
                 )
             )
 

@@ -25,6 +25,12 @@
     return n;
   }
 
+  // Citation links go to this site's /kb/ pages only: "/x" but never "//host" or "/\\host",
+  // which browsers read as another origin.
+  function sameSitePath(url) {
+    return typeof url === "string" && /^\/(?![\/\\])/.test(url);
+  }
+
   function csrfToken() {
     var input = document.querySelector("input[name=csrfmiddlewaretoken]");
     return input ? input.value : "";
@@ -251,9 +257,9 @@
       var li = el("li");
       if (c.n) li.value = Number(c.n);
       var a = el("a", null, c.heading || c.title || "Source");
-      if (typeof c.url === "string" && c.url.charAt(0) === "/") a.href = c.url;
+      if (sameSitePath(c.url)) a.href = c.url;
       a.target = "_blank";
-      a.rel = "noopener";
+      a.rel = "noopener noreferrer";
       li.appendChild(a);
       list.appendChild(li);
     });
@@ -342,9 +348,9 @@
       var li = el("li");
       if (c.n) li.value = Number(c.n);
       var a = el("a", null, c.heading || c.title || "Source");
-      if (typeof c.url === "string" && c.url.charAt(0) === "/") a.href = c.url;
+      if (sameSitePath(c.url)) a.href = c.url;
       a.target = "_blank";
-      a.rel = "noopener";
+      a.rel = "noopener noreferrer";
       li.appendChild(a);
       fresh.appendChild(li);
     });

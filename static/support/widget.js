@@ -186,6 +186,12 @@
     return null;
   }
 
+  /** Citations point at this server's own /kb/ pages: any other origin is dropped. */
+  function citationUrl(raw) {
+    var href = safeUrl(raw, ORIGIN + "/");
+    return href && new URL(href).origin === ORIGIN ? href : null;
+  }
+
   function externalLink(href, text, cls) {
     var a = el("a", cls, text);
     a.href = href;
@@ -255,11 +261,12 @@
         appendInline(strong, m[2], ctx, true);
         parent.appendChild(strong);
       } else if (m[3] !== undefined) {
-        var href = safeUrl(m[4]);
+        // No images: "![alt](url)" stays text, so nothing is ever fetched from the URL.
+        var href = text.charAt(m.index - 1) === "!" ? null : safeUrl(m[4]);
         parent.appendChild(href ? externalLink(href, m[3]) : document.createTextNode(whole));
       } else if (m[5] !== undefined) {
         var cit = ctx.citations[m[5]];
-        var curl = cit && safeUrl(cit.url, ORIGIN + "/");
+        var curl = cit && citationUrl(cit.url);
         if (curl) {
           var a = externalLink(curl, "[" + m[5] + "]", "sb-cite");
           a.setAttribute("aria-label", "Source " + citationLabel(cit));
@@ -578,6 +585,8 @@
     }
     if (!adopted) {
       var style = document.createElement("style");
+      // Host pages with a strict style-src give the script tag a nonce; the sheet reuses it.
+      if (script.nonce) style.nonce = script.nonce;
       style.textContent = sheetText;
       root.appendChild(style);
     }
@@ -1118,7 +1127,7 @@
       var cites = Array.isArray(msg.citations) ? msg.citations : [];
       var links = cites
         .map(function (c) {
-          var href = c && safeUrl(c.url, ORIGIN + "/");
+          var href = c && citationUrl(c.url);
           return href ? externalLink(href, citationLabel(c)) : null;
         })
         .filter(Boolean);

@@ -1,6 +1,7 @@
 """Knowledge-base ingestion: vet an upload, parse it into blocks, chunk it for embedding.
 
-Plain Python with no Django imports; the ingest service calls `parse` then `chunk` and stores
+Plain Python with no Django imports; the ingest service calls `parse_isolated` (PDF and DOCX in
+a limited child process) then `chunk` and stores
 the `ChunkDraft`s. Nothing here loads the embedding model: `embedding_token_counter` loads
 only its tokenizer (a few MB, once per process).
 """
@@ -18,9 +19,11 @@ from .detect import DEFAULT_MAX_BYTES, EXTENSIONS, detect_type, safe_filename
 from .document import Block, BlockKind, FileType, ParsedDocument
 from .errors import IngestError, IngestErrorCode
 from .parsers import DEFAULT_ZIP_LIMITS, ZipLimits, parse
+from .sandbox import DEFAULT_PARSE_LIMITS, ParseLimits, parse_isolated
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_PARSE_LIMITS",
     "DEFAULT_ZIP_LIMITS",
     "EXTENSIONS",
     "Block",
@@ -29,6 +32,7 @@ __all__ = [
     "FileType",
     "IngestError",
     "IngestErrorCode",
+    "ParseLimits",
     "ParsedDocument",
     "TokenCounter",
     "ZipLimits",
@@ -37,6 +41,7 @@ __all__ = [
     "embedding_model_dir",
     "embedding_token_counter",
     "parse",
+    "parse_isolated",
     "reset_embedding_token_counter",
     "safe_filename",
     "sentences",

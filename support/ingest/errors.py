@@ -16,6 +16,10 @@ class IngestErrorCode(StrEnum):
     TOO_LARGE = "too_large"
     BAD_NAME = "bad_name"
     MISSING_COLUMNS = "missing_columns"
+    # The isolated parser (support.ingest.sandbox) hit a limit or died.
+    PARSE_TIMEOUT = "parse_timeout"
+    PARSE_MEMORY = "parse_memory"
+    PARSE_CRASHED = "parse_crashed"
 
 
 class IngestError(Exception):

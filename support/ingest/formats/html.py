@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from bs4 import BeautifulSoup
 from bs4.element import CData, NavigableString, Tag
 
 from ..document import BlockKind
 from ..text import clean_text
+from .css import Stylesheet, declarations, has_background, hidden_reason
 from .outline import Outline
 
 # Page furniture and non-text content. <header> is handled separately: inside an article it
@@ -35,37 +37,67 @@ _HTML_BLOCKS = frozenset(
 )  # fmt: skip
 _HTML_CONTENT_BLOCKS = ("p", "div", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
                         "pre", "blockquote", "section", "article", "dl")  # fmt: skip
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _INLINE_WS = re.compile(r"\s+")
 _BR = "\n"  # marks <br> in the inline buffer; source newlines are folded to spaces first
 
 
-def _is_hidden(tag: Tag) -> bool:
+def _styles(tag: Tag, sheet: Stylesheet) -> dict[str, str]:
+    """The element's own declarations: matching <style> rules, presentational attributes, then
+    its style attribute."""
+    raw_classes: Any = tag.get("class") or []
+    classes = [str(c) for c in raw_classes] if isinstance(raw_classes, list) else []
+    if isinstance(raw_classes, str):
+        classes = raw_classes.split()
+    element_id = tag.get("id")
+    decls = sheet.matching(tag.name, classes, str(element_id) if element_id else None)
+    if tag.name == "font" and tag.get("color"):
+        decls["color"] = str(tag["color"]).strip().lower()
+    if tag.get("bgcolor"):
+        decls["background-color"] = str(tag["bgcolor"]).strip().lower()
+    decls.update(declarations(str(tag.get("style", ""))))
+    return decls
+
+
+def _hidden_reason(tag: Tag, decls: dict[str, str], on_background: bool) -> str | None:
     if tag.has_attr("hidden"):
-        return True
+        return "hidden attribute"
     if str(tag.get("aria-hidden", "")).strip().lower() == "true":
-        return True
-    return bool(_HIDDEN_STYLE.search(str(tag.get("style", ""))))
+        return "aria-hidden"
+    return hidden_reason(decls, on_background=on_background)
 
 
 def parse_html(text: str, name: str, out: Outline) -> str:
     # lxml's HTML parser never loads external resources or DTDs; bs4 never fetches.
     soup = BeautifulSoup(text, "lxml")
     title = soup.title.get_text(" ") if soup.title else ""
-    _drop_furniture(soup)
+    sheet = Stylesheet()
+    for style in soup.find_all("style"):
+        sheet.add(style.get_text())
+    hidden = _drop_furniture(soup, sheet)
     root = _html_main(soup)
     if not title:
         h1 = root.find("h1")
         title = h1.get_text(" ") if h1 else ""
     _HtmlWalker(out).walk(root)
+    if hidden:
+        reasons = ", ".join(sorted({reason for reason, _ in hidden}))
+        sample = hidden[0][1]
+        sample = sample if len(sample) <= 80 else sample[:79] + "…"
+        out.warnings.append(
+            f"Invisible text was left out ({len(hidden)} passage(s): {reasons}), "
+            f"e.g. “{sample}”. Review the page if that text should be in the knowledge base."
+        )
     return title
 
 
-def _drop_furniture(soup: BeautifulSoup) -> None:
-    """Detach hidden elements and page furniture, top-down so dropped subtrees are not walked."""
-    stack: list[tuple[Tag, bool]] = [(soup, False)]  # (element, inside <article>/<main>)
+def _drop_furniture(soup: BeautifulSoup, sheet: Stylesheet) -> list[tuple[str, str]]:
+    """Detach invisible elements and page furniture, top-down so dropped subtrees are not
+    walked. Returns (reason, text) for each invisible element that held text."""
+    hidden: list[tuple[str, str]] = []
+    # (element, inside <article>/<main>, drawn on a declared background)
+    stack: list[tuple[Tag, bool, bool]] = [(soup, False, False)]
     while stack:
-        node, in_content = stack.pop()
+        node, in_content, on_background = stack.pop()
         for child in list(node.children):
             if not isinstance(child, Tag):
                 continue
@@ -73,12 +105,26 @@ def _drop_furniture(soup: BeautifulSoup) -> None:
             if (
                 child.name in _HTML_DROP
                 or role in _HTML_DROP_ROLES
-                or _is_hidden(child)
                 or (child.name == "header" and not in_content)
             ):
                 child.extract()
-            else:
-                stack.append((child, in_content or child.name in ("article", "main")))
+                continue
+            decls = _styles(child, sheet)
+            reason = _hidden_reason(child, decls, on_background)
+            if reason is not None:
+                text = clean_text(child.get_text(" "))
+                if text:
+                    hidden.append((reason, text))
+                child.extract()
+                continue
+            stack.append(
+                (
+                    child,
+                    in_content or child.name in ("article", "main"),
+                    on_background or has_background(decls),
+                )
+            )
+    return hidden
 
 
 def _html_main(soup: BeautifulSoup) -> Tag:

@@ -7,6 +7,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import docx
 from docx.document import Document as DocxDocument
@@ -81,13 +82,143 @@ def parse_docx(data: bytes, name: str, out: Outline, limits: ZipLimits) -> str:
 
     try:
         document = docx.Document(io.BytesIO(data))
-        return _walk_docx(document, out)
+        hidden = _drop_invisible_runs(document)
+        title = _walk_docx(document, out)
     except Exception as exc:
         raise IngestError(
             IngestErrorCode.CORRUPT,
             f"{name} is damaged or not a regular Word document ({exc}). "
             "Save it again from Word as .docx and re-upload.",
         ) from exc
+    if hidden:
+        reasons = ", ".join(sorted({reason for reason, _ in hidden}))
+        sample = hidden[0][1] if len(hidden[0][1]) <= 80 else hidden[0][1][:79] + "…"
+        out.warnings.append(
+            f"Invisible text was left out ({len(hidden)} run(s): {reasons}), e.g. “{sample}”. "
+            "Review the document if that text should be in the knowledge base."
+        )
+    return title
+
+
+# --- invisible text ---------------------------------------------------------------------------
+# Text Word does not show (hidden runs) or that nobody can read (white on no shading, a font of
+# 2.5 pt or less) is how instructions are planted for a language model in documents that look
+# harmless. Formatting is looked up the way Word resolves it: the run's own properties, then its
+# character style, then its paragraph's style (each with their base styles), then the defaults.
+_OFF = frozenset({"0", "false", "off"})
+_TINY_HALF_POINTS = 5
+_NO_FILL = frozenset({"", "auto", "none", "ffffff", "clear"})
+
+
+def _toggle(rpr: Any, tag: str) -> bool | None:
+    found = rpr.find(qn(tag)) if rpr is not None else None
+    if found is None:
+        return None
+    return str(found.get(qn("w:val"), "1")).lower() not in _OFF
+
+
+def _value(rpr: Any, tag: str) -> str | None:
+    found = rpr.find(qn(tag)) if rpr is not None else None
+    if found is None:
+        return None
+    value = found.get(qn("w:val"))
+    return str(value) if value is not None else None
+
+
+class _Styles:
+    """Run properties of styles by id, following w:basedOn (cycles are cut)."""
+
+    def __init__(self, document: DocxDocument) -> None:
+        root = document.styles.element
+        self.by_id = {str(s.get(qn("w:styleId"))): s for s in root.findall(qn("w:style"))}
+        defaults = root.find(qn("w:docDefaults"))
+        default_rpr = defaults.find(qn("w:rPrDefault")) if defaults is not None else None
+        self.default = default_rpr.find(qn("w:rPr")) if default_rpr is not None else None
+
+    def chain(self, style_id: str | None) -> list[Any]:
+        chain: list[Any] = []
+        seen: set[str] = set()
+        while style_id and style_id not in seen and len(seen) < 20:
+            seen.add(style_id)
+            style = self.by_id.get(style_id)
+            if style is None:
+                break
+            chain.append(style.find(qn("w:rPr")))
+            based = style.find(qn("w:basedOn"))
+            style_id = str(based.get(qn("w:val"))) if based is not None else None
+        return chain
+
+
+def _shaded(element: Any) -> bool:
+    """A fill or highlight other than white/none: white text on it is visible."""
+    for tag in ("w:shd", "w:highlight"):
+        found = element.find(qn(tag)) if element is not None else None
+        if found is None:
+            continue
+        value = found.get(qn("w:fill")) if tag == "w:shd" else found.get(qn("w:val"))
+        if str(value or "").lower() not in _NO_FILL | {"white"}:
+            return True
+    return False
+
+
+def _run_hidden_reason(run: Any, styles: _Styles, cache: dict[str, list[Any]]) -> str | None:
+    rpr = run.find(qn("w:rPr"))
+    paragraph = run.getparent()
+    while paragraph is not None and paragraph.tag != qn("w:p"):
+        paragraph = paragraph.getparent()
+    ppr = paragraph.find(qn("w:pPr")) if paragraph is not None else None
+    r_style = _value(rpr, "w:rStyle")
+    p_style = _value(ppr, "w:pStyle") if ppr is not None else None
+    layers = [rpr]
+    for style_id in (r_style, p_style):
+        if style_id is not None:
+            if style_id not in cache:
+                cache[style_id] = styles.chain(style_id)
+            layers += cache[style_id]
+    layers.append(styles.default)
+
+    def first(get: Any, tag: str) -> Any:
+        for layer in layers:
+            value = get(layer, tag)
+            if value is not None:
+                return value
+        return None
+
+    if first(_toggle, "w:vanish") or first(_toggle, "w:specVanish"):
+        return "hidden text"
+    size = first(_value, "w:sz")
+    if size is not None and size.isdigit() and int(size) <= _TINY_HALF_POINTS:
+        return "tiny text"
+    color = str(first(_value, "w:color") or "").lower()
+    if color in ("ffffff", "fefefe", "fdfdfd", "white"):
+        cell = run.getparent()
+        while cell is not None and cell.tag != qn("w:tc"):
+            cell = cell.getparent()
+        tcpr = cell.find(qn("w:tcPr")) if cell is not None else None
+        if not any(_shaded(e) for e in (rpr, ppr, tcpr)):
+            return "white text"
+    return None
+
+
+def _drop_invisible_runs(document: DocxDocument) -> list[tuple[str, str]]:
+    """Remove runs nobody sees from the body; returns (reason, text) for those with text."""
+    styles = _Styles(document)
+    cache: dict[str, list[Any]] = {}
+    doomed: list[tuple[Any, str]] = []
+    for run in document.element.body.iter(qn("w:r")):
+        reason = _run_hidden_reason(run, styles, cache)
+        if reason is not None:
+            doomed.append((run, reason))
+    hidden: list[tuple[str, str]] = []
+    for run, reason in doomed:
+        parent = run.getparent()
+        if parent is None:  # inside a run removed already
+            continue
+        text = clean_text("".join(t.text or "" for t in run.iter(qn("w:t"))))
+        if text:
+            hidden.append((reason, text))
+        parent.remove(run)
+    return hidden
 
 
 def _walk_docx(document: DocxDocument, out: Outline) -> str:
