@@ -38,5 +38,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Every script under bench/, merged into bench/results/<date>.json; regenerates
+# docs/benchmarks.md, docs/img/ and the README's headline table (under 30 min on 2 cores).
+bench: $(STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The same suite with quick arguments (under 5 min on 2 cores): a check before a release.
+# Its report goes to var/bench/quick/; docs/ and the README are left alone.
+bench-quick: $(STAMP)
+	$(PY) bench/run.py --quick $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

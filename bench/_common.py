@@ -395,15 +395,11 @@ def timestamp() -> str:
 
 
 def write_results(name: str, payload: dict[str, Any], also: Path | None = None) -> Path:
-    """Write bench/results/<name>-<timestamp>.json (and `also`, when given: the suite's
-    --out path) and return the first path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}-{timestamp()}.json"
-    text = json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n"
-    path.write_text(text)
-    if also is not None:
-        also.parent.mkdir(parents=True, exist_ok=True)
-        also.write_text(text)
+    """Write the results to `also` when given (the suite's --out path), otherwise to
+    bench/results/<name>-<timestamp>.json; return the path written."""
+    path = also if also is not None else RESULTS_DIR / f"{name}-{timestamp()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
     return path
 
 

@@ -5,12 +5,16 @@ Usage (from the repository root, with the project venv)::
     python bench/chat_load.py            # 1, 4 and 8 concurrent customers, then 1,000 idle sockets
     python bench/chat_load.py --quick    # a short run: 1 and 4 customers, 200 idle sockets
     python bench/chat_load.py --sqlite   # SQLite instead of a fresh PostgreSQL database
+    python bench/chat_load.py --embedded # `make run`'s one process (SQLite, in-memory layer)
+    python bench/chat_load.py --quick --out result.json   # also: where to write the JSON
 
 Everything runs on 127.0.0.1, in processes this script owns and stops (also on Ctrl-C/SIGTERM):
 a private redis-server on a free port, a fresh PostgreSQL database (created with `createdb` as
 user postgres, dropped at the end) or SQLite, `migrate` + `demo_setup` in a temporary
 SUPPORT_DATA_DIR, one uvicorn process (`chatbot.asgi:application`, production settings) and one
-Celery worker process (`--pool threads --concurrency 1`, all three queues).
+Celery worker process (`--pool threads --concurrency 1`, all three queues). With `--embedded`
+the topology is `make run`'s instead: one `manage.py serve` process (debug settings, SQLite, the
+in-memory channel layer and broker, the Celery worker as a thread), no Redis, no PostgreSQL.
 
 1. Warm-up: one question, so the worker loads (and converts) the model; reported separately.
 2. Chat levels: for each concurrency C, C customers each open a socket, send `hello` and ask
@@ -21,12 +25,16 @@ Celery worker process (`--pool threads --concurrency 1`, all three queues).
    seconds; all are checked with an app-level ping/pong (and a sample with a protocol ping);
    the uvicorn process's RSS (psutil) before, after, and per connection.
 
-Writes bench/results/chat_load-<timestamp>.json and prints Markdown tables, with the
+Each level also records the CPU time the whole stack spent (psutil: every process this script
+started, user + system), so CPU-seconds per answer can be read off.
+
+Writes bench/results/chat_load-<timestamp>.json (or `--out`) and prints Markdown tables, with the
 unhandled exceptions found in the uvicorn and worker logs and how long each process took to
 exit on SIGTERM. `--keep-tmp` keeps the data directory and the logs.
 
 All simulated customers share one client IP, so the per-IP and per-connection message rate
-limits are raised for the run (SUPPORT_RATE_PER_IP / SUPPORT_RATE_PER_CONNECTION); every other
+limits and the per-IP connection cap are raised for the run (SUPPORT_RATE_PER_IP /
+SUPPORT_RATE_PER_CONNECTION / SUPPORT_MAX_CONNECTIONS_PER_IP); every other
 setting is the product's default, including the 1.2 s answer debounce, which is part of every
 time-to-first-delta below.
 """
@@ -233,6 +241,19 @@ def rss_bytes(pid: int) -> int:
     return int(total)
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds so far of these processes and their live children."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+    return total
+
+
 def num_fds(pid: int) -> int | None:
     with contextlib.suppress(psutil.Error):
         return int(psutil.Process(pid).num_fds())
@@ -304,8 +325,7 @@ class Stack:
             capture_output=True,
         )
 
-    def start(self) -> None:
-        a = self.args
+    def _start_redis(self) -> int:
         redis_exe = shutil.which("redis-server")
         if redis_exe is None:
             raise RuntimeError("redis-server is not installed")
@@ -332,7 +352,10 @@ class Stack:
         )
         self.children.append(redis)
         wait_port(redis_port, 15, redis)
+        return redis_port
 
+    def start(self) -> None:
+        a = self.args
         env = {
             k: v
             for k, v in os.environ.items()
@@ -340,21 +363,29 @@ class Stack:
             and k not in ("DATABASE_URL", "REDIS_URL")
         }
         env.update(
-            DJANGO_SETTINGS_MODULE=("chatbot.settings.production"),
-            DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-            ALLOWED_HOSTS="127.0.0.1,localhost",
-            SECURE_SSL_REDIRECT="false",
             SUPPORT_DATA_DIR=str(self.tmp / "var"),
-            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
             # One client IP for every simulated customer: lift the per-IP/per-socket limits.
             SUPPORT_RATE_PER_IP="1000000",
             SUPPORT_RATE_PER_CONNECTION="1000000",
+            SUPPORT_MAX_CONNECTIONS_PER_IP="1000000",
             PYTHONUNBUFFERED="1",
         )
-        if not a.sqlite:
-            self.db_name = f"chat_load_{int(time.time())}_{os.getpid()}"
-            self._pg("createdb", self.db_name)
-            env["DATABASE_URL"] = f"postgres://{a.pg_user}@{a.pg_host}:5432/{self.db_name}"
+        if a.embedded:
+            # `make run`'s defaults: SQLite, in-memory channel layer and broker, debug settings.
+            env["DJANGO_SETTINGS_MODULE"] = "chatbot.settings.local"
+        else:
+            redis_port = self._start_redis()
+            env.update(
+                DJANGO_SETTINGS_MODULE="chatbot.settings.production",
+                DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+                ALLOWED_HOSTS="127.0.0.1,localhost",
+                SECURE_SSL_REDIRECT="false",
+                REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            )
+            if not a.sqlite:
+                self.db_name = f"chat_load_{int(time.time())}_{os.getpid()}"
+                self._pg("createdb", self.db_name)
+                env["DATABASE_URL"] = f"postgres://{a.pg_user}@{a.pg_host}:5432/{self.db_name}"
         py = sys.executable
         self.timings["migrate_s"] = run_step(
             "migrate", [py, "manage.py", "migrate", "--noinput"], env, self.logdir, 300
@@ -365,6 +396,20 @@ class Stack:
 
         self.web_port = free_port()
         started = time.monotonic()
+        if a.embedded:
+            self.web = Child(
+                "serve",
+                [py, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.web_port)],
+                env,
+                self.logdir,
+            )
+            self.children.append(self.web)
+            self.worker = self.web  # the worker is a thread of the same process
+            ready = wait_ready(self.base_url, 180, self.web)
+            if ready.get("status") != "ready":
+                raise RuntimeError(f"/readyz: {ready}")
+            self.timings["processes_ready_s"] = time.monotonic() - started
+            return
         self.web = Child(
             "uvicorn",
             [
@@ -428,7 +473,9 @@ class Stack:
         order = {"uvicorn": 0, "celery": 1}
         for child in sorted(self.children, key=lambda c: order.get(c.name, 2)):
             try:
-                self.stop_seconds[child.name] = child.stop(30 if child.name == "celery" else 20)
+                self.stop_seconds[child.name] = child.stop(
+                    30 if child.name in ("celery", "serve") else 20
+                )
             except Exception as exc:  # keep stopping the others
                 print(f"warning: stopping {child.name}: {exc}", file=sys.stderr)
         if self.db_name:
@@ -437,7 +484,7 @@ class Stack:
             except Exception as exc:
                 print(f"warning: could not drop database {self.db_name}: {exc}", file=sys.stderr)
         for child in self.children:
-            if child.name in ("uvicorn", "celery"):
+            if child.name in ("uvicorn", "celery", "serve"):
                 self.log_exceptions[child.name] = log_errors(child.log_path)
         if self.args.keep_tmp:
             print(f"kept {self.tmp}")
@@ -629,6 +676,8 @@ async def run_level(
     stack: Stack, level: int, args: argparse.Namespace, offset: int
 ) -> tuple[dict[str, Any], list[Sample]]:
     samples: list[Sample] = []
+    stack_pids = [c.pid for c in stack.children]
+    cpu_before = cpu_seconds(stack_pids)
     start = time.monotonic()
     deadline = start + args.level_timeout
     tasks = []
@@ -659,6 +708,11 @@ async def run_level(
     await asyncio.gather(*pending, return_exceptions=True)
     wall = time.monotonic() - start
     summary = summarise(level, samples, wall, args.questions)
+    # The whole stack's CPU for this level (web, worker, Redis), idle time included.
+    summary["cpu_s"] = round(cpu_seconds(stack_pids) - cpu_before, 2)
+    summary["cpu_s_per_answer"] = (
+        round(summary["cpu_s"] / summary["answered"], 3) if summary["answered"] else None
+    )
     assert stack.web is not None and stack.worker is not None
     summary["web_rss_mb"] = round(rss_bytes(stack.web.pid) / MB, 1)
     summary["worker_rss_mb"] = round(rss_bytes(stack.worker.pid) / MB, 1)
@@ -774,10 +828,15 @@ def _fmt(x: Any, unit: str = "") -> str:
 def markdown(result: dict[str, Any]) -> str:
     lines = []
     cfg = result["config"]
+    if cfg.get("topology") == "embedded":
+        stack = "embedded: one `manage.py serve` process (SQLite, in-memory layer, worker thread)"
+    else:
+        stack = (
+            f"{cfg['database']}, Redis, uvicorn (1 process, ws={cfg['ws']}), "
+            f"Celery worker ({cfg['pool']}, concurrency 1)"
+        )
     lines.append(
-        f"chat_load {result['started_at']} — {cfg['database']}, Redis, uvicorn (1 process, "
-        f"ws={cfg['ws']}), Celery worker ({cfg['pool']}, concurrency 1); "
-        f"load average at start {cfg['loadavg_start']}"
+        f"chat_load {result['started_at']} — {stack}; load average at start {cfg['loadavg_start']}"
     )
     warm = result.get("warmup")
     if warm:
@@ -789,16 +848,17 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         "| concurrent | asked | answered | streamed | declined | errors | TTFD p50 | TTFD p95 "
-        "| done p50 | done p95 | answers/min |"
+        "| done p50 | done p95 | answers/min | CPU s/answer |"
     )
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for lv in result["levels"]:
         errs = sum(lv["errors"].values())
         lines.append(
             f"| {lv['concurrency']} | {lv['asked']} | {lv['answered']} | {lv['streamed']} "
             f"| {lv['declined']} | {errs} | {_fmt(lv['ttfd_p50_s'], ' s')} "
             f"| {_fmt(lv['ttfd_p95_s'], ' s')} | {_fmt(lv['done_p50_s'], ' s')} "
-            f"| {_fmt(lv['done_p95_s'], ' s')} | {_fmt(lv['answers_per_min'])} |"
+            f"| {_fmt(lv['done_p95_s'], ' s')} | {_fmt(lv['answers_per_min'])} "
+            f"| {_fmt(lv.get('cpu_s_per_answer'))} |"
         )
     idle = result.get("idle")
     if idle:
@@ -826,9 +886,9 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_result(result: dict[str, Any], out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"chat_load-{result['started_at'].replace(':', '')}.json"
+def write_result(result: dict[str, Any], out_dir: Path, out: Path | None = None) -> Path:
+    path = out or out_dir / f"chat_load-{result['started_at'].replace(':', '')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, path)
@@ -846,6 +906,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="short run: levels 1,4, one question each, 200 idle sockets",
     )
     p.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    p.add_argument(
+        "--embedded",
+        action="store_true",
+        help="make run's topology: one `manage.py serve` process, SQLite, in-memory layer",
+    )
     p.add_argument("--levels", default=None, help="comma-separated concurrencies (1,4,8), or none")
     p.add_argument("--questions", type=int, default=None, help="questions per customer (2)")
     p.add_argument(
@@ -889,6 +954,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-host", default="127.0.0.1")
     p.add_argument("--pg-user", default="postgres")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, default=None, help="write the JSON here (not --out-dir)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the data dir and logs")
     args = p.parse_args(argv)
     levels = args.levels or ("1,4" if args.quick else "1,4,8")
@@ -957,14 +1023,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started_at": started,
         "config": {
             "quick": args.quick,
-            "database": "SQLite" if args.sqlite else "PostgreSQL",
+            "topology": "embedded" if args.embedded else "production",
+            "database": "SQLite" if args.sqlite or args.embedded else "PostgreSQL",
             "levels": args.levels,
             "questions_per_customer": args.questions,
             "level_timeout_s": args.level_timeout,
             "answer_timeout_s": args.answer_timeout,
             "idle_target": args.idle,
             "compression": not args.no_compression,
-            "settings": "chatbot.settings.production",
+            "settings": "chatbot.settings.local"
+            if args.embedded
+            else "chatbot.settings.production",
             "idle_hold_s": args.idle_hold,
             "ws": args.ws,
             "pool": args.pool,
@@ -1006,7 +1075,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         result["total_s"] = round(time.monotonic() - t0, 1)
         if result["levels"] or result.get("idle") or result.get("warmup"):
-            path = write_result(result, args.out_dir)
+            path = write_result(result, args.out_dir, args.out)
             print()
             print(markdown(result))
             print(

@@ -4,6 +4,8 @@ Usage (from the repository root, with the project venv)::
 
     python bench/escalation.py            # evaluate the shipped rules and thresholds
     python bench/escalation.py --grid     # also sweep the thresholds on the tuning half
+    python bench/escalation.py --quick    # every 5th pair of lines (both halves alike)
+    python bench/escalation.py --out result.json   # where to write the JSON
 
 Each message is decided as the first message of a new conversation (no history, no answer),
 with the real embedder (all-MiniLM-L6-v2) and the default sensitive topics of migration 0003.
@@ -258,13 +260,24 @@ def main() -> None:
     ap.add_argument("--grid", action="store_true", help="sweep thresholds on the even lines")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the embedder")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--sample",
+        type=int,
+        default=1,
+        help="keep every Nth pair of lines (an even and an odd line each) and every Nth "
+        "doc2dial question",
+    )
+    ap.add_argument("--quick", action="store_true", help="same as --sample 5")
     args = ap.parse_args()
+    sample = 5 if args.quick and args.sample == 1 else max(1, args.sample)
 
     embedder = SentenceTransformerEmbedder(threads=args.threads)
     load_started = time.perf_counter()
     embedder.encode(["warm up"])
     load_s = time.perf_counter() - load_started
     items = load_messages(args.messages)
+    # Pairs of lines keep the tune (even) and held-out (odd) halves the same size.
+    items = [it for it in items if (it.line // 2) % sample == 0]
     thresholds = Thresholds()
     topics = default_topics()
     report: dict[str, Any] = {
@@ -273,6 +286,7 @@ def main() -> None:
         if args.messages.is_relative_to(REPO.parent)
         else str(args.messages),
         "messages": len(items),
+        "sample": sample,
         "scored_reasons": list(SCORED),
         "thresholds": asdict(thresholds),
         "machine": {
@@ -356,7 +370,7 @@ def main() -> None:
         ][:60],
     }
 
-    questions = load_doc2dial()
+    questions = load_doc2dial()[::sample]
     if questions:
         q_items = [Item(i, f"d2d-{i}", q, False, "doc2dial") for i, q in enumerate(questions)]
         q_reasons, q_times = evaluate(q_items, sim, thresholds, topics)

@@ -1665,6 +1665,22 @@
       onEmailError(text);
       return;
     }
+    // A transient failure on the server (its database, say): nothing was stored, so the same
+    // client_id is sent again after a pause, a few times, before the message counts as failed.
+    if (code === "server_error" && f.retryable) {
+      p = oldestInFlight(f.client_id);
+      if (p && (p.retries = (p.retries || 0) + 1) <= 5) {
+        p.state = "held";
+        renderPendingMeta(p);
+        setTimeout(function () {
+          if (S.pending.indexOf(p) >= 0 && p.state === "held") {
+            p.state = "queued";
+            transmit(p);
+          }
+        }, Math.max(1, Number(f.retry_after) || 2) * 1000 * p.retries);
+        return;
+      }
+    }
     switch (code) {
       case "not_started":
         wsSend(helloFrame());

@@ -168,6 +168,7 @@ class MockServer:
             self.received: list[tuple[int, dict[str, Any]]] = []
             self.sent: list[tuple[int, dict[str, Any]]] = []
         self.hold_messages = False
+        self.hiccups: set[object] = set()  # client_ids refused once with a retryable error
         self.refusing = False
         self.delta_delay = 0.04
         self.out_of_hours = False
@@ -423,6 +424,21 @@ class MockServer:
                         "type": "error",
                         "code": "message_too_long",
                         "message": "Your message is too long (at most 2000 characters).",
+                    },
+                )
+                return
+            if "db hiccup" in str(text) and client_id not in self.hiccups:
+                # The real server's answer to a database error while storing: retryable.
+                self.hiccups.add(client_id)
+                await self._send(
+                    ws,
+                    {
+                        "type": "error",
+                        "code": "server_error",
+                        "message": "We could not save your message. Retrying…",
+                        "retryable": True,
+                        "retry_after": 1,
+                        "client_id": client_id,
                     },
                 )
                 return

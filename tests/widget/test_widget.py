@@ -467,6 +467,19 @@ def test_errors_are_dismissable_and_closed_conversation_can_restart(
     wait_for(lambda: page.evaluate(f"() => localStorage.getItem('{key}')") == tokens[1])
 
 
+def test_a_retryable_server_error_resends_the_same_message(page: Any, server: MockServer) -> None:
+    """The server could not store the message (say its database restarted): the widget sends
+    the same client_id again after retry_after, and the customer sees it delivered."""
+    w = open_widget(page, server)
+    ask(page, "db hiccup: is my order shipped?")
+    wait_for(lambda: len(server.frames("message")) == 2, timeout=10)
+    first, second = server.frames("message")
+    assert first["client_id"] == second["client_id"] and first["text"] == second["text"]
+    expect(w.locator(".sb-msg-customer[data-id]")).to_have_text("db hiccup: is my order shipped?")
+    expect(w.locator(".sb-msg-customer.sb-failed")).to_have_count(0)
+    expect(w.locator(".sb-msg-bot[data-id]")).to_have_count(1)
+
+
 def test_options_api_and_theme(page: Any, server: MockServer) -> None:
     query = "?open=true&position=left&accent=%23fbbf24&title=Ask%20Acme&greeting=Hello%20there!"
     page.goto(server.url + "/" + query)
