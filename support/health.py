@@ -36,7 +36,9 @@ async def _layer_roundtrip() -> str:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("readyz.")
+    # No prefix: channels-redis serves every "specific." channel of a process through one
+    # receive loop, so a probe on its own prefix would wait behind an idle chat consumer.
+    channel = await layer.new_channel()
     token = uuid.uuid4().hex
     await layer.send(channel, {"type": "readyz.ping", "token": token})
     message = await asyncio.wait_for(layer.receive(channel), PROBE_TIMEOUT_S)

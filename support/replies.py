@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
 from . import events, outcomes
+from .conf import get_support_settings
 from .escalation import AnswerOutcome, message_escalation_check
 from .exceptions import GenerationUnavailable
 from .generation import Draft, Turn, answer_compose
@@ -32,9 +33,21 @@ T = TypeVar("T")
 
 # One answer is written per conversation at a time (a question sent meanwhile waits for it).
 # The writer holds a lease in the shared cache and renews it while it streams, so a worker that
-# died or hangs frees the conversation after this long.
+# died or hangs frees the conversation after at most this long...
 ANSWER_LEASE_S = 60
 LEASE_RENEW_S = 5.0
+
+
+def _lease_s() -> float:
+    """... and before the watchdog re-queues its question (SUPPORT_OUTCOME_DEADLINE_S): a
+    lease outliving the deadline would turn the re-queued task away ("deferred") and leave
+    the customer with the apology although a worker was free."""
+    deadline = get_support_settings().outcome_deadline_s
+    return float(min(ANSWER_LEASE_S, max(2 * LEASE_RENEW_S, 0.75 * deadline)))
+
+
+def _renew_s() -> float:
+    return min(LEASE_RENEW_S, _lease_s() / 6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +101,19 @@ def _lease_key(conversation_id: UUID) -> str:
 
 def _lease_acquire(conversation_id: UUID, holder: str) -> bool:
     key = _lease_key(conversation_id)
-    if cache.add(key, holder, ANSWER_LEASE_S):
+    if cache.add(key, holder, _lease_s()):
         return True
     current = cache.get(key)
     if current == holder:  # our own earlier attempt: a retried or redelivered task
-        cache.set(key, holder, ANSWER_LEASE_S)
+        cache.set(key, holder, _lease_s())
         return True
     if current is None:  # expired in between
-        return bool(cache.add(key, holder, ANSWER_LEASE_S))
+        return bool(cache.add(key, holder, _lease_s()))
     return False
 
 
 def _lease_renew(conversation_id: UUID, holder: str) -> None:
-    cache.set(_lease_key(conversation_id), holder, ANSWER_LEASE_S)
+    cache.set(_lease_key(conversation_id), holder, _lease_s())
 
 
 def _lease_release(conversation_id: UUID, holder: str) -> None:
@@ -120,6 +133,7 @@ class _DeltaSender:
         *,
         muted: bool = False,
         on_flush: Callable[[], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> None:
         self.conversation_id = conversation_id
         self.group = events.conversation_group(conversation_id)
@@ -129,6 +143,9 @@ class _DeltaSender:
         # and a second stream would start again at seq 0. reply.done replaces it either way.
         self.muted = muted
         self.on_flush = on_flush
+        # Escalated or closed meanwhile: nothing more reaches the customer (the cancel flag is
+        # checked before each send, not only between tokens, so no delta follows the notice).
+        self.cancelled = cancelled
         self.seq = 0
         self.pending = ""
         self.text = ""
@@ -142,6 +159,10 @@ class _DeltaSender:
 
     def flush(self, now: float | None = None) -> None:
         if not self.pending:
+            return
+        if self.cancelled is not None and self.cancelled():
+            self.pending = ""
+            self.muted = True
             return
         if self.on_flush is not None:
             self.on_flush()
@@ -213,10 +234,14 @@ def _answer_write(
     previous = _best_effort(lambda: stream_state_get(conversation_id=conv.pk), None)
     events.group_send(group, events.typing_changed(role="bot", active=True))
     renewed = time.monotonic()
+    renew_s = _renew_s()
+
+    def cancelled() -> bool:
+        return bool(_best_effort(lambda: cancel_requested(conversation_id=conv.pk), False))
 
     def renew() -> None:
         nonlocal renewed
-        if time.monotonic() - renewed >= LEASE_RENEW_S:
+        if time.monotonic() - renewed >= renew_s:
             renewed = time.monotonic()
             _best_effort(lambda: _lease_renew(conv.pk, holder), None)
 
@@ -226,21 +251,18 @@ def _answer_write(
         delta_interval_s,
         muted=previous is not None and previous.get("reply_to") == msg.pk,
         on_flush=renew,
+        cancelled=cancelled,
     )
     try:
         draft = answer_compose(
-            question=burst.question,
-            history=burst.history,
-            on_delta=sender,
-            should_stop=lambda: _best_effort(
-                lambda: cancel_requested(conversation_id=conv.pk), False
-            ),
+            question=burst.question, history=burst.history, on_delta=sender, should_stop=cancelled
         )
     except LlmError as exc:
         raise GenerationUnavailable(f"The model is unavailable: {exc}") from exc
     finally:
         events.group_send(group, events.typing_changed(role="bot", active=False))
-    sender.flush()
+    if not draft.cancelled:
+        sender.flush()
     if draft.cancelled:
         _best_effort(lambda: stream_state_clear(conversation_id=conv.pk), None)
         return "cancelled"

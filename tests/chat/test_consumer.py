@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import json
+import secrets
 from typing import Any
 
 import pytest
