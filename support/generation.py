@@ -244,11 +244,18 @@ def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = 
     """
     q_terms = _terms(question)
     scored: list[tuple[float, int, Passage, str]] = []
+    seen: set[str] = set()
     for n, passage in enumerate(passages[:MAX_PASSAGES], 1):
         for sentence in split_sentences(clean_untrusted(passage.text)):
             sentence = " ".join(sentence.split())
             if len(sentence) < FACT_MIN_CHARS or _INJECTION.search(sentence):
                 continue
+            # Help centres repeat pages: a sentence already taken from a better passage (or
+            # from chunk overlap) would only spend prompt tokens and a fact slot.
+            key = " ".join(content_words(sentence))
+            if key in seen:
+                continue
+            seen.add(key)
             overlap = len(q_terms & _terms(sentence)) / (len(q_terms) or 1)
             if not overlap:
                 continue  # shares no word with the question: a distraction, not a fact

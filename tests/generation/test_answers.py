@@ -270,3 +270,19 @@ def test_prompt_budget_drops_the_least_relevant_fact_then_the_oldest_turns(
         prompt_build(
             question="q?", facts=_facts(), history=_history(), model=model, max_new_tokens=0
         )
+
+
+def test_a_sentence_repeated_across_passages_is_one_fact() -> None:
+    same = "Refunds reach your original payment method within 5 business days."
+    facts = generation.facts_select(
+        question="How long do refunds take to reach my payment method?",
+        passages=[
+            _passage(1, f"Returns. {same}"),
+            _passage(2, f"{same} Refunds for gift cards are not possible."),
+            _passage(3, "Your refund method is the original payment method you used."),
+        ],
+    )
+    texts = [f.text for f in facts]
+    assert texts.count(same) == 1
+    assert len(facts) == 3  # the freed slot goes to another sentence
+    assert [f.n for f in facts if f.text == same] == [1]  # kept from the better passage
