@@ -234,7 +234,7 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             raise PermissionDenied
         form = DocumentUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            accepted = 0
+            accepted: list[int] = []
             for upload in form.cleaned_data["files"]:
                 try:
                     doc = knowledge.document_upload(
@@ -242,12 +242,15 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                         data=upload.read(),
                         source_url=form.cleaned_data["source_url"] or "",
                         uploaded_by=request.user,  # type: ignore[arg-type]
+                        queue=False,
                     )
                 except DocumentRejected as exc:
                     messages.error(request, f"{upload.name}: {exc.message}")
                     continue
-                accepted += 1
+                accepted.append(doc.pk)
                 messages.success(request, f"{doc.original_filename}: queued for indexing.")
+            # Queued together: their chunks are embedded in large batches.
+            knowledge.documents_ingest_queue(document_ids=accepted)
             if accepted:
                 return redirect("admin:support_knowledgedocument_changelist")
         context = {
@@ -261,9 +264,10 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.action(description="Re-index selected documents", permissions=["change"])
     def reindex_documents(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        for pk in queryset.values_list("pk", flat=True):
-            knowledge.document_reindex(document_id=pk)
-        messages.success(request, f"{queryset.count()} document(s) queued for re-indexing.")
+        queued = knowledge.documents_reindex(
+            document_ids=list(queryset.values_list("pk", flat=True))
+        )
+        messages.success(request, f"{queued} document(s) queued for re-indexing.")
 
     @admin.action(
         description="Disable selected documents (never retrieved)", permissions=["change"]

@@ -77,6 +77,24 @@ def get_chat_model() -> Any:
     return _get("chat_model", build)
 
 
+def serving_threads_configure() -> None:
+    """Thread counts for a process that serves searches (a Celery worker process, the embedded
+    mode): call once at process start, after any fork.
+
+    faiss gets one OpenMP thread: a single-query search gains nothing from more, and with 2
+    threads on 2 busy cores each search stalled at an OpenMP barrier (p95 at 100k chunks
+    16.2 ms with 2 threads, 6.1 ms with 1). torch gets SUPPORT_MODEL_THREADS, or 1 when unset:
+    one query embedding is too small to split, and with one process per core (the deployment
+    advice) more threads only contend with the other processes.
+    """
+    from .search.index import set_search_threads
+
+    set_search_threads(1)
+    import torch  # a worker loads it anyway for the embedder; never called in the ASGI process
+
+    torch.set_num_threads(get_support_settings().model_threads or 1)
+
+
 def set_backend(name: str, instance: Any) -> None:
     """Install an instance (a fake in tests, a preloaded model in benchmarks)."""
     with _lock:

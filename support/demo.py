@@ -29,16 +29,14 @@ def demo_kb_ensure() -> DemoKbResult:
 
     if KnowledgeDocument.objects.exists():
         return DemoKbResult(0, True, None)
-    loaded = 0
-    for path in sorted(DEMO_KB_DIR.iterdir()):
-        doc = knowledge.document_upload(
-            filename=path.name,
-            data=path.read_bytes(),
-            queue=False,
-            source_url="",
-        )
-        if knowledge.document_ingest(document_id=doc.pk, rebuild_index=False).status == "ready":
-            loaded += 1
+    ids = [
+        knowledge.document_upload(
+            filename=path.name, data=path.read_bytes(), queue=False, source_url=""
+        ).pk
+        for path in sorted(DEMO_KB_DIR.iterdir())
+    ]
+    outcomes = knowledge.documents_ingest(document_ids=ids, rebuild_index=False)
+    loaded = sum(o.status == "ready" for o in outcomes)
     return DemoKbResult(loaded, False, knowledge.index_rebuild().version)
 
 

@@ -412,7 +412,9 @@ def _indexable_chunks() -> QuerySet[Chunk]:
 
 def _fingerprint() -> str:
     agg = _indexable_chunks().aggregate(n=Count("pk"), top=Max("pk"), total=Sum("pk"))
-    return f"{agg['n']}:{agg['top']}:{agg['total']}"
+    # The suffix names what a build writes; a new one makes the first rebuild after an upgrade
+    # run even on unchanged chunks ("o": with opening-chunk ids).
+    return f"{agg['n']}:{agg['top']}:{agg['total']}:o"
 
 
 def index_rebuild(*, force: bool = False) -> IndexBuildResult:
@@ -434,7 +436,7 @@ def index_rebuild(*, force: bool = False) -> IndexBuildResult:
     rows = list(
         _indexable_chunks()
         .order_by("pk")
-        .values_list("pk", "embedding", "text", "heading_path", "document__title")
+        .values_list("pk", "embedding", "text", "heading_path", "document__title", "order")
     )
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     dim = get_embedder().dimension
@@ -452,6 +454,7 @@ def index_rebuild(*, force: bool = False) -> IndexBuildResult:
         ids,
         np.ascontiguousarray(vectors, dtype=np.float32),
         texts=texts,
+        opening_ids=[r[0] for r in rows if r[5] == 0],
         hnsw_threshold=conf.hnsw_threshold,
         metadata={"fingerprint": fingerprint},
         lock_timeout=120,

@@ -5,6 +5,7 @@ Layout of an index directory::
     CURRENT                 "7\n": the version being served; replaced atomically
     index-v7.faiss          IndexIDMap2(IndexFlatIP | IndexHNSWFlat(IP)) keyed by int64 chunk id
     lexical-v7.npz          BM25 postings (optional; see support.search.lexical)
+    opening-v7.npy          sorted ids of the chunks that open their document (optional)
     manifest-v7.json        what was built, how, and with which parameters
     .build.lock             fcntl lock: one writer at a time across processes
 
@@ -44,7 +45,9 @@ from support.search.lexical import TOKENIZER_VERSION, Bm25Index, Bm25Params
 
 CURRENT_FILE: Final = "CURRENT"
 LOCK_FILE: Final = ".build.lock"
-_VERSION_FILE_RE: Final = re.compile(r"^(?:index|lexical|manifest)-v(\d+)\.(?:faiss|npz|json)$")
+_VERSION_FILE_RE: Final = re.compile(
+    r"^(?:index|lexical|manifest|opening)-v(\d+)\.(?:faiss|npz|json|npy)$"
+)
 _TMP_MARK: Final = ".tmp-"
 # faiss's bundled stubs miss the search-parameter classes; go through an untyped alias there.
 _faiss: Any = faiss
@@ -80,6 +83,7 @@ class IndexManifest:
     created_at: str
     index_file: str
     lexical_file: str | None = None
+    opening_file: str | None = None
     hnsw_m: int | None = None
     ef_construction: int | None = None
     ef_search: int | None = None
@@ -147,6 +151,10 @@ def lexical_file_name(version: int) -> str:
     return f"lexical-v{version}.npz"
 
 
+def opening_file_name(version: int) -> str:
+    return f"opening-v{version}.npy"
+
+
 def manifest_file_name(version: int) -> str:
     return f"manifest-v{version}.json"
 
@@ -157,6 +165,7 @@ def build(
     vectors: NDArray[np.float32],
     *,
     texts: Sequence[str] | None = None,
+    opening_ids: Sequence[int] | NDArray[np.int64] | None = None,
     hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD,
     hnsw_m: int = DEFAULT_HNSW_M,
     ef_construction: int = DEFAULT_EF_CONSTRUCTION,
@@ -170,6 +179,8 @@ def build(
 
     `vectors` must be L2-normalised float32 rows aligned with the unique int64 `ids`. When
     `texts` (aligned with `ids`) is given, a BM25 index of the same version is written too.
+    `opening_ids`, a subset of `ids`, marks the chunks that open their document (searches can
+    give them a prior, see hybrid.FusionConfig.opening_boost).
     An HNSW graph is used when there are more than `hnsw_threshold` vectors, else an exact
     flat index. Blocks while another process builds in the same directory (at most
     `lock_timeout` seconds when given, then raises IndexBuildBusy). Keeps the newest `keep`
@@ -180,6 +191,11 @@ def build(
     id_array, matrix = _validate(ids, vectors)
     if texts is not None and len(texts) != len(id_array):
         raise ValueError(f"{len(id_array)} ids but {len(texts)} texts")
+    opening = None
+    if opening_ids is not None:
+        opening = np.unique(np.asarray(opening_ids, dtype=np.int64).reshape(-1))
+        if not np.isin(opening, id_array).all():
+            raise ValueError("opening_ids must be a subset of ids")
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
 
@@ -200,6 +216,10 @@ def build(
         if lexical is not None:
             lexical_name = lexical_file_name(version)
             _atomic_write(root / lexical_name, lexical.save)
+        opening_name = None
+        if opening is not None:
+            opening_name = opening_file_name(version)
+            _atomic_write(root / opening_name, lambda tmp: _save_array(tmp, opening))
         manifest = IndexManifest(
             version=version,
             kind=kind,
@@ -208,6 +228,7 @@ def build(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             index_file=index_name,
             lexical_file=lexical_name,
+            opening_file=opening_name,
             hnsw_m=hnsw_m if kind == "hnsw" else None,
             ef_construction=ef_construction if kind == "hnsw" else None,
             ef_search=ef_search if kind == "hnsw" else None,
@@ -333,6 +354,12 @@ def _atomic_write(final: Path, write: Any) -> None:
         raise
 
 
+def _save_array(path: Path, array: NDArray[Any]) -> None:
+    # Through a file object: np.save would append ".npy" to the temporary name.
+    with open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
 def _atomic_write_text(final: Path, text: str) -> None:
     _atomic_write(final, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
@@ -388,6 +415,8 @@ class IndexSnapshot:
     dense: Any  # faiss.IndexIDMap2; faiss ships no type stubs
     lexical: Bm25Index | None
     ef_search: int
+    # Sorted ids of the chunks that open their document; None for an index built without them.
+    opening: NDArray[np.int64] | None = None
 
     @property
     def version(self) -> int:
@@ -467,6 +496,16 @@ class IndexSnapshot:
             return np.zeros((0, self.manifest.dimension), dtype=np.float32)
         return np.asarray(self.dense.reconstruct_batch(keys), dtype=np.float32)
 
+    def opens_document(self, chunk_ids: Sequence[int]) -> NDArray[np.bool_]:
+        """Which of `chunk_ids` open their document (all False without opening ids)."""
+        keys = np.asarray(chunk_ids, dtype=np.int64).reshape(-1)
+        opening = self.opening
+        if opening is None or not len(opening) or not len(keys):
+            return np.zeros(len(keys), dtype=bool)
+        where = np.minimum(np.searchsorted(opening, keys), len(opening) - 1)
+        found: NDArray[np.bool_] = opening[where] == keys
+        return found
+
     def scores(self, query: NDArray[np.float32], chunk_ids: Iterable[int]) -> NDArray[np.float32]:
         """Exact cosine similarity of `query` to each of `chunk_ids`."""
         q = np.asarray(query, dtype=np.float32).reshape(-1)
@@ -505,11 +544,15 @@ def load_snapshot(
     lexical = None
     if load_lexical and manifest.lexical_file:
         lexical = Bm25Index.load(root / manifest.lexical_file, params=bm25_params)
+    opening = None
+    if manifest.opening_file:
+        opening = np.load(root / manifest.opening_file, allow_pickle=False).astype(np.int64)
     return IndexSnapshot(
         manifest=manifest,
         dense=dense,
         lexical=lexical,
         ef_search=ef_search or manifest.ef_search or DEFAULT_EF_SEARCH,
+        opening=opening,
     )
 
 

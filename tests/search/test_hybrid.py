@@ -129,3 +129,35 @@ def test_confidence_ranks_on_topic_above_off_topic(searcher: HybridSearcher) -> 
     on_topic = searcher.search("refund policy days", k=3)
     off_topic = searcher.search("quantum teleporter warranty", k=3)
     assert on_topic.confidence > off_topic.confidence
+
+
+def test_opening_chunk_prior_breaks_near_ties_only(
+    tmp_path: Path, corpus: dict[int, str], fake_embedder: FakeEmbedder
+) -> None:
+    texts = list(corpus.values())
+    vectors = fake_embedder.encode(texts)
+    query = "card declined with ERR-4032"
+    plain_dir, marked_dir = tmp_path / "plain", tmp_path / "marked"
+    build(plain_dir, list(corpus), vectors, texts=texts)
+    plain = IndexReader(plain_dir).snapshot()
+    assert plain.opening is None
+    qv = fake_embedder.encode([query])[0]
+    base = hybrid_search(plain, qv, query, k=8).hits
+    runner_up = base[1]
+    build(marked_dir, list(corpus), vectors, texts=texts, opening_ids=[runner_up.chunk_id])
+    marked = IndexReader(marked_dir).snapshot()
+    assert marked.opens_document([runner_up.chunk_id, base[0].chunk_id]).tolist() == [True, False]
+    gap = base[0].score - runner_up.score
+    small = hybrid_search(marked, qv, query, k=8, fusion=FusionConfig(opening_boost=gap / 2)).hits
+    assert [h.chunk_id for h in small[:2]] == [base[0].chunk_id, runner_up.chunk_id]
+    assert small[1].score == pytest.approx(runner_up.score + gap / 2)
+    lifted = hybrid_search(marked, qv, query, k=8, fusion=FusionConfig(opening_boost=gap * 2)).hits
+    assert lifted[0].chunk_id == runner_up.chunk_id
+    off = hybrid_search(marked, qv, query, k=8, fusion=FusionConfig(opening_boost=0.0)).hits
+    assert [h.chunk_id for h in off] == [h.chunk_id for h in base]
+
+
+def test_opening_ids_must_be_indexed_chunks(tmp_path: Path) -> None:
+    vectors = np.eye(2, dtype=np.float32)
+    with pytest.raises(ValueError, match="subset"):
+        build(tmp_path, [1, 2], vectors, opening_ids=[3])

@@ -232,3 +232,17 @@ def test_stored_embedding_bytes_round_trip(tmp_path: Path) -> None:
     build(tmp_path, [1, 2, 3, 4], vindex.vectors_from_bytes(blobs, FAKE_DIM))
     with pytest.raises(ValueError, match="dimension"):
         vindex.vectors_from_bytes([*blobs, b"\x00" * 8], FAKE_DIM)
+
+
+def test_opening_ids_are_versioned_with_the_index(tmp_path: Path, corpus: dict[int, str]) -> None:
+    ids = list(corpus)
+    _build_corpus(tmp_path, corpus, opening_ids=[ids[2], ids[0]], keep=1)
+    assert json.loads((tmp_path / "manifest-v1.json").read_text())["opening_file"] == (
+        "opening-v1.npy"
+    )
+    snap = IndexReader(tmp_path).snapshot()
+    assert snap.opening is not None and snap.opening.tolist() == sorted([ids[0], ids[2]])
+    assert snap.opens_document([ids[0], ids[1], 999_999]).tolist() == [True, False, False]
+    _build_corpus(tmp_path, corpus, keep=1)
+    assert not (tmp_path / "opening-v1.npy").exists()  # pruned with its version
+    assert IndexReader(tmp_path).snapshot().opens_document([ids[0]]).tolist() == [False]

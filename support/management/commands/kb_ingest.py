@@ -26,6 +26,7 @@ class Command(BaseCommand):
             else:
                 raise CommandError(f"{path}: no such file or folder")
         failed = 0
+        uploaded: dict[int, Path] = {}
         for path in files:
             try:
                 doc = knowledge.document_upload(
@@ -38,11 +39,14 @@ class Command(BaseCommand):
                 failed += 1
                 self.stdout.write(f"{path}\trejected\t0\t{exc.code}: {exc.message}")
                 continue
-            outcome = knowledge.document_ingest(document_id=doc.pk, rebuild_index=False)
+            uploaded[doc.pk] = path
+        # One call: the chunks of many files are embedded together (much faster than per file).
+        for outcome in knowledge.documents_ingest(document_ids=list(uploaded), rebuild_index=False):
             if outcome.status == "failed":
                 failed += 1
             self.stdout.write(
-                f"{path}\t{outcome.status}\t{outcome.chunk_count}\t{outcome.error}".rstrip()
+                f"{uploaded[outcome.document_id]}\t{outcome.status}\t{outcome.chunk_count}\t"
+                f"{outcome.error}".rstrip()
             )
         built = knowledge.index_rebuild()
         self.stdout.write(f"index version {built.version}: {built.chunks} chunks")
