@@ -23,7 +23,8 @@ With the product's 256-token chunks (bench/retrieval_variants.py, tuned on the e
 questions, odd ones held out), w=0.7 plus a small prior for a document's opening chunk
 (FusionConfig.opening_boost) gives span R@5 0.796 (0.764 without the prior); at 448-token
 chunks w=0.6 with the prior gives 0.843 (dev 0.853 / test 0.833), MRR@10 0.680, but such a
-chunk is longer than the embedding model's 256-piece window (SUPPORT_CHUNK_TOKENS). Rejected there, each within ±0.02 of its baseline:
+chunk is longer than the embedding model's 256-piece window (SUPPORT_CHUNK_TOKENS).
+Rejected there, each within ±0.02 of its baseline:
 BM25 title weighting, k1/b, Porter stemming, filler-word query cleaning, pseudo-relevance
 feedback (dense Rocchio, RM3), neighbour-score smoothing, page-level aggregation.
 
