@@ -27,7 +27,7 @@ from .conf import get_support_settings
 from .ingest.chunking import sentences as split_sentences
 from .llm import FinishReason, GenerationParams, grounding_logit_bias
 from .llm.errors import PromptTooLongError
-from .retrieval import Passage, SearchResult, passages_search
+from .retrieval import Passage, SearchResult, passages_search, unknown_identifiers
 
 PROMPT_VERSION = "answer_v2"
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -611,6 +611,10 @@ def answer_compose(
 
     if not search.passages:
         return finish(DECLINE_TEXT, "escalate", "no_passages")
+    if unknown_identifiers(question):
+        # "What does VADIP offer?" when no page mentions VADIP: passages about something else
+        # would only yield a confident answer to another question.
+        return finish(DECLINE_TEXT, "escalate", "unknown_term")
     facts = facts_select(question=question, passages=search.passages)
     if search.query != question:
         # A follow-up found its passages with the earlier turn in the query: its facts may

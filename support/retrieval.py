@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
-from .backends import get_searcher
+from .backends import get_index_reader, get_searcher
 from .models import Chunk, KnowledgeDocument
 from .search.index import IndexNotReady
+from .search.lexical import tokenize
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +109,46 @@ def passages_search(*, query: str, k: int = 5) -> SearchResult:
         result.index_version,
         (time.perf_counter() - started) * 1000,
     )
+
+
+# Names a customer may type for a programme, product or plan: acronyms of 3-12 capitals
+# ("VADIP", "TPD"). Two letters are too often shorthand ("SS" for Social Security), and codes
+# with digits are mostly the customer's own (order numbers, PINs: "how do I track 7H2K?" is a
+# question the knowledge base answers), so capitals inside such a code ("PIN-5522") are not
+# an acronym either.
+_IDENTIFIER = re.compile(r"(?<![\w/&-])[A-Z][A-Z&]{2,11}(?![\w/&-])")
+# Everyday acronyms name no programme or product of a company: "My PIN is ..., how do I reset
+# the router?" is a question about the router.
+_EVERYDAY_ACRONYMS = frozenset(
+    """ATM PIN PDF URL USB SMS MMS GPS FAQ ASAP FYI USA UK EU TV DVD CEO HR IT API APP WIFI
+    LAN VPN CPU RAM SIM ETA DOB SSN ZIP POS VIP ACH IBAN BIC PST EST CST MST UTC GMT AM PM
+    THE AND FOR NOT YOU HELP""".split()  # noqa: SIM905
+)
+
+
+def unknown_identifiers(text: str) -> list[str]:
+    """Identifiers in `text` that no indexed chunk contains (the BM25 vocabulary).
+
+    A question about a product name, an acronym or an error code the knowledge base never
+    mentions cannot be answered from it, however close the retrieved passages look: "What does
+    VADIP offer?" retrieves pages about other VA programmes. Capitals count only inside
+    ordinary text: a message typed in capitals is shouting, not a list of acronyms.
+    """
+    letters = [c for c in text if c.isalpha()]
+    shouting = bool(letters) and sum(c.isupper() for c in letters) > 0.5 * len(letters)
+    try:
+        lexical = get_index_reader().snapshot().lexical
+    except IndexNotReady:
+        return []
+    if lexical is None:
+        return []
+    unknown = []
+    for ident in dict.fromkeys(_IDENTIFIER.findall(text)):
+        if shouting:
+            break
+        if ident in _EVERYDAY_ACRONYMS:
+            continue
+        terms = tokenize(ident)
+        if terms and terms[0] not in lexical.vocab:
+            unknown.append(ident)
+    return unknown

@@ -286,3 +286,27 @@ def test_a_sentence_repeated_across_passages_is_one_fact() -> None:
     assert texts.count(same) == 1
     assert len(facts) == 3  # the freed slot goes to another sentence
     assert [f.n for f in facts if f.text == same] == [1]  # kept from the better passage
+
+
+def test_an_identifier_the_kb_never_mentions_is_declined(kb: Path) -> None:
+    fake = _fake("You can return any unused item within 30 days of delivery [1].")
+    draft = answer_compose(question="How many days do I have to return a ZXQ item?")
+    assert draft.action == "escalate" and draft.reason == "unknown_term"
+    assert fake.calls == 0
+    draft = answer_compose(question="How many days do I have to return an item?")
+    assert draft.action == "answer"  # the same question without it is answered
+
+
+def test_capitals_in_a_shouted_question_are_not_identifiers(kb: Path) -> None:
+    _fake("You can return any unused item within 30 days of delivery [1].")
+    draft = answer_compose(question="HOW MANY DAYS DO I HAVE TO RETURN AN ITEM?")
+    assert draft.reason != "unknown_term"
+
+
+def test_identifiers_are_checked_against_the_indexed_vocabulary(kb: Path) -> None:
+    from support.retrieval import unknown_identifiers
+
+    assert unknown_identifiers("Do GIFT cards or the VADIP plan expire?") == ["VADIP"]
+    # Codes with digits are mostly the customer's own (order numbers), two letters shorthand.
+    assert unknown_identifiers("Can I return order 7H2K-99 within 30 days? SS") == []
+    assert unknown_identifiers("My PIN is 1234, how do I return an item?") == []  # everyday
