@@ -41,6 +41,9 @@ class SupportSettings:
     chunk_tokens: int
     chunk_overlap_tokens: int
     hnsw_threshold: int
+    # Seconds between a serving process's checks that its machine's index matches the database
+    # (0: never; for machines that do not share SUPPORT_DATA_DIR).
+    index_sync_interval_s: float
     retrieval_min_confidence: float
     max_answer_tokens: int
     answer_timeout_s: float
@@ -156,6 +159,8 @@ def _validate(conf: SupportSettings) -> None:
     ):
         if getattr(conf, name) <= 0:
             problems.append(f"SUPPORT_{name.upper()} must be positive")
+    if conf.index_sync_interval_s < 0:
+        problems.append("SUPPORT_INDEX_SYNC_INTERVAL_S must be 0 (off) or positive")
     if conf.parse_timeout_s <= 0:
         problems.append("SUPPORT_PARSE_TIMEOUT_S must be positive")
     if conf.answer_timeout_s <= 0:

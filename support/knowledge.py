@@ -417,6 +417,26 @@ def _fingerprint() -> str:
     return f"{agg['n']}:{agg['top']}:{agg['total']}:o"
 
 
+def index_sync() -> IndexBuildResult | None:
+    """Rebuild this machine's index if it does not match the database; None when it does.
+
+    Web and worker processes on one machine share SUPPORT_DATA_DIR and see every published
+    version. A worker on another machine (no shared disk) has only what it built itself: this
+    check, run periodically by every serving process (support.retrieval), lets it catch up
+    from the embeddings stored in the database. Cheap when nothing changed: one aggregate
+    query and a manifest read.
+    """
+    conf = get_support_settings()
+    current = search_index.current_version(conf.index_dir)
+    if current is not None:
+        manifest = search_index.read_manifest(conf.index_dir, current)
+        if manifest.metadata.get("fingerprint") == _fingerprint():
+            return None
+    result = index_rebuild()
+    logger.info("index on this machine was behind the database: built version %s", result.version)
+    return result
+
+
 def index_rebuild(*, force: bool = False) -> IndexBuildResult:
     """Build a new index version from the stored embeddings of every READY document.
 

@@ -243,6 +243,10 @@ SUPPORT_PARSE_MEMORY_MB = env.int("SUPPORT_PARSE_MEMORY_MB", default=1024)
 SUPPORT_CHUNK_TOKENS = env.int("SUPPORT_CHUNK_TOKENS", default=256)
 SUPPORT_CHUNK_OVERLAP_TOKENS = env.int("SUPPORT_CHUNK_OVERLAP_TOKENS", default=32)
 SUPPORT_HNSW_THRESHOLD = env.int("SUPPORT_HNSW_THRESHOLD", default=50_000)
+# Every serving process checks this often whether the index on its machine matches the
+# database and rebuilds it in the background if not: workers on machines that do not share
+# SUPPORT_DATA_DIR pick up new documents by themselves. 0 turns the check off.
+SUPPORT_INDEX_SYNC_INTERVAL_S = env.float("SUPPORT_INDEX_SYNC_INTERVAL_S", default=30.0)
 # Below it the bot declines without generating. Together with the answer pipeline's own fact
 # check (support.generation.MIN_FACT_SCORE) it declines 83% of unanswerable doc2dial
 # first-turn questions and 16% of answerable ones (bench/answers.py).

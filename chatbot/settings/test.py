@@ -22,3 +22,6 @@ STORAGES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].get("OPTIONS", {}).pop("init_command", None)
+# No background index checks: tests rebuild indexes explicitly (knowledge.index_sync is
+# tested directly).
+SUPPORT_INDEX_SYNC_INTERVAL_S = 0.0
