@@ -212,6 +212,13 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return format_html("processing ({}%)", obj.progress)
         if obj.status == KnowledgeDocument.Status.FAILED:
             return format_html('failed: <span class="errornote-inline">{}</span>', obj.error)
+        if obj.status == KnowledgeDocument.Status.READY and obj.error:
+            # Indexed with warnings (hidden text, pages without text): someone should look.
+            return format_html(
+                'ready — <strong>review</strong>: <span title="{}">{}</span>',
+                obj.error,
+                obj.error[:120],
+            )
         return obj.get_status_display()
 
     def get_urls(self) -> list[Any]:

@@ -314,3 +314,18 @@ def test_only_knowledge_admins_upload_in_the_admin(kb_env: Path) -> None:
         {"action": "disable_documents", "_selected_action": [docs[1].pk]},
     )
     assert KnowledgeDocument.objects.get(pk=docs[1].pk).status == "disabled"
+
+
+def test_a_document_indexed_with_warnings_is_marked_for_review_in_the_list(
+    kb_env: Path,
+) -> None:
+    doc = knowledge.document_upload(filename="router.md", data=ROUTER_MD, queue=False)
+    knowledge.document_ingest(document_id=doc.pk)
+    KnowledgeDocument.objects.filter(pk=doc.pk).update(
+        error="Hidden text found (1 passage(s) on page(s) 1: white text)"
+    )
+    admin = Client()
+    admin.force_login(knowledge_admin_user())
+    listing = admin.get(reverse("admin:support_knowledgedocument_changelist"))
+    assert b"<strong>review</strong>" in listing.content
+    assert b"Hidden text found" in listing.content

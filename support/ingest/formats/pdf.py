@@ -24,12 +24,91 @@ _PDF_BULLET = re.compile(
 _SENTENCE_END = re.compile('[.!?:;)\\]"\u201d\u2019]$')
 
 
+# Text a reader cannot see: render mode 3 (neither filled nor stroked), white fill, or a font
+# under 2 points. OCR'd scans put their whole text layer in mode 3 over the page image, so a
+# page whose text is mostly hidden is taken as such a layer; hidden text on an otherwise
+# visible page is kept (white text on a dark box is legitimate and cannot be told apart
+# cheaply) but the document is flagged for review.
+_TINY_PT = 2.0
+_OCR_LAYER_SHARE = 0.8
+
+
+class _HiddenText:
+    """Follows the graphics state through pypdf's visitors and collects hidden text."""
+
+    def __init__(self) -> None:
+        self.mode = 0
+        self.white = False
+        self.stack: list[tuple[int, bool]] = []
+        self.hidden: list[tuple[str, str]] = []  # (reason, text)
+        self.visible_chars = 0
+        self.hidden_chars = 0
+
+    def operand(self, op: bytes, args: list[object], cm: object, tm: object) -> None:
+        if op == b"q":
+            self.stack.append((self.mode, self.white))
+        elif op == b"Q" and self.stack:
+            self.mode, self.white = self.stack.pop()
+        elif op == b"Tr" and args:
+            self.mode = int(_num(args[0]))
+        elif op in (b"g", b"rg", b"k", b"sc", b"scn") and args:
+            values = [_num(a) for a in args if isinstance(a, int | float) or _is_number(a)]
+            if op == b"k":
+                self.white = bool(values) and all(v == 0 for v in values)
+            else:
+                self.white = bool(values) and all(v >= 0.98 for v in values)
+
+    def text(self, text: str, cm: list[float], tm: list[float], font: object, size: float) -> None:
+        chars = len(text.strip())
+        if not chars:
+            return
+        scale = abs(float(tm[3]) * float(cm[3])) if tm and cm else 1.0
+        effective = float(size or 0) * (scale or 1.0)
+        reason = (
+            "invisible render mode"
+            if self.mode == 3
+            else "white text"
+            if self.white
+            else "tiny text"
+            if 0 < effective < _TINY_PT
+            else None
+        )
+        if reason is None:
+            self.visible_chars += chars
+        else:
+            self.hidden_chars += chars
+            self.hidden.append((reason, " ".join(text.split())))
+
+    def page_is_ocr_layer(self) -> bool:
+        total = self.visible_chars + self.hidden_chars
+        return bool(total) and self.hidden_chars / total >= _OCR_LAYER_SHARE
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _num(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def parse_pdf(data: bytes, name: str, out: Outline) -> str:
     reader = _open_pdf(data, name)
     page_lines: list[list[str]] = []
+    hidden: list[tuple[int, str, str]] = []  # (page, reason, text)
     for number, page in enumerate(reader.pages, start=1):
+        seen = _HiddenText()
         try:
-            raw = page.extract_text() or ""
+            raw = (
+                page.extract_text(visitor_operand_before=seen.operand, visitor_text=seen.text) or ""
+            )
         except LimitReachedError as exc:
             raise _decompression_bomb(name) from exc
         except Exception as exc:
@@ -37,6 +116,8 @@ def parse_pdf(data: bytes, name: str, out: Outline) -> str:
             out.warnings.append(f"Page {number}: text could not be extracted ({exc}).")
             raw = ""
         page_lines.append([clean_text(line) for line in raw.split("\n")])
+        if not seen.page_is_ocr_layer():
+            hidden.extend((number, reason, text) for reason, text in seen.hidden if text)
     if not any(any(lines) for lines in page_lines):
         raise IngestError(
             IngestErrorCode.NO_TEXT,
@@ -48,6 +129,15 @@ def parse_pdf(data: bytes, name: str, out: Outline) -> str:
         shown = ", ".join(blank[:10]) + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
         out.warnings.append(
             f"No text on page(s) {shown} (scanned images?); those pages were not indexed."
+        )
+    if hidden:
+        reasons = ", ".join(sorted({reason for _, reason, _ in hidden}))
+        pages_with = sorted({number for number, _, _ in hidden})
+        sample = hidden[0][2] if len(hidden[0][2]) <= 80 else hidden[0][2][:79] + "…"
+        out.warnings.append(
+            f"Hidden text found ({len(hidden)} passage(s) on page(s) "
+            f"{', '.join(map(str, pages_with[:10]))}: {reasons}), e.g. “{sample}”. It was kept: "
+            "review the document before relying on it, since readers cannot see that text."
         )
     pages = _strip_running_lines(page_lines)
     # Line width is measured over the whole document: one page has too few lines to tell a
