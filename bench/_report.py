@@ -392,6 +392,7 @@ def section_headline(results: Mapping[str, Any]) -> list[str]:
 def section_run(results: Mapping[str, Any]) -> list[str]:
     rows = []
     notes = []
+    run_notes: list[str] = []
     for name, e in (results.get("scripts") or {}).items():
         args = " ".join(e.get("args") or [])
         status = e.get("status", "?")
@@ -411,6 +412,8 @@ def section_run(results: Mapping[str, Any]) -> list[str]:
         )
         if e.get("status") != "ok" and e.get("reason"):
             notes.append(f"- `{name}`: {e['reason']}")
+        elif e.get("reason"):
+            run_notes.append(f"- `{name}`: {e['reason']}")
         for what, why in (e.get("skipped_parts") or {}).items():
             notes.append(f"- `{name}`, {what}: skipped, {why}")
     prep = results.get("prepare") or {}
@@ -446,6 +449,8 @@ def section_run(results: Mapping[str, Any]) -> list[str]:
             f"doc2dial pages through the real ingestion path) was {built}.",
             "",
         ]
+    if run_notes:
+        lines += ["Notes on this run:", "", *run_notes, ""]
     if notes:
         lines += ["Not measured in this run:", "", *notes, ""]
     return lines
