@@ -1651,6 +1651,19 @@
     token_invalid: "Your previous conversation could not be resumed, so a new one was started.",
   };
 
+  // The server refused a message for now (rate limit, transient failure): keep it in the outbox
+  // as "held" and send the same client_id again after `delayMs`, unless it was sent meanwhile.
+  function holdAndResend(p, delayMs) {
+    p.state = "held";
+    renderPendingMeta(p);
+    setTimeout(function () {
+      if (S.pending.indexOf(p) >= 0 && p.state === "held") {
+        p.state = "queued";
+        transmit(p);
+      }
+    }, delayMs);
+  }
+
   function onError(f) {
     var code = String(f.code || "");
     var text = typeof f.message === "string" && f.message ? f.message : ERROR_TEXT[code] || "Something went wrong.";
@@ -1670,14 +1683,7 @@
     if (code === "server_error" && f.retryable) {
       p = oldestInFlight(f.client_id);
       if (p && (p.retries = (p.retries || 0) + 1) <= 5) {
-        p.state = "held";
-        renderPendingMeta(p);
-        setTimeout(function () {
-          if (S.pending.indexOf(p) >= 0 && p.state === "held") {
-            p.state = "queued";
-            transmit(p);
-          }
-        }, Math.max(1, Number(f.retry_after) || 2) * 1000 * p.retries);
+        holdAndResend(p, Math.max(1, Number(f.retry_after) || 2) * 1000 * p.retries);
         return;
       }
     }
@@ -1705,16 +1711,7 @@
         p = oldestInFlight(f.client_id);
         if (f.retry_after && !/\d/.test(text)) text += " (try again in " + Math.ceil(f.retry_after) + " s)";
         notice(text, "error");
-        if (p) {
-          p.state = "held";
-          renderPendingMeta(p);
-          setTimeout(function () {
-            if (S.pending.indexOf(p) >= 0 && p.state === "held") {
-              p.state = "queued";
-              transmit(p);
-            }
-          }, Math.max(1, Number(f.retry_after) || 5) * 1000);
-        }
+        if (p) holdAndResend(p, Math.max(1, Number(f.retry_after) || 5) * 1000);
         return;
       case "message_too_long":
       case "bad_frame":
