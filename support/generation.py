@@ -193,7 +193,7 @@ class PromptTemplate:
 
 @cache
 def _template(version: str = PROMPT_VERSION) -> PromptTemplate:
-    parts = [p.strip() for p in (PROMPTS_DIR / f"{version}.txt").read_text().split("\n---\n")]
+    parts = [p.strip() for p in _shipped_prompt_text(version).split("\n---\n")]
     examples = tuple(zip(parts[2::2], parts[3::2], strict=True))
     return PromptTemplate(parts[0], parts[1], examples)
 
@@ -340,15 +340,6 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     return list(itertools.pairwise(words))
 
 
-def pair_support(text: str, sources: Sequence[str]) -> float:
-    """Share of the text's adjacent word pairs that occur in the sources (1.0 when none)."""
-    pairs = _pairs(text)
-    if not pairs:
-        return 1.0
-    vocab = {p for s in sources for p in _pairs(s)}
-    return sum(p in vocab for p in pairs) / len(pairs)
-
-
 class _Support:
     """The facts' content words and word pairs, for checking text against them quickly."""
 
@@ -384,7 +375,7 @@ def grounding_check(answer: str, facts: Sequence[Fact]) -> Grounding:
         return Grounding(False, 0.0, ())
     support = _Support(sources)
     grounded = all(support.supports(s) for s in sents)
-    overall = content_support(strip_citations(answer), sources)
+    overall = support.scores(answer)[0]
     return Grounding(grounded, overall, tuple(support.scores(s) for s in sents))
 
 
@@ -421,7 +412,8 @@ def leaks_prompt(answer: str, system: str) -> bool:
 
 def _best_fact(sentence: str, facts: Sequence[Fact]) -> Fact:
     body = strip_citations(sentence)
-    return max(facts, key=lambda f: (pair_support(body, [f.text]), content_support(body, [f.text])))
+    # Most word pairs shared first, then most content words.
+    return max(facts, key=lambda f: _Support([f.text]).scores(body)[::-1])
 
 
 def citations_resolve(answer: str, facts: Sequence[Fact]) -> tuple[str, list[dict[str, Any]]]:
