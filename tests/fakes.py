@@ -16,6 +16,41 @@ from support.llm import FinishReason, GenerationParams, GenerationStats, TextStr
 from support.search.lexical import tokenize
 
 
+def piece_stream(
+    pieces: Sequence[str],
+    *,
+    prompt_tokens: int,
+    should_stop: Callable[[], bool] | None = None,
+    delay_s: float = 0.0,
+    ttft_s: float = 0.001,
+) -> TextStream:
+    """A TextStream that yields `pieces` one by one (each after `delay_s`), stops when
+    `should_stop()` says so, and reports GenerationStats like a real backend."""
+
+    def run(done: Callable[[GenerationStats], None]) -> Generator[str, None, None]:
+        started = time.perf_counter()
+        reason = FinishReason.EOS
+        count = 0
+        for piece in pieces:
+            if should_stop is not None and should_stop():
+                reason = FinishReason.CANCELLED
+                break
+            if delay_s:
+                time.sleep(delay_s)
+            count += 1
+            yield piece
+        done(
+            GenerationStats(prompt_tokens, 0, count, ttft_s, time.perf_counter() - started, reason)
+        )
+
+    return TextStream(run)
+
+
+def word_pieces(words: Sequence[str]) -> list[str]:
+    """Words as streamed text: a space before every word but the first."""
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
 class FakeChatModel:
     """A ChatModel that writes a scripted answer word by word."""
 
@@ -50,27 +85,12 @@ class FakeChatModel:
         should_stop: Callable[[], bool] | None = None,
     ) -> TextStream:
         self.calls += 1
-        words = self.answer.split(" ")
-
-        def run(done: Callable[[GenerationStats], None]) -> Generator[str, None, None]:
-            started = time.perf_counter()
-            reason = FinishReason.EOS
-            count = 0
-            for i, word in enumerate(words[: params.max_tokens]):
-                if should_stop is not None and should_stop():
-                    reason = FinishReason.CANCELLED
-                    break
-                if self.delay_s:
-                    time.sleep(self.delay_s)
-                count += 1
-                yield word if i == 0 else " " + word
-            done(
-                GenerationStats(
-                    len(prompt_ids), 0, count, 0.001, time.perf_counter() - started, reason
-                )
-            )
-
-        return TextStream(run)
+        return piece_stream(
+            word_pieces(self.answer.split(" ")[: params.max_tokens]),
+            prompt_tokens=len(prompt_ids),
+            should_stop=should_stop,
+            delay_s=self.delay_s,
+        )
 
 
 class HashingEmbedder:
@@ -166,24 +186,10 @@ class SlowEchoChatModel:
     ) -> TextStream:
         self.calls += 1
         words = " ".join(self._facts(self.detokenize(prompt_ids))).split(" ")
-        delay = self.delay_s
-
-        def run(done: Callable[[GenerationStats], None]) -> Generator[str, None, None]:
-            started = time.perf_counter()
-            reason = FinishReason.EOS
-            count = 0
-            for i, word in enumerate(words[: params.max_tokens]):
-                if should_stop is not None and should_stop():
-                    reason = FinishReason.CANCELLED
-                    break
-                if delay:
-                    time.sleep(delay)
-                count += 1
-                yield word if i == 0 else " " + word
-            done(
-                GenerationStats(
-                    len(prompt_ids), 0, count, delay, time.perf_counter() - started, reason
-                )
-            )
-
-        return TextStream(run)
+        return piece_stream(
+            word_pieces(words[: params.max_tokens]),
+            prompt_tokens=len(prompt_ids),
+            should_stop=should_stop,
+            delay_s=self.delay_s,
+            ttft_s=self.delay_s,
+        )

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT, free_port
-from tests.e2e.conftest import CHROMIUM_ARGS, product_env
+from tests.e2e.conftest import product_env
 
 pytestmark = [
     pytest.mark.browser,
@@ -115,18 +115,6 @@ def server() -> Iterator[str]:
             ARTIFACTS.mkdir(exist_ok=True)
             shutil.copyfile(log, ARTIFACTS / "agent-e2e-server.log")
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(
-            executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def shot(page: Any, name: str) -> None:

@@ -29,7 +29,6 @@ import pytest
 from tests.conftest import REPO_ROOT, free_port
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 READY_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
 # Variables that would steer the child away from the embedded defaults `make run` uses
@@ -155,29 +154,6 @@ def live_product() -> Iterator[LiveProduct]:
             ARTIFACTS.mkdir(exist_ok=True)
             shutil.copyfile(log_path, ARTIFACTS / "e2e-server.log")
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    return path
-
-
-# Module scope: Playwright's sync API runs an event loop in the main thread while it is open,
-# which would break every asyncio test that runs after it.
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(
-            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def screenshot(page: Any, name: str) -> Path:

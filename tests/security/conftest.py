@@ -14,9 +14,7 @@ from django.test import override_settings
 
 from support import backends
 from tests.knowledge.conftest import real_embedder  # noqa: F401  (session fixture)
-from tests.widget.conftest import (  # noqa: F401  (the widget's browser fixtures)
-    browser,
-    chromium_path,
+from tests.widget.conftest import (  # noqa: F401  (the widget's page fixtures)
     new_page,
     page,
     server,

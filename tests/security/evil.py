@@ -18,11 +18,10 @@ document. Strategies:
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from support.llm import FinishReason, GenerationParams, GenerationStats, TextStream
-from tests.fakes import FakeChatModel
+from support.llm import GenerationParams, TextStream
+from tests.fakes import FakeChatModel, piece_stream
 
 _SYSTEM_REQUEST = re.compile(
     r"\b(?:repeat|print|reveal|show|output|tell\s+me)\b[^.?!\n]{0,40}"
@@ -110,18 +109,5 @@ class EvilChatModel(FakeChatModel):
         self.outputs.append(output)
         # Word by word, keeping newlines, the way tokens arrive.
         pieces = (re.findall(r"\s*\S+", output) or [output])[: params.max_tokens]
-
-        def run(done: Callable[[GenerationStats], None]) -> Generator[str, None, None]:
-            started = time.perf_counter()
-            count = 0
-            for piece in pieces:
-                count += 1
-                yield piece
-            done(
-                GenerationStats(
-                    len(prompt_ids), 0, count, 0.001, time.perf_counter() - started,
-                    FinishReason.EOS,
-                )
-            )  # fmt: skip
-
-        return TextStream(run)
+        # It never honours a cancel: an obedient model is not a cooperative one.
+        return piece_stream(pieces, prompt_tokens=len(prompt_ids))

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT, free_port
-from tests.e2e.conftest import CHROMIUM_ARGS, product_env
+from tests.e2e.conftest import product_env
 
 pytestmark = [
     pytest.mark.browser,
@@ -112,18 +112,6 @@ def live() -> Iterator[tuple[str, str, int]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def chrome() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(
-            executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
 # Reported by the page itself, so a violation in any frame or worker is seen too.
 LISTEN = """
 document.addEventListener('securitypolicyviolation', (e) => {
@@ -133,11 +121,11 @@ document.addEventListener('securitypolicyviolation', (e) => {
 
 
 def test_pages_work_under_their_content_security_policy(
-    chrome: Any, live: tuple[str, str, int]
+    browser: Any, live: tuple[str, str, int]
 ) -> None:
     url, conversation_id, document_id = live
     problems: list[str] = []
-    context = chrome.new_context(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
     context.set_default_timeout(15_000)
     context.add_init_script(LISTEN)
     page = context.new_page()
@@ -238,12 +226,12 @@ AUDIT_PAGE = """() => {
 
 
 def test_live_agent_updates_show_customer_text_as_text_and_only_local_links(
-    chrome: Any, live: tuple[str, str, int]
+    browser: Any, live: tuple[str, str, int]
 ) -> None:
     url, conversation_id, _ = live
     hex_id = conversation_id.replace("-", "")
     problems: list[str] = []
-    context = chrome.new_context(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
     context.set_default_timeout(15_000)
     context.add_init_script(FAKE_SOCKET)
     page = context.new_page()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,15 +12,6 @@ from tests.conftest import REPO_ROOT
 from tests.widget.mock_server import MockServer
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +22,6 @@ def server() -> Iterator[MockServer]:
         yield mock
     finally:
         mock.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(
-            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 @pytest.fixture
