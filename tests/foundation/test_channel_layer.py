@@ -40,22 +40,11 @@ async def _receive_while_other_thread_sends(layer: InMemoryChannelLayer, wait: f
 
 
 async def test_thread_safe_layer_delivers_cross_thread_group_send() -> None:
+    # Channels' plain InMemoryChannelLayer completes the parked receiver's future from the sending
+    # thread without waking the loop, so delivery waits for the loop's next unrelated wake-up (a
+    # 4.5 s stall was measured). That upstream behaviour is not asserted here: whether something
+    # else wakes a loop is timing-dependent, and a test of it failed once in CI by passing fast.
     assert await _receive_while_other_thread_sends(ThreadSafeInMemoryChannelLayer(), 3.0) < 1.0
-
-
-def test_plain_in_memory_layer_stalls_on_cross_thread_send() -> None:
-    # Documents why the embedded mode needs its own layer: the idle loop is never woken. The
-    # loop must really be idle, so it is a fresh one in its own thread: the test session's loop
-    # may hold timers or callbacks of earlier tests that happen to wake it.
-    elapsed: list[float] = []
-
-    def run() -> None:
-        elapsed.append(asyncio.run(_receive_while_other_thread_sends(InMemoryChannelLayer(), 3.0)))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(15)
-    assert elapsed and elapsed[0] > 2.0
 
 
 async def test_quiet_redis_layer_waits_without_errors(private_redis) -> None:  # type: ignore[no-untyped-def]
