@@ -62,6 +62,11 @@ ANSWER_MAX_SENTENCES = 2  # 1 scored lower
 SENTENCE_SUPPORT_MIN = 0.75
 SENTENCE_BIGRAM_MIN = 0.7
 EXTRACTIVE_FACTS = 1  # the fallback quotes the best fact (2 scored lower)
+# No sentence holds half of the question's words, but retrieval is sure of the page ("How can I
+# find out about transferring a vehicle?" -> the page on transferring a vehicle): its best
+# sentence is quoted and cited ("confident_page") rather than declining a question the knowledge
+# base plainly covers. Below this, no_facts declines as before.
+NO_FACTS_QUOTE_CONFIDENCE = 0.7
 # An answer repeating this many consecutive words of the system prompt is a leak.
 PROMPT_LEAK_WORDS = 5
 
@@ -620,11 +625,6 @@ def answer_compose(
     if search.confidence < conf.retrieval_min_confidence and _top(facts) < FULL_COVERAGE:
         facts = []
         return finish(DECLINE_TEXT, "escalate", "low_confidence")
-    if _top(facts) < MIN_FACT_SCORE:
-        return finish(DECLINE_TEXT, "escalate", "no_facts")
-    timings["select_ms"] = round(
-        (time.perf_counter() - started) * 1000 - timings["retrieval_ms"], 1
-    )
 
     def extractive(reason: str, support: float | None = None, generated: str = "") -> Draft:
         text, cites = citations_resolve(extractive_answer(facts), facts)
@@ -639,6 +639,16 @@ def answer_compose(
             generated=generated,
         )
 
+    if _top(facts) < MIN_FACT_SCORE:
+        if facts and search.confidence >= NO_FACTS_QUOTE_CONFIDENCE:
+            draft = extractive("confident_page")
+            if on_delta is not None:
+                on_delta(draft.text)
+            return draft
+        return finish(DECLINE_TEXT, "escalate", "no_facts")
+    timings["select_ms"] = round(
+        (time.perf_counter() - started) * 1000 - timings["retrieval_ms"], 1
+    )
     if not generate:
         return extractive("extractive_only")
 

@@ -6,6 +6,7 @@ the others script the model with FakeChatModel to reach a given branch of the pi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from support.generation import (
     system_prompt,
 )
 from support.llm.errors import PromptTooLongError
-from support.retrieval import Passage
+from support.retrieval import Passage, SearchResult, passages_search
 from tests.fakes import FakeChatModel
 
 pytestmark = pytest.mark.django_db
@@ -132,6 +133,27 @@ def test_the_quote_is_streamed_when_nothing_was_shown(kb: Path) -> None:
     draft = answer_compose(question="How long do refunds take?", on_delta=pieces.append)
     assert draft.action == "extractive"
     assert "".join(pieces) == draft.text
+
+
+def _searched(question: str, confidence: float) -> SearchResult:
+    """A real search of the test KB, with the retrieval confidence set to `confidence`."""
+    return dataclasses.replace(passages_search(query=question, k=5), confidence=confidence)
+
+
+def test_a_confident_page_is_quoted_when_no_sentence_covers_the_question(kb: Path) -> None:
+    # One of four content words in any sentence: below MIN_FACT_SCORE, so no prompt is built.
+    question = "Refunds for xylophones bought on Venus?"
+    fake = _fake("Anything.")
+    pieces: list[str] = []
+    sure = answer_compose(
+        question=question, search=_searched(question, 0.8), on_delta=pieces.append
+    )
+    assert sure.action == "extractive" and sure.reason == "confident_page"
+    assert sure.grounded and sure.citations and "refund" in sure.text.lower()
+    assert "".join(pieces) == sure.text  # streamed like any quote
+    weak = answer_compose(question=question, search=_searched(question, 0.6))
+    assert weak.action == "escalate" and weak.reason == "no_facts"
+    assert fake.calls == 0
 
 
 def test_one_unsupported_sentence_sinks_the_whole_answer(kb: Path) -> None:
