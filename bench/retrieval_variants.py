@@ -10,9 +10,14 @@ half (odd lines: report) and all.
     python bench/retrieval_variants.py                  # every variant (~15 min cold cache)
     python bench/retrieval_variants.py --only size,position   # sections, comma-separated:
         # baseline fusion chunk bm25 query docagg position docfirst neighbour prf sentence
-        # combo size
+        # combo size doc2query
     python bench/retrieval_variants.py --only baseline --oracle   # + where the span chunk ranks
     python bench/retrieval_variants.py --confidence 448/32        # re-fit the confidence model
+    python bench/retrieval_variants.py --only doc2query   # needs the llamacpp extra; ~25 min cold
+
+doc2query asks the shipped SmolLM2-135M (through llama-cpp-python, greedy) for three questions
+per chunk and adds them to the chunk's BM25 text and/or as extra dense vectors; the questions
+are cached by content in var/bench-cache like the embeddings.
 
 A run writes var/bench/retrieval_variants-run.json; the committed
 bench/results/retrieval_variants.json merges the rows of those runs plus
@@ -485,6 +490,73 @@ class Combined:
         return top_k(fused + self.prior, mask)
 
 
+class QueryMaxCombined(Combined):
+    """Combined, with the dense score the max of the chunk's cosine and its generated
+    questions' cosine minus `alpha` (doc2query as extra vectors)."""
+
+    def __init__(self, corpus: Corpus, ctx: Context, qvecs: Vec, *, alpha: float, **kw: Any):
+        super().__init__(corpus, ctx, **kw)
+        self.qvecs, self.alpha = qvecs, alpha
+
+    def __call__(self, i: int) -> list[int]:
+        q = self.ctx.qvec[i]
+        dense = np.maximum(self.corpus.vectors @ q, self.qvecs @ q - self.alpha)
+        fused, mask = convex(
+            dense, self.corpus.bm25.score_all(self.ctx.questions[i].text), w=self.w
+        )
+        return top_k(fused + self.prior, mask)
+
+
+DOC2QUERY_PROMPT = (
+    "Help page: {title}\n\n{text}\n\nWrite 3 short questions a customer could ask that this "
+    "text answers, one per line."
+)
+
+
+def doc2query_questions(pieces: Sequence[Piece]) -> list[str] | None:
+    """Three generated questions per piece (cached by content); None without llama-cpp-python."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    from support.llm.model_files import default_model_path
+
+    model_path = default_model_path()
+    key = hashlib.sha256(
+        "\x00".join([model_path.name, DOC2QUERY_PROMPT, *(p.text for p in pieces)]).encode()
+    ).hexdigest()[:24]
+    path = CACHE / f"doc2query-{key}.json"
+    if path.exists():
+        cached: list[str] = json.loads(path.read_text(encoding="utf-8"))
+        return cached
+    llm = Llama(model_path=str(model_path), n_ctx=1024, n_threads=2, verbose=False)
+    out: list[str] = []
+    started = time.perf_counter()
+    for n, p in enumerate(pieces, 1):
+        messages = [
+            {"role": "system", "content": "You write questions that customers ask a support desk."},
+            {"role": "user", "content": DOC2QUERY_PROMPT.format(title=p.title, text=p.text)},
+        ]
+        reply = llm.create_chat_completion(messages=messages, max_tokens=50, temperature=0.0)
+        lines = str(reply["choices"][0]["message"]["content"]).split("\n")
+        out.append(
+            " ".join(
+                x for x in (re.sub(r"^\s*(\d+[.)]|[-*])\s*", "", ln).strip() for ln in lines) if x
+            )
+        )
+        if n % 100 == 0:
+            print(
+                f"  doc2query: {n}/{len(pieces)} in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+    print(
+        f"  (generated questions for {len(pieces)} chunks in {time.perf_counter() - started:.0f} s)"
+    )
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out), encoding="utf-8")
+    return out
+
+
 # -- oracle ---------------------------------------------------------------------------------
 
 
@@ -840,6 +912,41 @@ def main(argv: Sequence[str] | None = None) -> int:
                             c,
                         )
                     )
+
+    if want("doc2query"):
+        generated = doc2query_questions(base.pieces)
+        if generated is None:
+            print("  (skip doc2query: llama-cpp-python is not installed: pip install .[llamacpp])")
+        else:
+            for rep in (1, 2):
+                bm25 = Bm25Index.build(
+                    np.arange(len(base.pieces)),
+                    [
+                        f"{p.bm25_input()} {(g + ' ') * rep}"
+                        for p, g in zip(base.pieces, generated, strict=True)
+                    ],
+                    params=Bm25Params(),
+                )
+                c = Corpus(base.pieces, base.vectors, bm25, base.doc_of, base.prev, base.nxt)
+                rows.append(
+                    evaluate(
+                        f"doc2query questions in BM25 x{rep}, w=0.7 opening prior 0.05",
+                        Combined(c, ctx, w=0.7, delta=0.05),
+                        ctx,
+                        c,
+                    )
+                )
+            qvecs = emb.encode([g or p.text for p, g in zip(base.pieces, generated, strict=True)])
+            for alpha in (0.0, 0.05, 0.1):
+                rows.append(
+                    evaluate(
+                        f"doc2query question vectors max(chunk, questions-{alpha}), w=0.7 "
+                        "opening prior 0.05",
+                        QueryMaxCombined(base, ctx, qvecs, alpha=alpha, w=0.7, delta=0.05),
+                        ctx,
+                        base,
+                    )
+                )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
