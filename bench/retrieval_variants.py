@@ -533,11 +533,11 @@ def doc2query_questions(pieces: Sequence[Piece]) -> list[str] | None:
     out: list[str] = []
     started = time.perf_counter()
     for n, p in enumerate(pieces, 1):
-        messages = [
+        messages: list[Any] = [
             {"role": "system", "content": "You write questions that customers ask a support desk."},
             {"role": "user", "content": DOC2QUERY_PROMPT.format(title=p.title, text=p.text)},
         ]
-        reply = llm.create_chat_completion(messages=messages, max_tokens=50, temperature=0.0)
+        reply: Any = llm.create_chat_completion(messages=messages, max_tokens=50, temperature=0.0)
         lines = str(reply["choices"][0]["message"]["content"]).split("\n")
         out.append(
             " ".join(
