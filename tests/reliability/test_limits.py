@@ -94,6 +94,31 @@ async def test_rate_limit_per_conversation_across_its_sockets(env: ChatEnv) -> N
     assert await Message.objects.filter(role="customer").acount() == 2
 
 
+def test_a_burst_straddling_a_minute_boundary_is_still_limited() -> None:
+    # Two messages in the last second of one minute and a third just after it: a fixed
+    # per-minute window would let the third (and a whole second limit's worth) through.
+    key, base = f"t:{secrets.token_hex(4)}", 6_000_000.0  # base is a whole number of minutes
+    hit = lambda t: limits.rate_limit_hit(key=key, limit=2, now=base + t)  # noqa: E731
+    assert hit(58.5) is None and hit(59.5) is None
+    wait = hit(60.5)
+    assert wait is not None and 25 < wait < 35  # 1 + 2 * (1 - x) <= 2 once x >= 0.5 (t = 90)
+    # The refused message was not counted: waiting the time given is enough.
+    assert hit(60.5 + wait + 0.5) is None
+    assert hit(92.0) is not None  # ... and the limit holds after that (1 + 1 + 2 * 0.47)
+
+
+def test_a_steady_rate_under_the_limit_is_never_refused() -> None:
+    key, base = f"t:{secrets.token_hex(4)}", 6_000_000.0
+    # 18 a minute, evenly spaced, for five minutes: never refused at limit 20 (the estimate
+    # spreads the previous minute evenly, so a rate of exactly the limit can be refused at the
+    # turn of a minute).
+    assert all(
+        limits.rate_limit_hit(key=key, limit=20, now=base + 60 / 18 * i + 0.1) is None
+        for i in range(90)
+    )
+    assert limits.rate_limit_hit(key=key, limit=20, now=base + 300.2) is None
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_open_sockets_per_address_are_capped_and_released(env: ChatEnv) -> None:
     ip = _ip()
