@@ -16,21 +16,22 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
-from tests.e2e.conftest import product_env
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import (
+    LiveProduct,
+    manage_step,
+    product_env,
+    serve_start,
+    serve_stop,
+    wait_ready,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -56,61 +57,21 @@ CannedResponse.objects.create(title="Greeting",
 """
 
 
-def _manage(args: list[str], env: dict[str, str], log: Path, timeout: float = 180) -> None:
-    with log.open("ab") as out:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-            check=False,
-        )
-    if result.returncode != 0:
-        pytest.fail(f"manage.py {args[0]} failed:\n{log.read_text(errors='replace')[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     tmp = Path(tempfile.mkdtemp(prefix="support-agent-e2e-"))
     env = product_env(tmp / "var")
     log = tmp / "server.log"
-    port = free_port()
-    proc: subprocess.Popen[bytes] | None = None
+    product: LiveProduct | None = None
     try:
-        _manage(["migrate", "--noinput"], env, log)
-        _manage(["shell", "-c", SETUP_AGENT], env, log)
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited early:\n{log.read_text(errors='replace')[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/readyz", timeout=3):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail("/readyz never answered")
-                time.sleep(0.5)
-        yield url
+        manage_step(["migrate", "--noinput"], env, log)
+        manage_step(["shell", "-c", SETUP_AGENT], env, log)
+        product = serve_start(tmp / "var", env, log)
+        wait_ready(product)
+        yield product.url
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # only our own process group
-                proc.wait(10)
+        if product is not None:
+            serve_stop(product)
         if log.exists():
             ARTIFACTS.mkdir(exist_ok=True)
             shutil.copyfile(log, ARTIFACTS / "agent-e2e-server.log")

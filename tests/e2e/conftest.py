@@ -64,7 +64,8 @@ class LiveProduct:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _run_step(args: list[str], env: dict[str, str], log: Path, timeout: float) -> None:
+def manage_step(args: list[str], env: dict[str, str], log: Path, timeout: float = 180) -> None:
+    """Run `manage.py ARGS` in the product's environment, its output appended to `log`."""
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(args)}\n".encode())
         out.flush()
@@ -82,7 +83,8 @@ def _run_step(args: list[str], env: dict[str, str], log: Path, timeout: float) -
         pytest.fail(f"manage.py {args[0]} failed ({result.returncode}):\n{tail}")
 
 
-def _wait_ready(product: LiveProduct) -> dict[str, Any]:
+def wait_ready(product: LiveProduct) -> dict[str, Any]:
+    """Poll /readyz until it answers; fail with the log's tail if serve exits or times out."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     last = ""
     while time.monotonic() < deadline:
@@ -98,7 +100,23 @@ def _wait_ready(product: LiveProduct) -> dict[str, Any]:
     pytest.fail(f"/readyz not ready after {READY_TIMEOUT_S} s ({last}):\n{product.log_tail()}")
 
 
-def _stop(product: LiveProduct) -> float | None:
+def serve_start(data_dir: Path, env: dict[str, str], log_path: Path) -> LiveProduct:
+    """`manage.py serve` on a free 127.0.0.1 port, in its own process group, logging to
+    `log_path`; wait_ready() before use, serve_stop() after."""
+    port = free_port()
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return LiveProduct(f"http://127.0.0.1:{port}", port, data_dir, log_path, proc)
+
+
+def serve_stop(product: LiveProduct) -> float | None:
     """SIGTERM the server; seconds it took to exit, or None if it had to be killed."""
     if product.proc.poll() is not None:
         return 0.0
@@ -121,26 +139,17 @@ def live_product() -> Iterator[LiveProduct]:
     data_dir = tmp / "var"
     env = product_env(data_dir)
     log_path = tmp / "server.log"
-    port = free_port()
     proc: subprocess.Popen[bytes] | None = None
     try:
-        _run_step(["migrate", "--noinput"], env, log_path, timeout=180)
-        _run_step(["demo_setup"], env, log_path, timeout=300)
-        with log_path.open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        product = LiveProduct(f"http://127.0.0.1:{port}", port, data_dir, log_path, proc)
-        ready = _wait_ready(product)
+        manage_step(["migrate", "--noinput"], env, log_path, timeout=180)
+        manage_step(["demo_setup"], env, log_path, timeout=300)
+        product = serve_start(data_dir, env, log_path)
+        proc = product.proc
+        ready = wait_ready(product)
         assert ready["status"] == "ready", ready
         yield product
 
-        took = _stop(product)
+        took = serve_stop(product)
         log = product.log_tail(400)
         assert took is not None, f"serve did not exit within {STOP_TIMEOUT_S} s of SIGTERM"
         # uvicorn re-raises the signal it handled once it has shut down: -SIGTERM is a clean exit.

@@ -9,24 +9,23 @@ socket connects); Chromium must report no policy violation and no script error a
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
-from tests.e2e.conftest import product_env
+from tests.e2e.conftest import (
+    LiveProduct,
+    manage_step,
+    product_env,
+    serve_start,
+    serve_stop,
+    wait_ready,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -58,57 +57,24 @@ print("IDS", conv.pk, doc.pk)
 """
 
 
-def _manage(args: list[str], env: dict[str, str], log: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True,
-        text=True, timeout=180, check=False,
-    )  # fmt: skip
-    with log.open("a") as out:
-        out.write(result.stdout + result.stderr)
-    if result.returncode != 0:
-        pytest.fail(f"manage.py {args[0]} failed:\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def live() -> Iterator[tuple[str, str, int]]:
     """(base URL, conversation id, document id) of a running server."""
     tmp = Path(tempfile.mkdtemp(prefix="support-csp-"))
     env = product_env(tmp / "var")
     log = tmp / "server.log"
-    port = free_port()
-    proc: subprocess.Popen[bytes] | None = None
+    product: LiveProduct | None = None
     try:
-        _manage(["migrate", "--noinput"], env, log)
-        ids = re.search(r"IDS (\S+) (\d+)", _manage(["shell", "-c", SETUP], env, log))
+        manage_step(["migrate", "--noinput"], env, log)
+        manage_step(["shell", "-c", SETUP], env, log)
+        ids = re.search(r"IDS (\S+) (\d+)", log.read_text(errors="replace"))
         assert ids is not None
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited early:\n{log.read_text(errors='replace')[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=3):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail("/healthz never answered")
-                time.sleep(0.5)
-        yield url, ids.group(1), int(ids.group(2))
+        product = serve_start(tmp / "var", env, log)
+        wait_ready(product)
+        yield product.url, ids.group(1), int(ids.group(2))
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # only our own process group
-                proc.wait(10)
+        if product is not None:
+            serve_stop(product)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
