@@ -14,27 +14,10 @@ from django.test import override_settings
 
 from chatbot.asgi import application
 from support.models import Conversation, Feedback, Message
+from tests import ws
 from tests.fakes import FakeChatModel
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
-
-ORIGIN = [(b"origin", b"http://localhost")]
-
-
-async def _connect(
-    headers: list[tuple[bytes, bytes]] | None = None, client_ip: str | None = None
-) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(application, "/ws/chat/", headers=headers or ORIGIN)
-    # Per-IP limits live in the shared cache: each connection gets its own address unless the
-    # test says otherwise, so tests never eat into each other's budget.
-    comm.scope["client"] = (
-        client_ip
-        or f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250)}",
-        50000,
-    )
-    connected, _ = await comm.connect(timeout=5)
-    assert connected
-    return comm
 
 
 async def _hello(comm: WebsocketCommunicator, token: str | None = None) -> dict[str, Any]:
@@ -46,26 +29,14 @@ async def _hello(comm: WebsocketCommunicator, token: str | None = None) -> dict[
     return frame
 
 
-async def _until(
-    comm: WebsocketCommunicator, kind: str, wait_s: float = 30
-) -> list[dict[str, Any]]:
-    """Frames received up to and including the first of `kind`."""
-    frames = []
-    while True:
-        frame = await comm.receive_json_from(timeout=wait_s)
-        frames.append(frame)
-        if frame["type"] == kind:
-            return frames
-
-
 async def test_full_exchange_streams_deltas_then_the_stored_answer(chat_env: FakeChatModel) -> None:
-    comm = await _connect()
+    comm = await ws.connect()
     welcome = await _hello(comm)
     assert welcome["status"] == "bot" and welcome["history"] == []
     await comm.send_json_to(
         {"type": "message", "text": "How do I reset my router?", "client_id": "c-1"}
     )
-    frames = await _until(comm, "reply.done")
+    frames = await ws.until(comm, "reply.done")
     kinds = [f["type"] for f in frames]
     assert kinds[0] == "message" and frames[0]["message"]["client_id"] == "c-1"
     deltas = [f for f in frames if f["type"] == "reply.delta"]
@@ -86,15 +57,15 @@ async def test_full_exchange_streams_deltas_then_the_stored_answer(chat_env: Fak
 
 
 async def test_resume_restores_history_and_idempotent_resend(chat_env: FakeChatModel) -> None:
-    comm = await _connect()
+    comm = await ws.connect()
     token = (await _hello(comm))["token"]
     await comm.send_json_to(
         {"type": "message", "text": "How do I reset my router?", "client_id": "c-1"}
     )
-    await _until(comm, "reply.done")
+    await ws.until(comm, "reply.done")
     await comm.disconnect()
 
-    again = await _connect()
+    again = await ws.connect()
     welcome = await _hello(again, token)
     assert welcome["resumed"] is True
     assert [m["role"] for m in welcome["history"]] == ["customer", "bot"]
@@ -110,13 +81,13 @@ async def test_resume_restores_history_and_idempotent_resend(chat_env: FakeChatM
 
 
 async def test_forged_or_foreign_token_starts_a_fresh_conversation(chat_env: FakeChatModel) -> None:
-    comm = await _connect()
+    comm = await ws.connect()
     first = await _hello(comm)
     await comm.send_json_to({"type": "message", "text": "secret order 123", "client_id": "x"})
-    await _until(comm, "reply.done")
+    await ws.until(comm, "reply.done")
     await comm.disconnect()
 
-    intruder = await _connect()
+    intruder = await ws.connect()
     forged = first["token"][:-4] + ("AAAA" if not first["token"].endswith("AAAA") else "BBBB")
     result = await _hello(intruder, forged)
     assert result["error"]["code"] == "token_invalid"
@@ -127,7 +98,7 @@ async def test_forged_or_foreign_token_starts_a_fresh_conversation(chat_env: Fak
 
 
 async def test_malformed_frames_get_errors_without_closing(chat_env: FakeChatModel) -> None:
-    comm = await _connect()
+    comm = await ws.connect()
     await comm.send_to(text_data="{not json")
     assert (await comm.receive_json_from())["code"] == "bad_json"
     await comm.send_to(bytes_data=b"\x00\x01")
@@ -151,7 +122,7 @@ async def test_malformed_frames_get_errors_without_closing(chat_env: FakeChatMod
 
 
 async def test_oversize_message_and_frame_are_refused(chat_env: FakeChatModel) -> None:
-    comm = await _connect()
+    comm = await ws.connect()
     await _hello(comm)
     await comm.send_json_to({"type": "message", "text": "x" * 2001, "client_id": "big"})
     err = await comm.receive_json_from()
@@ -164,7 +135,7 @@ async def test_oversize_message_and_frame_are_refused(chat_env: FakeChatModel) -
 
 async def test_rate_limit_per_connection(chat_env: FakeChatModel) -> None:
     with override_settings(SUPPORT_RATE_PER_CONNECTION=3, SUPPORT_DEBOUNCE_S=0):
-        comm = await _connect()
+        comm = await ws.connect()
         await _hello(comm)
         for i in range(4):
             await comm.send_json_to(
@@ -183,7 +154,7 @@ async def test_rate_limit_per_connection(chat_env: FakeChatModel) -> None:
 
 
 async def test_handoff_queues_and_silences_the_bot(chat_env: FakeChatModel) -> None:
-    comm = await _connect()
+    comm = await ws.connect()
     await _hello(comm)
     await comm.send_json_to({"type": "handoff"})
     status = await comm.receive_json_from()
@@ -192,7 +163,7 @@ async def test_handoff_queues_and_silences_the_bot(chat_env: FakeChatModel) -> N
     await comm.send_json_to(
         {"type": "message", "text": "How do I reset my router?", "client_id": "q1"}
     )
-    frames = await _until(comm, "message")
+    frames = await ws.until(comm, "message")
     assert frames[-1]["message"]["role"] == "customer"
     assert await comm.receive_nothing(timeout=1.5)
     assert chat_env.calls == 0
@@ -202,24 +173,24 @@ async def test_handoff_queues_and_silences_the_bot(chat_env: FakeChatModel) -> N
 
 
 async def test_asking_for_a_person_in_words_escalates(chat_env: FakeChatModel) -> None:
-    comm = await _connect()
+    comm = await ws.connect()
     await _hello(comm)
     await comm.send_json_to(
         {"type": "message", "text": "I want to talk to a real person", "client_id": "h1"}
     )
-    frames = await _until(comm, "status")
+    frames = await ws.until(comm, "status")
     assert frames[-1]["status"] == "queued"
     assert chat_env.calls == 0
     await comm.disconnect()
 
 
 async def test_feedback_is_stored_and_acknowledged(chat_env: FakeChatModel) -> None:
-    comm = await _connect()
+    comm = await ws.connect()
     await _hello(comm)
     await comm.send_json_to(
         {"type": "message", "text": "How do I reset my router?", "client_id": "f1"}
     )
-    done = (await _until(comm, "reply.done"))[-1]
+    done = (await ws.until(comm, "reply.done"))[-1]
     bot_id = done["message"]["id"]
     await comm.send_json_to({"type": "feedback", "message_id": bot_id, "value": "up"})
     assert await comm.receive_json_from() == {
@@ -260,7 +231,7 @@ async def test_origin_not_allowed_is_refused() -> None:
 async def test_resume_includes_the_answer_still_being_written(chat_env: FakeChatModel) -> None:
     from support.streaming import stream_state_set
 
-    comm = await _connect()
+    comm = await ws.connect()
     first = await _hello(comm)
     await comm.disconnect()
     from uuid import UUID
@@ -269,19 +240,19 @@ async def test_resume_includes_the_answer_still_being_written(chat_env: FakeChat
     await database_sync_to_async(stream_state_set)(
         conversation_id=conv_id, reply_to=7, seq=2, text="Hold the reset"
     )
-    again = await _connect()
+    again = await ws.connect()
     welcome = await _hello(again, first["token"])
     assert welcome["streaming"] == {"reply_to": 7, "seq": 2, "text": "Hold the reset"}
     await again.disconnect()
 
 
 async def test_expired_token_gets_a_fresh_conversation(chat_env: FakeChatModel) -> None:
-    comm = await _connect()
+    comm = await ws.connect()
     first = await _hello(comm)
     await comm.disconnect()
     with override_settings(SUPPORT_TOKEN_MAX_AGE_S=1):
         await asyncio.sleep(2.1)
-        again = await _connect()
+        again = await ws.connect()
         result = await _hello(again, first["token"])
         assert result["error"]["code"] == "token_invalid"
         assert "expired" in result["error"]["message"]
@@ -292,15 +263,15 @@ async def test_expired_token_gets_a_fresh_conversation(chat_env: FakeChatModel) 
 async def test_rate_limit_per_ip_across_connections(chat_env: FakeChatModel) -> None:
     with override_settings(SUPPORT_RATE_PER_IP=2, SUPPORT_RATE_PER_CONNECTION=100):
         ip = f"192.0.2.{secrets.randbelow(250)}"
-        a, b = await _connect(client_ip=ip), await _connect(client_ip=ip)
+        a, b = await ws.connect(client_ip=ip), await ws.connect(client_ip=ip)
         await _hello(a)
         await _hello(b)
         await a.send_json_to({"type": "message", "text": "first?", "client_id": "a1"})
-        await _until(a, "message")
+        await ws.until(a, "message")
         await b.send_json_to({"type": "message", "text": "second?", "client_id": "b1"})
-        await _until(b, "message")
+        await ws.until(b, "message")
         await b.send_json_to({"type": "message", "text": "third?", "client_id": "b2"})
-        frames = await _until(b, "error")
+        frames = await ws.until(b, "error")
         assert frames[-1]["code"] == "rate_limited" and frames[-1]["client_id"] == "b2"
         await a.disconnect()
         await b.disconnect()

@@ -22,9 +22,9 @@ from support.conversations import conversation_start
 from support.exceptions import GenerationUnavailable
 from support.models import Conversation, Message
 from support.streaming import stream_state_get
+from tests import ws
 from tests.conftest import REPO_ROOT, RedisServer
 
-from . import ws
 from .conftest import ChatEnv, Sent
 
 ANSWER = "Hold the reset button for 10 seconds [1]."

@@ -14,8 +14,8 @@ from django.db import OperationalError, connection
 from support import conversations, limits, outcomes, replies
 from support.conversations import conversation_start
 from support.models import Conversation, Message
+from tests import ws
 
-from . import ws
 from .conftest import ChatEnv
 
 

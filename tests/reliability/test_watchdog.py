@@ -19,9 +19,9 @@ from support import outcomes, replies
 from support.conversations import conversation_start
 from support.embedded import OutcomeWatchdog
 from support.models import Conversation, Escalation, Message
+from tests import ws
 from tests.factories import UserFactory
 
-from . import ws
 from .conftest import ChatEnv, Queued, Sent
 
 DEADLINE = timedelta(seconds=90)

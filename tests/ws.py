@@ -1,4 +1,6 @@
-"""WebSocket helpers (as in tests/chat): each connection gets its own client address."""
+"""WebSocket helpers for tests over the real ASGI stack: each connection gets its own client
+address, so per-IP limits (kept in the shared cache) never let tests eat into each other's
+budget."""
 
 from __future__ import annotations
 
