@@ -24,28 +24,24 @@ TRANSIENT_ERRORS = (
 )
 
 
-@shared_task(
-    acks_late=True,
-    soft_time_limit=600,
-    time_limit=660,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    max_retries=3,
-)
+# Ingestion tasks: redelivered if the worker dies, retried on I/O errors (a document is
+# re-runnable: a half-done one is never left indexed).
+_INGEST_TASK: dict[str, Any] = {
+    "acks_late": True,
+    "autoretry_for": (OSError,),
+    "retry_backoff": True,
+    "max_retries": 3,
+}
+
+
+@shared_task(soft_time_limit=600, time_limit=660, **_INGEST_TASK)
 def document_ingest_task(*, document_id: int) -> str:
     return knowledge.document_ingest(document_id=document_id).status
 
 
 # A batch of up to knowledge.INGEST_TASK_DOCUMENTS documents: a longer limit than one
 # document's. Documents stored before a time-out stay READY; the rest stay re-runnable.
-@shared_task(
-    acks_late=True,
-    soft_time_limit=1800,
-    time_limit=1860,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    max_retries=3,
-)
+@shared_task(soft_time_limit=1800, time_limit=1860, **_INGEST_TASK)
 def documents_ingest_task(*, document_ids: list[int]) -> list[str]:
     return [o.status for o in knowledge.documents_ingest(document_ids=document_ids)]
 
