@@ -479,13 +479,17 @@ class Combined:
         order = np.array([p.order for p in corpus.pieces], dtype=np.float32)
         self.prior = delta / (1.0 + order) if decay else delta * (order == 0)
 
-    def __call__(self, i: int) -> list[int]:
-        q = self.ctx.qvec[i]
+    def dense(self, q: Vec) -> Vec:
         dense = self.corpus.vectors @ q
         if self.sent is not None and self.w_chunk < 1.0:
             dense = self.w_chunk * dense + (1 - self.w_chunk) * self.sent.max_sim(q)
+        return dense
+
+    def __call__(self, i: int) -> list[int]:
         fused, mask = convex(
-            dense, self.corpus.bm25.score_all(self.ctx.questions[i].text), w=self.w
+            self.dense(self.ctx.qvec[i]),
+            self.corpus.bm25.score_all(self.ctx.questions[i].text),
+            w=self.w,
         )
         return top_k(fused + self.prior, mask)
 
@@ -498,13 +502,8 @@ class QueryMaxCombined(Combined):
         super().__init__(corpus, ctx, **kw)
         self.qvecs, self.alpha = qvecs, alpha
 
-    def __call__(self, i: int) -> list[int]:
-        q = self.ctx.qvec[i]
-        dense = np.maximum(self.corpus.vectors @ q, self.qvecs @ q - self.alpha)
-        fused, mask = convex(
-            dense, self.corpus.bm25.score_all(self.ctx.questions[i].text), w=self.w
-        )
-        return top_k(fused + self.prior, mask)
+    def dense(self, q: Vec) -> Vec:
+        return np.maximum(super().dense(q), self.qvecs @ q - self.alpha)
 
 
 DOC2QUERY_PROMPT = (
