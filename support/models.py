@@ -44,10 +44,20 @@ class Conversation(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # The end-of-chat satisfaction rating (1-5) and its optional comment (docs/reports.md).
+    rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    rating_comment = models.TextField(blank=True)
+    rated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-created_at",)
         indexes = [models.Index(fields=("status", "created_at"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=5),
+                name="conversation_rating_1_to_5",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Conversation {self.id.hex[:8]} ({self.status})"
@@ -96,6 +106,9 @@ class Message(models.Model):
     prompt_version = models.CharField(max_length=32, blank=True)
     # {"retrieval_ms", "ttft_ms", "total_ms", "tokens"}
     timings = models.JSONField(default=dict, blank=True)
+    # Bot messages: what produced the answer (query, passages, facts, each stage's decision,
+    # timings, CPU time): the per-answer trace shown in the admin.
+    trace = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # Customer messages: when the outcome watchdog re-queued the answer (it does so once).
     requeued_at = models.DateTimeField(null=True, blank=True)
@@ -186,6 +199,20 @@ class Chunk(models.Model):
     @property
     def heading(self) -> str:
         return " › ".join(self.heading_path)
+
+
+class AgentProfile(models.Model):
+    """What customers see of an agent: a display name instead of the login name."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_profile"
+    )
+    display_name = models.CharField(
+        max_length=100, help_text="Shown to customers (e.g. 'Sam from Support')."
+    )
+
+    def __str__(self) -> str:
+        return self.display_name
 
 
 class Escalation(models.Model):
