@@ -62,21 +62,21 @@ import django  # noqa: E402
 django.setup()
 
 
-from support.escalation_rules import (  # noqa: E402
+from support.handoff.escalation_rules import (  # noqa: E402
     ConversationState,
     EmbeddingSimilarity,
     Thresholds,
     TopicRule,
     escalation_decide,
 )
-from support.escalation_rules import decide as rules  # noqa: E402
-from support.escalation_rules.frustration import (  # noqa: E402
+from support.handoff.escalation_rules import decide as rules  # noqa: E402
+from support.handoff.escalation_rules.frustration import (  # noqa: E402
     _CONDITIONAL,
     is_abusive,
     is_complaint,
     sentiment,
 )
-from support.escalation_rules.request import asks_for_person, has_person_cue  # noqa: E402
+from support.handoff.escalation_rules.request import asks_for_person, has_person_cue  # noqa: E402
 from support.search.embedder import SentenceTransformerEmbedder  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """The agent workspace in the Django admin: the escalation queue and the conversation view.
 
 Views are thin adapters: check the agent permission, parse the form, call one service in
-`support.agents`, and redirect (or answer JSON to the page's script). Customer text is only
+`support.handoff.agents`, and redirect (or answer JSON to the page's script). Customer text is only
 ever rendered through Django's autoescaping or, in agent.js, through textContent.
 """
 
@@ -18,10 +18,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import agents
 from .conf import get_support_settings
 from .exceptions import ConversationNotFound, SupportError
-from .hours import business_hours_status
+from .handoff import agents
+from .handoff.hours import business_hours_status
 from .models import CannedResponse, EscalationQueue, Holiday
 
 QUEUE_URL = "admin:support_escalationqueue_changelist"

@@ -16,7 +16,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http.request import validate_host
 
-from . import agents, events
+from . import events
+from .handoff import agents
 
 logger = logging.getLogger(__name__)
 

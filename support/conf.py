@@ -60,7 +60,7 @@ class SupportSettings:
     business_hours: tuple[OpeningHours, ...]
     business_time_zone: str
     holidays: tuple[date, ...]
-    # Escalation thresholds (support.escalation_rules.Thresholds).
+    # Escalation thresholds (support.handoff.escalation_rules.Thresholds).
     escalate_after_failures: int
     escalate_negative_sentiment: float
     escalate_repeat_similarity: float

@@ -13,14 +13,14 @@ from django.utils import timezone
 
 from . import events, outcomes
 from .conf import get_support_settings
-from .escalation import (
+from .exceptions import ConversationClosed, ConversationNotFound, InvalidMessage, SupportError
+from .handoff.escalation import (
     CUSTOMER_REQUEST,
     conversation_escalate,
     escalation_apply,
     message_escalation_check,
     status_payload,
 )
-from .exceptions import ConversationClosed, ConversationNotFound, InvalidMessage, SupportError
 from .limits import message_rate_check
 from .models import Conversation, Feedback, Message
 from .streaming import stream_state_get

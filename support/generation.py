@@ -70,7 +70,7 @@ NO_FACTS_QUOTE_CONFIDENCE = 0.7
 # An answer repeating this many consecutive words of the system prompt is a leak.
 PROMPT_LEAK_WORDS = 5
 
-# Every decline escalates (support.escalation_rules): the queue notice ("A person will join
+# Every decline escalates (support.handoff.escalation_rules): the queue notice ("A person will join
 # shortly ...") or the out-of-hours email offer follows this text, so it must not ask.
 DECLINE_TEXT = (
     "I couldn't find that in our help articles, and I'd rather not guess — "

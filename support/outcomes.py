@@ -29,7 +29,7 @@ from django.db.models import Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
 
 from .conf import get_support_settings
-from .escalation import EscalationDecision, escalation_apply
+from .handoff.escalation import EscalationDecision, escalation_apply
 from .models import Conversation, Escalation, Message
 from .streaming import stream_state_clear
 

@@ -15,9 +15,9 @@ from django.db import IntegrityError, transaction
 
 from . import events, outcomes
 from .conf import get_support_settings
-from .escalation import AnswerOutcome, message_escalation_check
 from .exceptions import GenerationUnavailable
 from .generation import Draft, Turn, answer_compose
+from .handoff.escalation import AnswerOutcome, message_escalation_check
 from .llm.errors import LlmError
 from .models import Conversation, Message
 from .streaming import (

@@ -18,7 +18,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "view_feedback",
         "view_knowledgedocument",
         "view_chunk",
-        # The agent workspace (support.agents): the queue, claiming, replies, notes.
+        # The agent workspace (support.handoff.agents): the queue, claiming, replies, notes.
         "work_escalations",
         "view_cannedresponse",
         "add_cannedresponse",
@@ -32,7 +32,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "change_knowledgedocument",
         "delete_knowledgedocument",
         "view_chunk",
-        # Sensitive topics that hand conversations to people (support.escalation).
+        # Sensitive topics that hand conversations to people (support.handoff.escalation).
         "view_sensitivetopic",
         "add_sensitivetopic",
         "change_sensitivetopic",

@@ -10,9 +10,10 @@ from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import agents, knowledge, outcomes, replies
+from . import knowledge, outcomes, replies
 from .conf import get_support_settings
 from .exceptions import GenerationUnavailable
+from .handoff import agents
 
 # Transient failures worth another try: the model backend, a restarting PostgreSQL or Redis.
 TRANSIENT_ERRORS = (

@@ -273,7 +273,7 @@ SUPPORT_BUSINESS_HOURS = env.str("SUPPORT_BUSINESS_HOURS", default="")
 SUPPORT_BUSINESS_TIME_ZONE = env.str("SUPPORT_BUSINESS_TIME_ZONE", default=TIME_ZONE)
 # Closed days (YYYY-MM-DD, comma-separated), on top of the holidays entered in the admin.
 SUPPORT_HOLIDAYS = env.list("SUPPORT_HOLIDAYS", default=[])
-# Escalation to a person (support.escalation): after this many failed answers in a row
+# Escalation to a person (support.handoff.escalation): after this many failed answers in a row
 # (declined, or thumbs-down); at or below this VADER compound score (-1..1) a message counts as
 # strongly negative; at or above this cosine similarity a question repeats an answered one.
 SUPPORT_ESCALATE_AFTER_FAILURES = env.int("SUPPORT_ESCALATE_AFTER_FAILURES", default=2)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from .. import agents
+from ..handoff import agents
 
 register = template.Library()
 

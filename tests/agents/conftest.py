@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from support import conversations, events
-from support.escalation import CUSTOMER_REQUEST, conversation_escalate
+from support.handoff.escalation import CUSTOMER_REQUEST, conversation_escalate
 from support.models import Conversation
 from tests.chat.conftest import chat_env  # noqa: F401  (fixture)
 from tests.factories import UserFactory, agent_user, knowledge_admin_user

@@ -9,7 +9,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from support import agents, roles
+from support import roles
+from support.handoff import agents
 from support.models import CannedResponse, Conversation, Escalation, Holiday
 from tests.agents.conftest import QueuedFactory
 

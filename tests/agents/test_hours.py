@@ -13,9 +13,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.base import BaseEmailBackend
 from django.test import override_settings
 
-from support import agents, conversations, events
+from support import conversations, events
 from support.conf import OpeningHours, get_support_settings, parse_weekly_schedule
-from support.hours import business_hours_status
+from support.handoff import agents
+from support.handoff.hours import business_hours_status
 from support.models import Conversation, Holiday, ReplyEmail
 from tests.agents.conftest import QueuedFactory, SentEvents
 
@@ -95,7 +96,7 @@ def test_holidays_from_settings_and_admin_close_whole_days() -> None:
 
 
 def _sunday_night(monkeypatch: pytest.MonkeyPatch) -> None:
-    from support import hours
+    from support.handoff import hours
 
     sunday_night = datetime(2026, 11, 29, 22, tzinfo=BERLIN)
     monkeypatch.setattr(hours, "timezone", SimpleNamespace(now=lambda: sunday_night))

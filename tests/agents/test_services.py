@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from support import agents, conversations, events
+from support import conversations, events
 from support.exceptions import AlreadyClaimed, ConversationClosed, InvalidMessage
+from support.handoff import agents
 from support.models import CannedResponse, Conversation, Escalation, Feedback, Message
 from tests.agents.conftest import QueuedFactory, SentEvents
 from tests.factories import UserFactory

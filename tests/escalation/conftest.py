@@ -12,7 +12,7 @@ import pytest
 from numpy.typing import NDArray
 
 from support import backends
-from support.escalation_rules import TopicRule
+from support.handoff.escalation_rules import TopicRule
 
 DIM = 256
 

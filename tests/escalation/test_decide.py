@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.escalation_rules import (
+from support.handoff.escalation_rules import (
     CUSTOMER_REQUEST,
     FRUSTRATION,
     LOW_CONFIDENCE,

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from support.escalation_rules import (
+from support.handoff.escalation_rules import (
     CUSTOMER_REQUEST,
     ConversationState,
     EmbeddingSimilarity,

@@ -9,14 +9,14 @@ import pytest
 from django.test import override_settings
 
 from support import backends, conversations, events
-from support.escalation import (
+from support.generation import DECLINE_TEXT, Draft
+from support.handoff.escalation import (
     conversation_state_get,
     escalation_preview,
     message_escalation_check,
     sensitive_topics_list,
 )
-from support.escalation_rules import AnswerOutcome, PastTurn, Thresholds
-from support.generation import DECLINE_TEXT, Draft
+from support.handoff.escalation_rules import AnswerOutcome, PastTurn, Thresholds
 from support.models import Conversation, Escalation, Feedback, Message, SensitiveTopic
 from support.replies import reply_generate, reply_store
 from tests.factories import ConversationFactory, MessageFactory

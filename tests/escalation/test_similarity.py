@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from support import backends
-from support.escalation_rules import (
+from support.handoff.escalation_rules import (
     REQUEST_EXAMPLES,
     ConversationState,
     EmbeddingSimilarity,

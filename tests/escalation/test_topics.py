@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from support.escalation_rules import amounts, keyword_match
+from support.handoff.escalation_rules import amounts, keyword_match
 
 
 @pytest.mark.parametrize(

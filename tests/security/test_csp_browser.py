@@ -40,7 +40,7 @@ SETUP = f"""
 from django.contrib.auth.models import Group, User
 from support import roles
 from support.conversations import conversation_start
-from support.escalation import CUSTOMER_REQUEST, conversation_escalate
+from support.handoff.escalation import CUSTOMER_REQUEST, conversation_escalate
 from support.models import Chunk, KnowledgeDocument
 roles.roles_ensure()
 user = User.objects.create_superuser({USER!r}, "morgan@example.com", {PASSWORD!r})

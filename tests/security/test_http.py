@@ -20,7 +20,7 @@ from django.core import mail
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from support import agents
+from support.handoff import agents
 from support.models import Chunk, Conversation, Feedback, KnowledgeDocument, Message
 from tests.agents.conftest import make_queued
 from tests.conftest import REPO_ROOT

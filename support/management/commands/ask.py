@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from support.escalation import AnswerOutcome, escalation_preview
 from support.generation import Draft, Turn, answer_compose
+from support.handoff.escalation import AnswerOutcome, escalation_preview
 
 
 def _as_json(draft: Draft, question: str) -> dict[str, Any]:

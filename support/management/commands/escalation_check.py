@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from support.escalation import escalation_preview
+from support.handoff.escalation import escalation_preview
 
 
 class Command(BaseCommand):

@@ -10,8 +10,10 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from . import events
-from .conf import get_support_settings
+from .. import events
+from ..conf import get_support_settings
+from ..models import Conversation, Escalation, Message, SensitiveTopic
+from ..streaming import cancel_request
 from .escalation_rules import (
     AnswerOutcome,
     ConversationState,
@@ -25,8 +27,6 @@ from .escalation_rules import (
     escalation_decide,
 )
 from .hours import out_of_hours_overlay
-from .models import Conversation, Escalation, Message, SensitiveTopic
-from .streaming import cancel_request
 
 __all__ = [
     "CUSTOMER_REQUEST",

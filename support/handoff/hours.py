@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
-from .conf import get_support_settings
-from .models import Holiday
+from ..conf import get_support_settings
+from ..models import Holiday
 
 # How far ahead to look for the next staffed hour (a long holiday season is still found).
 _LOOKAHEAD_DAYS = 370

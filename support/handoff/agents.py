@@ -23,10 +23,9 @@ from django.db.models import OuterRef, Q, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from . import events
-from .conf import get_support_settings
-from .escalation import queued_status_payload, status_payload
-from .exceptions import (
+from .. import events
+from ..conf import get_support_settings
+from ..exceptions import (
     AlreadyClaimed,
     ConversationNotFound,
     EmailNotSent,
@@ -36,9 +35,10 @@ from .exceptions import (
     NotQueued,
     SupportError,
 )
+from ..models import CannedResponse, Conversation, Escalation, Message, ReplyEmail
+from ..streaming import cancel_request
+from .escalation import queued_status_payload, status_payload
 from .hours import BusinessHours, business_hours_status
-from .models import CannedResponse, Conversation, Escalation, Message, ReplyEmail
-from .streaming import cancel_request
 
 logger = logging.getLogger(__name__)
 
@@ -613,7 +613,7 @@ class Suggestion:
 
 
 def _question_and_history(messages: Iterable[Message]) -> tuple[str, tuple[Any, ...]]:
-    from .generation import Turn
+    from ..generation import Turn
 
     visible = [m for m in messages if not m.internal and m.role != Message.Role.SYSTEM]
     last_other = max(
@@ -636,7 +636,7 @@ def suggested_reply_draft(*, conversation_id: UUID) -> Suggestion:
 
     Loads the model: call it from a worker (suggested_reply_task), not from a web request.
     """
-    from .generation import answer_compose
+    from ..generation import answer_compose
 
     conv = Conversation.objects.filter(pk=conversation_id).first()
     if conv is None:
@@ -661,7 +661,7 @@ def suggested_reply_draft(*, conversation_id: UUID) -> Suggestion:
 
 def suggested_reply_request(*, conversation_id: UUID, agent: Any) -> None:
     """Queue a draft for this agent; it arrives on the agent's socket as a `suggestion` frame."""
-    from .tasks import suggested_reply_task
+    from ..tasks import suggested_reply_task
 
     if not Conversation.objects.filter(pk=conversation_id).exists():
         raise ConversationNotFound("This conversation does not exist.")
@@ -672,7 +672,7 @@ def suggested_reply_request(*, conversation_id: UUID, agent: Any) -> None:
 
 def suggested_reply_publish(*, conversation_id: UUID, agent_id: int) -> Suggestion | None:
     """Draft, then send the draft (or why there is none) to the requesting agent's sockets."""
-    from .llm.errors import LlmError
+    from ..llm.errors import LlmError
 
     try:
         suggestion = suggested_reply_draft(conversation_id=conversation_id)
