@@ -8,7 +8,7 @@ Usage (from the repository root, with the project venv)::
     python bench/answers.py --limit 40       # the first 40 questions of the chosen split
     python bench/answers.py --multiturn --quick   # follow-up questions with their history
 
-Every question goes through `support.generation.answer_compose(question=...)`, the code path
+Every question goes through `support.answers.pipeline.answer_compose(question=...)`, the code path
 of `manage.py ask` (retrieval included), on the eval knowledge base that bench/_common.py
 builds through the real ingestion path. Reported:
 
@@ -108,7 +108,8 @@ def _baseline(question: str, retrieved: Sequence[dict[str, Any]]) -> str:
     """The top passage's sentence sharing most of the question's content words, whole (the
     pipeline's own word measure, without its fact filters and shortening); ties go to the
     earlier sentence."""
-    from support.generation import _terms, split_sentences
+    from support.answers.words import terms as _terms
+    from support.text import sentences as split_sentences
 
     if not retrieved:
         return ""
@@ -123,11 +124,13 @@ def _baseline(question: str, retrieved: Sequence[dict[str, Any]]) -> str:
 
 
 def run_one(q: common.EvalQuestion) -> dict[str, Any]:
-    from support import generation as g
+    from support.answers import pipeline, types, words
 
     # doc2dial calls the customer "user"; agent turns stay agent turns.
     history = [
-        g.Turn("customer" if t.get("role") == "user" else t.get("role", "agent"), t.get("text", ""))
+        types.Turn(
+            "customer" if t.get("role") == "user" else t.get("role", "agent"), t.get("text", "")
+        )
         for t in q.history
     ]
     pieces: list[float] = []
@@ -136,12 +139,12 @@ def run_one(q: common.EvalQuestion) -> dict[str, Any]:
     def on_delta(piece: str) -> None:
         pieces.append(time.perf_counter() - started)
 
-    draft = g.answer_compose(question=q.text, history=history, on_delta=on_delta)
+    draft = pipeline.answer_compose(question=q.text, history=history, on_delta=on_delta)
     declined = draft.action == "escalate"
-    answer = "" if declined else g.strip_citations(draft.text)
+    answer = "" if declined else words.strip_citations(draft.text)
     facts = [f.text for f in draft.facts]
     top3 = [p["text"] for p in draft.retrieved[:3]]
-    generated = g.strip_citations(draft.generated)
+    generated = words.strip_citations(draft.generated)
     baseline = _baseline(q.text, draft.retrieved)
     row: dict[str, Any] = {
         "id": q.id,
@@ -159,10 +162,10 @@ def run_one(q: common.EvalQuestion) -> dict[str, Any]:
         "facts": facts,
         "confidence": round(draft.confidence, 4),
         "declined": declined,
-        "support_prompt": g.content_support(answer, facts) if answer else None,
-        "support_passages": g.content_support(answer, top3) if answer else None,
-        "generated_support_prompt": g.content_support(generated, facts) if generated else None,
-        "generated_support_passages": g.content_support(generated, top3) if generated else None,
+        "support_prompt": words.content_support(answer, facts) if answer else None,
+        "support_passages": words.content_support(answer, top3) if answer else None,
+        "generated_support_prompt": words.content_support(generated, facts) if generated else None,
+        "generated_support_passages": words.content_support(generated, top3) if generated else None,
         "stream_pieces": len(pieces),
         "first_delta_ms": round(pieces[0] * 1000, 1) if pieces else None,
         **{
@@ -328,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     kb = common.eval_kb(fresh=args.fresh_kb)
-    from support import generation as g
+    from support.answers import pipeline, prompt
     from support.backends import get_chat_model
     from support.conf import get_support_settings
 
@@ -339,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     conf = get_support_settings()
     model = get_chat_model()
     load_started = time.perf_counter()
-    g.answer_compose(question="How do I apply for benefits?")  # loads models, warms caches
+    pipeline.answer_compose(question="How do I apply for benefits?")  # loads models, warms caches
     warmup_s = time.perf_counter() - load_started
     print(f"{len(questions)} questions; warm-up {warmup_s:.1f} s", file=sys.stderr)
 
@@ -359,33 +362,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         summaries["dev"] = summarize([r for r in rows if r["index"] % 2 == 0])
         summaries["test"] = summarize([r for r in rows if r["index"] % 2 == 1])
     settings = {
-        "prompt_version": g.PROMPT_VERSION,
+        "prompt_version": prompt.PROMPT_VERSION,
         "retrieval_min_confidence": conf.retrieval_min_confidence,
         "company_name": conf.company_name,
         "tone": conf.tone,
         "model": str(conf.resolved_model_path().name),
         "backend": conf.generator_backend,
         "threads": getattr(model, "_threads", None),
-        **{
-            k: getattr(g, k)
-            for k in (
-                "MAX_PASSAGES",
-                "MAX_FACTS",
-                "HISTORY_TURNS",
-                "FACT_RANK_PENALTY",
-                "MIN_FACT_SCORE",
-                "FACT_BIAS",
-                "REPETITION_PENALTY",
-                "PENALIZE_PROMPT",
-                "ANSWER_MAX_TOKENS",
-                "ANSWER_MAX_SENTENCES",
-                "SENTENCE_SUPPORT_MIN",
-                "SENTENCE_BIGRAM_MIN",
-                "EXTRACTIVE_FACTS",
-                "FACTS_BEST_FIRST",
-                "PROMPT_LEAK_WORDS",
-            )
-        },
+        **pipeline.tuned_constants(),
     }
     payload = {
         "bench": "answers",
@@ -408,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     path = common.write_results("answers", payload, also=args.out)
     print(
-        f"## Answers ({g.PROMPT_VERSION}, min confidence {conf.retrieval_min_confidence}, "
+        f"## Answers ({prompt.PROMPT_VERSION}, min confidence {conf.retrieval_min_confidence}, "
         f"load {payload['machine']['loadavg_1m']} on {payload['machine']['cpus']} CPUs)\n"
     )
     for name, s in summaries.items():

@@ -59,14 +59,17 @@ TARGETS = {"ttft_p50_s": 1.0, "ttft_p95_s": 2.0, "rate_ratio": 0.9, "ttft_ratio"
 
 # -- parent: prompts ----------------------------------------------------------------------------
 def build_prompts(n: int) -> list[dict[str, Any]]:
-    from support import generation as g
+    from support.answers.decide import MIN_FACT_SCORE
+    from support.answers.facts import facts_select
+    from support.answers.generate import ANSWER_MAX_TOKENS
+    from support.answers.prompt import fact_bias, prompt_build
     from support.backends import get_chat_model
     from support.conf import get_support_settings
     from support.retrieval import passages_search
 
     conf = get_support_settings()
     model = get_chat_model()
-    max_new = min(conf.max_answer_tokens, g.ANSWER_MAX_TOKENS)
+    max_new = min(conf.max_answer_tokens, ANSWER_MAX_TOKENS)
     items = []
     for q in common.load_questions():
         if not q.graded:
@@ -74,10 +77,10 @@ def build_prompts(n: int) -> list[dict[str, Any]]:
         search = passages_search(query=q.text, k=5)
         if search.confidence < conf.retrieval_min_confidence:
             continue
-        facts = g.facts_select(question=q.text, passages=search.passages)
-        if not facts or max(f.score for f in facts) < g.MIN_FACT_SCORE:
+        facts = facts_select(question=q.text, passages=search.passages)
+        if not facts or max(f.score for f in facts) < MIN_FACT_SCORE:
             continue
-        prompt = g.prompt_build(
+        prompt = prompt_build(
             question=q.text, facts=facts, history=(), model=model, max_new_tokens=max_new
         )
         items.append(
@@ -86,7 +89,7 @@ def build_prompts(n: int) -> list[dict[str, Any]]:
                 "question": q.text,
                 "search": search,
                 "prompt_ids": list(prompt.token_ids),
-                "bias": g.fact_bias(model, prompt.facts),
+                "bias": fact_bias(model, prompt.facts),
                 "max_tokens": max_new,
             }
         )
@@ -164,7 +167,7 @@ def _child_raw_llamacpp(items: list[dict[str, Any]], threads: int) -> dict[str, 
 
 def _child_pipeline(items: list[dict[str, Any]], threads: int, backend: str) -> dict[str, Any]:
     from support import backends
-    from support import generation as g
+    from support.answers.pipeline import answer_compose
     from support.conf import get_support_settings
     from support.llm import CTransformersChatModel, LlamaCppChatModel
 
@@ -186,9 +189,7 @@ def _child_pipeline(items: list[dict[str, Any]], threads: int, backend: str) -> 
         def on_delta(_: str, started: float = started, times: list[float] = times) -> None:
             times.append(time.perf_counter() - started)
 
-        draft = g.answer_compose(
-            question=item["question"], search=item["search"], on_delta=on_delta
-        )
+        draft = answer_compose(question=item["question"], search=item["search"], on_delta=on_delta)
         total = time.perf_counter() - started
         t = draft.timings
         n = int(t.get("tokens") or 0)

@@ -17,6 +17,7 @@ from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 from numpy.typing import NDArray
 
+from . import jobs
 from .backends import get_embedder
 from .conf import SupportSettings, get_support_settings
 from .exceptions import DocumentRejected
@@ -95,9 +96,7 @@ def document_upload(
         document.file.save(name, ContentFile(data), save=False)
         document.save()
         if queue:
-            from .tasks import document_ingest_task
-
-            document_ingest_task.delay_on_commit(document_id=document.pk)  # type: ignore[attr-defined]
+            jobs.document_ingest_enqueue(document_id=document.pk)
     return document
 
 
@@ -321,9 +320,7 @@ def _fail(document_id: int, message: str, started: float) -> IngestOutcome:
 
 
 def _queue_index_rebuild() -> None:
-    from .tasks import index_rebuild_task
-
-    index_rebuild_task.delay_on_commit()  # type: ignore[attr-defined]
+    jobs.index_rebuild_enqueue()
 
 
 @transaction.atomic
@@ -336,9 +333,7 @@ def document_set_enabled(*, document_id: int, enabled: bool) -> KnowledgeDocumen
         )
         doc.save(update_fields=["status", "updated_at"])
         if doc.status == KnowledgeDocument.Status.PENDING:
-            from .tasks import document_ingest_task
-
-            document_ingest_task.delay_on_commit(document_id=doc.pk)  # type: ignore[attr-defined]
+            jobs.document_ingest_enqueue(document_id=doc.pk)
     elif not enabled and doc.status != KnowledgeDocument.Status.DISABLED:
         doc.status = KnowledgeDocument.Status.DISABLED
         doc.save(update_fields=["status", "updated_at"])
@@ -349,14 +344,12 @@ def document_set_enabled(*, document_id: int, enabled: bool) -> KnowledgeDocumen
 @transaction.atomic
 def document_reindex(*, document_id: int) -> KnowledgeDocument:
     """Queue a fresh parse/chunk/embed of a document (after a failure or a settings change)."""
-    from .tasks import document_ingest_task
-
     doc = KnowledgeDocument.objects.select_for_update().get(pk=document_id)
     if doc.status != KnowledgeDocument.Status.DISABLED:
         doc.status = KnowledgeDocument.Status.PENDING
         doc.progress = 0
         doc.save(update_fields=["status", "progress", "updated_at"])
-    document_ingest_task.delay_on_commit(document_id=doc.pk)  # type: ignore[attr-defined]
+    jobs.document_ingest_enqueue(document_id=doc.pk)
     return doc
 
 
@@ -375,13 +368,9 @@ def documents_reindex(*, document_ids: Sequence[int]) -> int:
 def documents_ingest_queue(*, document_ids: Sequence[int]) -> None:
     """Queue the ingestion of uploaded documents on commit, INGEST_TASK_DOCUMENTS per task, so
     a bulk upload is embedded in large batches (see `documents_ingest`)."""
-    from .tasks import documents_ingest_task
-
     ids = list(dict.fromkeys(document_ids))
     for start in range(0, len(ids), INGEST_TASK_DOCUMENTS):
-        documents_ingest_task.delay_on_commit(  # type: ignore[attr-defined]
-            document_ids=ids[start : start + INGEST_TASK_DOCUMENTS]
-        )
+        jobs.documents_ingest_enqueue(document_ids=ids[start : start + INGEST_TASK_DOCUMENTS])
 
 
 def document_delete(*, document_id: int) -> None:

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
 
+from . import jobs
 from .conf import get_support_settings
 from .handoff.escalation import EscalationDecision, escalation_apply
 from .models import Conversation, Escalation, Message
@@ -164,12 +165,7 @@ def answer_queue(*, message_id: int, countdown: float = 0.0) -> None:
     A broker that refuses the task is logged, not raised: the message is stored, and the
     watchdog queues its answer again after SUPPORT_OUTCOME_DEADLINE_S.
     """
-    from .tasks import reply_generate_task
-
-    def send() -> None:
-        reply_generate_task.apply_async(kwargs={"message_id": message_id}, countdown=countdown)
-
-    transaction.on_commit(send, robust=True)
+    jobs.reply_generate_enqueue(message_id=message_id, countdown=countdown)
 
 
 def busy_decision() -> EscalationDecision:

@@ -14,9 +14,10 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
 from . import events, outcomes
+from .answers.pipeline import answer_compose
+from .answers.types import Draft, Turn
 from .conf import get_support_settings
 from .exceptions import GenerationUnavailable
-from .generation import Draft, Turn, answer_compose
 from .handoff.escalation import AnswerOutcome, message_escalation_check
 from .llm.errors import LlmError
 from .models import Conversation, Message

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
 
+from .text import WORD
+
 # --- Content-Security-Policy ------------------------------------------------------------------
 # Every page we serve (the demo page, /kb/<id>/ citation pages, the admin and the agent
 # workspace) runs only our own scripts from /static/, loads nothing from other origins, and
@@ -188,7 +190,7 @@ def foreign_links(text: str, *, sources: Iterable[str]) -> list[str]:
 
 
 # --- Secrets of the system prompt ---------------------------------------------------------------
-_WORD = re.compile(r"[^\W_]+(?:['’.-][^\W_]+)*")
+_WORD = WORD  # support.text: the same words the answer checks count
 # Function words a system prompt shares with any answer; everything else it says is private.
 _COMMON_WORDS = frozenset(
     """a an and are as at be been but by can cite do does for from has have how i if in is it

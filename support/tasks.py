@@ -10,7 +10,7 @@ from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import knowledge, outcomes, replies
+from . import jobs, knowledge, outcomes, replies
 from .conf import get_support_settings
 from .exceptions import GenerationUnavailable
 from .handoff import agents
@@ -35,19 +35,19 @@ _INGEST_TASK: dict[str, Any] = {
 }
 
 
-@shared_task(soft_time_limit=600, time_limit=660, **_INGEST_TASK)
+@shared_task(name=jobs.DOCUMENT_INGEST, soft_time_limit=600, time_limit=660, **_INGEST_TASK)
 def document_ingest_task(*, document_id: int) -> str:
     return knowledge.document_ingest(document_id=document_id).status
 
 
 # A batch of up to knowledge.INGEST_TASK_DOCUMENTS documents: a longer limit than one
 # document's. Documents stored before a time-out stay READY; the rest stay re-runnable.
-@shared_task(soft_time_limit=1800, time_limit=1860, **_INGEST_TASK)
+@shared_task(name=jobs.DOCUMENTS_INGEST, soft_time_limit=1800, time_limit=1860, **_INGEST_TASK)
 def documents_ingest_task(*, document_ids: list[int]) -> list[str]:
     return [o.status for o in knowledge.documents_ingest(document_ids=document_ids)]
 
 
-@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+@shared_task(name=jobs.INDEX_REBUILD, acks_late=True, soft_time_limit=600, time_limit=660)
 def index_rebuild_task() -> int:
     return knowledge.index_rebuild().version
 
@@ -56,6 +56,7 @@ def index_rebuild_task() -> int:
 # errors: reply_generate is idempotent. The time limits hold under the prefork pool only; the
 # outcome watchdog covers a hung thread. docs/operations.md has the whole picture.
 @shared_task(
+    name=jobs.REPLY_GENERATE,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -75,12 +76,12 @@ def reply_generate_task(self: Any, *, message_id: int) -> str:
 
 
 # Periodic (CELERY_BEAT_SCHEDULE); safe to run concurrently, so a duplicate beat does no harm.
-@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+@shared_task(name=jobs.OUTCOMES_CHECK, acks_late=True, soft_time_limit=60, time_limit=90)
 def outcomes_check_task() -> dict[str, object]:
     return outcomes.outcomes_check().as_dict()
 
 
-@shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
+@shared_task(name=jobs.SUGGESTED_REPLY, acks_late=True, soft_time_limit=120, time_limit=150)
 def suggested_reply_task(*, conversation_id: str, agent_id: int) -> bool:
     suggestion = agents.suggested_reply_publish(
         conversation_id=UUID(hex=conversation_id), agent_id=agent_id

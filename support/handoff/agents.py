@@ -23,7 +23,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from .. import events
+from .. import events, jobs
 from ..conf import get_support_settings
 from ..exceptions import (
     AlreadyClaimed,
@@ -613,7 +613,7 @@ class Suggestion:
 
 
 def _question_and_history(messages: Iterable[Message]) -> tuple[str, tuple[Any, ...]]:
-    from ..generation import Turn
+    from ..answers.types import Turn
 
     visible = [m for m in messages if not m.internal and m.role != Message.Role.SYSTEM]
     last_other = max(
@@ -636,14 +636,15 @@ def suggested_reply_draft(*, conversation_id: UUID) -> Suggestion:
 
     Loads the model: call it from a worker (suggested_reply_task), not from a web request.
     """
-    from ..generation import answer_compose
+    from ..answers.pipeline import answer_compose
+    from ..answers.reasons import AnswerAction
 
     conv = Conversation.objects.filter(pk=conversation_id).first()
     if conv is None:
         raise ConversationNotFound("This conversation does not exist.")
     question, history = _question_and_history(conv.messages.order_by("created_at", "pk"))
     draft = answer_compose(question=question, history=history)
-    if draft.action == Message.Action.ESCALATE:
+    if draft.action is AnswerAction.ESCALATE:
         return Suggestion(
             "",
             draft.action,
@@ -653,7 +654,7 @@ def suggested_reply_draft(*, conversation_id: UUID) -> Suggestion:
         )
     note = (
         "Quoted from the knowledge base."
-        if draft.action == Message.Action.EXTRACTIVE
+        if draft.action is AnswerAction.EXTRACTIVE
         else "Drafted from the knowledge base. Check it before sending."
     )
     return Suggestion(draft.text, draft.action, draft.confidence, draft.citations, note)
@@ -661,13 +662,9 @@ def suggested_reply_draft(*, conversation_id: UUID) -> Suggestion:
 
 def suggested_reply_request(*, conversation_id: UUID, agent: Any) -> None:
     """Queue a draft for this agent; it arrives on the agent's socket as a `suggestion` frame."""
-    from ..tasks import suggested_reply_task
-
     if not Conversation.objects.filter(pk=conversation_id).exists():
         raise ConversationNotFound("This conversation does not exist.")
-    suggested_reply_task.delay_on_commit(  # type: ignore[attr-defined]
-        conversation_id=conversation_id.hex, agent_id=agent.pk
-    )
+    jobs.suggested_reply_enqueue(conversation_id=conversation_id.hex, agent_id=agent.pk)
 
 
 def suggested_reply_publish(*, conversation_id: UUID, agent_id: int) -> Suggestion | None:

@@ -6,6 +6,7 @@ the `ChunkDraft`s. Nothing here loads the embedding model: `embedding_token_coun
 only its tokenizer (a few MB, once per process).
 """
 
+from ..text import sentences
 from .chunking import (
     ChunkDraft,
     TokenCounter,
@@ -13,7 +14,6 @@ from .chunking import (
     embedding_model_dir,
     embedding_token_counter,
     reset_embedding_token_counter,
-    sentences,
 )
 from .detect import DEFAULT_MAX_BYTES, EXTENSIONS, detect_type, safe_filename
 from .document import Block, BlockKind, FileType, ParsedDocument

@@ -9,13 +9,13 @@ share a few trailing sentences so a fact split across the boundary stays retriev
 from __future__ import annotations
 
 import importlib.util
-import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
+from ..text import sentences
 from .document import Block, BlockKind, ParsedDocument
 
 TokenCounter = Callable[[str], int]
@@ -59,84 +59,6 @@ def chunk(
                 packer.add_block(block)
         packer.flush(carry=False)
     return packer.chunks
-
-
-# --------------------------------------------------------------------------- sentences
-
-# Lower-cased, without the final dot. Words that often end a sentence ("etc") are left out.
-_ABBREVIATIONS = frozenset(
-    {
-        "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "inc", "ltd", "co", "corp",
-        "no", "nos", "nr", "fig", "figs", "approx", "dept", "est", "vol", "pp", "ca", "cf",
-        "al", "incl", "excl", "tel", "ext", "ref", "ave", "blvd", "rd", "mt", "gen", "gov",
-        "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-        "art", "sec", "ch", "para", "resp", "bzw", "ggf", "usw", "z.b", "d.h",
-    }
-)  # fmt: skip
-_DOTTED = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")  # "e.g", "U.S", "J" (an initial)
-_CLOSERS = "\"'\u201d\u2019\u00bb)\\]"  # straight and typographic closing quotes, brackets
-_CJK_STOPS = "\u3002\uff01\uff1f"  # ideographic full stop, fullwidth ! and ?
-# The lookbehinds make a match start only at the beginning of a punctuation run; otherwise a
-# long run of dots with no space after it ("....x", PDF dot leaders) would be quadratic.
-_BOUNDARY = re.compile(
-    rf"(?<![.!?\u2026])[.!?\u2026]+[{_CLOSERS}]*\s+"
-    rf"|(?<![{_CJK_STOPS}])[{_CJK_STOPS}]+[{_CLOSERS}\u300d\u300f]*\s*"
-)
-_OPENERS = "\"'\u201c\u2018\u00ab([\u00bf\u00a1"
-
-
-def sentences(text: str) -> list[str]:
-    """Split text into sentences; line breaks always end one.
-
-    Rule based and conservative: a boundary needs terminal punctuation, whitespace and a
-    capital, digit or opening quote next; abbreviations ("Dr.", "e.g.", "U.S.") and
-    numbers ("3.5") never end a sentence. CJK full stops split without whitespace.
-    """
-    result: list[str] = []
-    for line in text.split("\n"):
-        line = line.strip()
-        if line:
-            result.extend(_line_sentences(line))
-    return result
-
-
-def _line_sentences(line: str) -> Iterable[str]:
-    start = 0
-    for match in _BOUNDARY.finditer(line):
-        end = match.end()
-        if end >= len(line):
-            break
-        if match.group()[0] not in _CJK_STOPS:
-            nxt = line[end]
-            if not (nxt.isupper() or nxt.isdigit() or nxt in _OPENERS or _uncased(nxt)):
-                continue
-            if match.group()[0] == "." and _is_abbreviation(line[start : match.start()]):
-                continue
-        sentence = line[start:end].strip()
-        if sentence:
-            yield sentence
-        start = end
-    tail = line[start:].strip()
-    if tail:
-        yield tail
-
-
-def _uncased(char: str) -> bool:
-    # Letters of scripts without case (CJK, Arabic, Hebrew, ...) can start a sentence.
-    return char.isalpha() and not char.islower() and not char.isupper()
-
-
-def _is_abbreviation(before: str) -> bool:
-    # Only the tail is looked at: splitting all of `before` would make a long run of
-    # non-boundaries ("J. K. L. ...") quadratic.
-    words = before[-40:].split()
-    if not words:
-        return False
-    word = words[-1].lstrip(_OPENERS)
-    if word.lower() in _ABBREVIATIONS or _DOTTED.fullmatch(word):
-        return True
-    # "1. Open the app": a list number at the start of the text, not a sentence.
-    return word.isdigit() and len(word) <= 3 and len(before) <= 8 and before.strip() == word
 
 
 # --------------------------------------------------------------------------- packing

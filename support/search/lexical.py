@@ -20,48 +20,26 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
+from support.text import SEARCH_STOPWORDS, plural_stem
+
 TOKENIZER_VERSION: Final = 1
 
-# Light list: function words only. Words that carry intent in support questions ("not", "no",
-# "how", "when", "where", "why", "can", "cannot") are kept on purpose.
-STOPWORDS: Final = frozenset(
-    """
-    a an the and or but if then else of to in on at by for with from into onto about as
-    is are was were be been being am do does did doing have has had having
-    i me my mine we us our ours you your yours he him his she her hers it its they them their
-    this that these those there here which who whom what
-    will would shall should could may might must
-    so than too very just also
-    s t d ll m re ve
-    """.split()  # noqa: SIM905 - a word list reads better as text
-)
+# Function words and contraction fragments (support.text); `_stem` is looked up at call time,
+# so a benchmark can swap the stemmer.
+STOPWORDS: Final = SEARCH_STOPWORDS
+_stem = plural_stem
 
 # A token is a run of word characters, optionally joined to further runs by one of - _ . / : +
 # or preceded by '#'. Joiners only count between word characters, so sentence punctuation
 # ("v2.3.1." or "ERR-4032,") never sticks to a token.
 _TOKEN_RE: Final = re.compile(r"#?\w+(?:[-./:+]\w+)*")
 _SPLIT_RE: Final = re.compile(r"[\W_]+")
-
-
-@lru_cache(maxsize=200_000)
-def _stem(word: str) -> str:
-    """Harman's S-stemmer: fold plurals only, which is all a support KB needs."""
-    if len(word) <= 3 or not word.isalpha():
-        return word
-    if word.endswith("ies") and not word.endswith(("eies", "aies")):
-        return word[:-3] + "y"
-    if word.endswith("es") and not word.endswith(("aes", "ees", "oes")):
-        return word[:-1]
-    if word.endswith("s") and not word.endswith(("us", "ss")):
-        return word[:-1]
-    return word
 
 
 def tokenize(text: str) -> list[str]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from support.generation import DECLINE_TEXT, Draft
+from support.answers.cite import DECLINE_TEXT
+from support.answers.types import Draft
 from support.management.commands.ask import _as_json
 
 from .conftest import BagOfWordsEncoder

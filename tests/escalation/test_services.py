@@ -9,7 +9,8 @@ import pytest
 from django.test import override_settings
 
 from support import backends, conversations, events
-from support.generation import DECLINE_TEXT, Draft
+from support.answers.cite import DECLINE_TEXT
+from support.answers.types import Draft
 from support.handoff.escalation import (
     conversation_state_get,
     escalation_preview,

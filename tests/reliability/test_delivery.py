@@ -17,7 +17,8 @@ from django.test import override_settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chatbot.celery import app as celery_app
-from support import generation, replies, tasks
+from support import replies, tasks
+from support.answers import types
 from support.conversations import conversation_start
 from support.exceptions import GenerationUnavailable
 from support.models import Conversation, Message
@@ -94,7 +95,7 @@ def test_losing_the_race_on_one_reply_per_question_pushes_the_winner(
     calls = iter([None])
     # The pre-check misses the winner (it committed just after): the constraint catches it.
     monkeypatch.setattr(replies, "_stored_answer", lambda qid: next(calls, real(qid)))
-    draft = generation.Draft(ANSWER, "answer", "grounded", (), (), 0.9, 0.9, True, "v1")
+    draft = types.Draft(ANSWER, "answer", "grounded", (), (), 0.9, 0.9, True, "v1")
     assert replies.reply_store(message_id=q.pk, draft=draft) is None
     assert list(Message.objects.filter(conversation=conv, role="bot")) == [winner]
     assert [f["message"]["id"] for f in sent.frames("reply.done")] == [winner.pk]
@@ -117,7 +118,7 @@ def test_transient_failures_are_retried_and_answered_once(
     real = replies.answer_compose
     failures = [error]
 
-    def flaky(**kwargs: Any) -> generation.Draft:
+    def flaky(**kwargs: Any) -> types.Draft:
         if failures:
             raise failures.pop()
         return real(**kwargs)
@@ -139,7 +140,7 @@ def test_a_repeated_attempt_does_not_stream_again(
     real = replies.answer_compose
     attempts: list[int] = []
 
-    def dies_half_way(**kwargs: Any) -> generation.Draft:
+    def dies_half_way(**kwargs: Any) -> types.Draft:
         attempts.append(1)
         if len(attempts) == 1:
             kwargs["on_delta"]("Hold the")

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from support.generation import Draft, Turn, answer_compose
+from support.answers.pipeline import answer_compose
+from support.answers.types import Draft, Turn
 from support.handoff.escalation import AnswerOutcome, escalation_preview
 
 

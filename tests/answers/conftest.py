@@ -56,7 +56,7 @@ def kb(tmp_path: Path, real_embedder: Any, db: None) -> Iterator[Path]:  # noqa:
 
     The shipped SUPPORT_RETRIEVAL_MIN_CONFIDENCE applies: in a KB this small retrieval
     confidence is low even for clear matches (0.2-0.3), and the pipeline answers them because
-    one sentence holds every word of the question (generation.FULL_COVERAGE).
+    one sentence holds every word of the question (support.answers.decide.FULL_COVERAGE).
     """
     with override_settings(SUPPORT_DATA_DIR=tmp_path, MEDIA_ROOT=tmp_path / "media"):
         backends.set_backend("embedder", real_embedder)

@@ -1,4 +1,4 @@
-"""The answer pipeline (support.generation.answer_compose) over a real ingested knowledge base.
+"""The answer pipeline (support.answers.pipeline) over a real ingested knowledge base.
 
 Tests marked with `real_model` use the shipped SmolLM2-135M (greedy, so deterministic);
 the others script the model with FakeChatModel to reach a given branch of the pipeline.
@@ -14,19 +14,15 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from support import backends, generation
-from support.generation import (
-    DECLINE_TEXT,
-    PROMPT_VERSION,
-    Fact,
-    Turn,
-    answer_compose,
-    content_words,
-    leaks_prompt,
-    prompt_build,
-    strip_citations,
-    system_prompt,
-)
+from support import backends
+from support.answers import prompt
+from support.answers.cite import DECLINE_TEXT
+from support.answers.facts import facts_select
+from support.answers.leaks import leaks_prompt
+from support.answers.pipeline import answer_compose
+from support.answers.prompt import PROMPT_VERSION, prompt_build, system_prompt
+from support.answers.types import Fact, Turn
+from support.answers.words import content_words, strip_citations
 from support.llm.errors import PromptTooLongError
 from support.retrieval import Passage, SearchResult, passages_search
 from tests.fakes import FakeChatModel
@@ -265,7 +261,7 @@ def _history() -> list[Turn]:
 def test_prompt_budget_drops_the_least_relevant_fact_then_the_oldest_turns(
     kb: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(generation, "HISTORY_TURNS", 4)
+    monkeypatch.setattr(prompt, "HISTORY_TURNS", 4)
     model = FakeChatModel()
     full = prompt_build(
         question="q?", facts=_facts(), history=_history(), model=model, max_new_tokens=0
@@ -296,7 +292,7 @@ def test_prompt_budget_drops_the_least_relevant_fact_then_the_oldest_turns(
 
 def test_a_sentence_repeated_across_passages_is_one_fact() -> None:
     same = "Refunds reach your original payment method within 5 business days."
-    facts = generation.facts_select(
+    facts = facts_select(
         question="How long do refunds take to reach my payment method?",
         passages=[
             _passage(1, f"Returns. {same}"),

@@ -1,0 +1,111 @@
+"""Stage 5, cite: the text the customer gets, with its citations; or the decline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .citations import citations_resolve, extractive_answer
+from .prompt import PROMPT_VERSION
+from .reasons import AnswerAction, AnswerReason
+from .types import Decision, Draft, Fact, Generation, Retrieved, Route, Verdict
+
+# A decline offers a person (support.handoff.escalation_rules): the queue notice ("A person
+# will join shortly ...") or the out-of-hours email offer follows this text.
+DECLINE_TEXT = (
+    "I couldn't find that in our help articles, and I'd rather not guess — "
+    "let me get a person to help you."
+)
+# How much a quoted passage is trusted relative to retrieval confidence.
+QUOTE_CONFIDENCE = 0.8
+
+
+def _quote(
+    retrieved: Retrieved,
+    facts: Sequence[Fact],
+    reason: AnswerReason,
+    *,
+    support: float | None = None,
+    generated: str = "",
+) -> Draft:
+    text, cites = citations_resolve(extractive_answer(facts), facts)
+    confidence = retrieved.search.confidence
+    return Draft(
+        text=text,
+        action=AnswerAction.EXTRACTIVE,
+        reason=reason,
+        citations=tuple(cites),
+        retrieved=tuple(p.as_dict() for p in retrieved.search.passages),
+        confidence=confidence,
+        answer_confidence=confidence * QUOTE_CONFIDENCE,
+        grounded=True,
+        prompt_version=PROMPT_VERSION,
+        support=support,
+        facts=tuple(facts),
+        generated=generated,
+    )
+
+
+def _decline(retrieved: Retrieved, decision: Decision) -> Draft:
+    return Draft(
+        text=DECLINE_TEXT,
+        action=AnswerAction.ESCALATE,
+        reason=decision.reason or AnswerReason.NO_FACTS,
+        citations=(),
+        retrieved=tuple(p.as_dict() for p in retrieved.search.passages),
+        confidence=retrieved.search.confidence,
+        answer_confidence=0.0,
+        grounded=False,
+        prompt_version=PROMPT_VERSION,
+        facts=decision.facts,
+    )
+
+
+def cite(
+    retrieved: Retrieved,
+    decision: Decision,
+    generation: Generation | None = None,
+    verdict: Verdict | None = None,
+) -> Draft:
+    """The draft for a decided route; for a generated answer, as the check's verdict says:
+    the model's text cited, or the best fact quoted instead."""
+    if decision.route is Route.DECLINE:
+        return _decline(retrieved, decision)
+    if decision.route is Route.QUOTE or generation is None or verdict is None:
+        assert decision.reason is not None
+        return _quote(retrieved, decision.facts, decision.reason)
+    facts = generation.prompt.facts
+    raw = generation.text
+    support = verdict.grounding.support if verdict.grounding is not None else None
+    if verdict.reason is AnswerReason.CANCELLED:
+        return Draft(
+            text=raw,
+            action=AnswerAction.ESCALATE,
+            reason=AnswerReason.CANCELLED,
+            citations=(),
+            retrieved=tuple(p.as_dict() for p in retrieved.search.passages),
+            confidence=retrieved.search.confidence,
+            answer_confidence=0.0,
+            grounded=False,
+            prompt_version=PROMPT_VERSION,
+            cancelled=True,
+            facts=facts,
+            generated=raw,
+        )
+    if not verdict.accepted:
+        return _quote(retrieved, facts, verdict.reason, support=support, generated=raw)
+    assert support is not None
+    text, cites = citations_resolve(raw, facts)
+    return Draft(
+        text=text,
+        action=AnswerAction.ANSWER,
+        reason=AnswerReason.GROUNDED,
+        citations=tuple(cites),
+        retrieved=tuple(p.as_dict() for p in retrieved.search.passages),
+        confidence=retrieved.search.confidence,
+        answer_confidence=min(retrieved.search.confidence, support),
+        grounded=True,
+        prompt_version=PROMPT_VERSION,
+        support=support,
+        facts=facts,
+        generated=raw,
+    )

@@ -1,0 +1,54 @@
+"""Stage 2, decide: decline, quote the best fact, or let the model write; and the facts.
+
+Nothing is generated when retrieval confidence is too low or no sentence of the passages
+covers the question. The thresholds were tuned on the even half of doc2dial's first-turn
+questions (docs/generation.md, "Tuning history").
+"""
+
+from __future__ import annotations
+
+from ..retrieval import unknown_identifiers
+from .facts import facts_select, top_score
+from .reasons import AnswerReason
+from .types import Decision, Question, Retrieved, Route
+
+# No sentence of the top passages has this share of the question's words: the knowledge base
+# does not answer it (with retrieval confidence, the decline decision).
+MIN_FACT_SCORE = 0.5
+# A sentence holding (nearly) every word of the question outweighs a low retrieval
+# confidence, which is poorly calibrated on small knowledge bases.
+FULL_COVERAGE = 0.9
+# No sentence holds half of the question's words, but retrieval is sure of the page ("How can
+# I find out about transferring a vehicle?" -> the page on transferring a vehicle): its best
+# sentence is quoted and cited rather than declining a question the knowledge base covers.
+NO_FACTS_QUOTE_CONFIDENCE = 0.7
+
+
+def decide(
+    question: Question, retrieved: Retrieved, *, min_confidence: float, generate: bool
+) -> Decision:
+    """What to do with the retrieved passages (`generate=False`: quote instead of writing)."""
+    search = retrieved.search
+    if not search.passages:
+        return Decision(Route.DECLINE, AnswerReason.NO_PASSAGES, (), 0.0)
+    if unknown_identifiers(question.text):
+        # "What does VADIP offer?" when no page mentions VADIP: passages about something else
+        # would only yield a confident answer to another question.
+        return Decision(Route.DECLINE, AnswerReason.UNKNOWN_TERM, (), 0.0)
+    facts = facts_select(question=question.text, passages=search.passages)
+    if search.query != question.text:
+        # A follow-up found its passages with the earlier turn in the query: its facts may
+        # share words with that turn rather than with the short question.
+        context_facts = facts_select(question=search.query, passages=search.passages)
+        if top_score(context_facts) > top_score(facts):
+            facts = context_facts
+    top = top_score(facts)
+    if search.confidence < min_confidence and top < FULL_COVERAGE:
+        return Decision(Route.DECLINE, AnswerReason.LOW_CONFIDENCE, (), top)
+    if top < MIN_FACT_SCORE:
+        if facts and search.confidence >= NO_FACTS_QUOTE_CONFIDENCE:
+            return Decision(Route.QUOTE, AnswerReason.CONFIDENT_PAGE, tuple(facts), top)
+        return Decision(Route.DECLINE, AnswerReason.NO_FACTS, tuple(facts), top)
+    if not generate:
+        return Decision(Route.QUOTE, AnswerReason.EXTRACTIVE_ONLY, tuple(facts), top)
+    return Decision(Route.GENERATE, None, tuple(facts), top)

@@ -1,0 +1,99 @@
+"""`answer_compose`: the stages in order (see the package docstring)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from ..backends import get_chat_model
+from ..conf import get_support_settings
+from ..retrieval import SearchResult
+from .check import check
+from .cite import cite
+from .decide import decide
+from .generate import ANSWER_MAX_TOKENS
+from .generate import generate as generate_answer
+from .reasons import AnswerAction, AnswerReason
+from .retrieve import retrieve
+from .timing import Recorder
+from .types import Draft, Generation, Question, Retrieved, Route, Turn, Verdict
+
+
+def answer_compose(
+    *,
+    question: str,
+    history: Sequence[Turn] = (),
+    on_delta: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    search: SearchResult | None = None,
+    generate: bool = True,
+) -> Draft:
+    """Retrieve, decide, generate (streaming through on_delta), check and cite one answer.
+
+    `search` skips retrieval (benchmarks reuse one); `generate=False` quotes instead of
+    calling the model. A quote is streamed through on_delta too, unless the model's words
+    were already shown.
+    """
+    conf = get_support_settings()
+    timer = Recorder()
+    asked = Question(question, tuple(history))
+    with timer.span("retrieval_ms"):
+        retrieved = Retrieved(search) if search is not None else retrieve(asked)
+    with timer.span("select_ms"):
+        decision = decide(
+            asked,
+            retrieved,
+            min_confidence=conf.retrieval_min_confidence,
+            generate=generate,
+        )
+    generation: Generation | None = None
+    verdict: Verdict | None = None
+    if decision.route is Route.GENERATE:
+        generation = generate_answer(
+            asked,
+            decision,
+            model=get_chat_model(),
+            max_tokens=min(conf.max_answer_tokens, ANSWER_MAX_TOKENS),
+            deadline_s=conf.answer_timeout_s,
+            timer=timer,
+            on_delta=on_delta,
+            should_stop=should_stop,
+        )
+        verdict = check(generation)
+    draft = dataclasses.replace(
+        cite(retrieved, decision, generation, verdict), timings=timer.finish()
+    )
+    if on_delta is not None and _quote_unshown(draft, generation):
+        on_delta(draft.text)
+    return draft
+
+
+def _quote_unshown(draft: Draft, generation: Generation | None) -> bool:
+    """A quote the customer has not seen yet: the confident page, or the fallback when none of
+    the model's words were shown. (A quote asked for with generation off is not streamed.)"""
+    if draft.action is not AnswerAction.EXTRACTIVE:
+        return False
+    if generation is None:
+        return draft.reason is AnswerReason.CONFIDENT_PAGE
+    return not generation.shown
+
+
+def tuned_constants() -> dict[str, object]:
+    """The pipeline's tuned constants by name (benchmarks record them with their results)."""
+    from . import citations, decide, facts, generate, grounding, leaks, prompt
+
+    names = {
+        facts: ("MAX_PASSAGES", "MAX_FACTS", "FACT_RANK_PENALTY", "FACTS_BEST_FIRST"),
+        prompt: ("HISTORY_TURNS", "FACT_BIAS"),
+        decide: ("MIN_FACT_SCORE", "FULL_COVERAGE", "NO_FACTS_QUOTE_CONFIDENCE"),
+        generate: (
+            "REPETITION_PENALTY",
+            "PENALIZE_PROMPT",
+            "ANSWER_MAX_TOKENS",
+            "ANSWER_MAX_SENTENCES",
+        ),
+        grounding: ("SENTENCE_SUPPORT_MIN", "SENTENCE_BIGRAM_MIN"),
+        citations: ("EXTRACTIVE_FACTS",),
+        leaks: ("PROMPT_LEAK_WORDS",),
+    }
+    return {name: getattr(module, name) for module, keys in names.items() for name in keys}

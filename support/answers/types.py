@@ -1,0 +1,121 @@
+"""The answer pipeline's values: what each stage takes and returns (all frozen)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ..retrieval import Passage, SearchResult
+from .reasons import AnswerAction, AnswerReason
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: str  # customer / bot / agent
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """The pipeline's input: the customer's text and the visible turns before it."""
+
+    text: str
+    history: tuple[Turn, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    n: int  # the passage number the answer cites: [n]
+    passage: Passage
+    text: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    token_ids: tuple[int, ...]
+    facts: tuple[Fact, ...]
+    turns_used: int
+    system: str
+    version: str
+    # Every other text the prompt shows the model (facts, question, turns, examples): what
+    # the answer may repeat. Words only the system prompt holds must never reach a customer.
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Grounding:
+    grounded: bool  # every sentence is supported
+    support: float  # share of the answer's content words found in the facts
+    sentence_scores: tuple[tuple[float, float], ...]  # (content-word, word-pair support)
+
+
+# --- stage results ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    """retrieve: the passages (from the most confident of the candidate queries)."""
+
+    search: SearchResult
+
+
+class Route(StrEnum):
+    DECLINE = "decline"
+    QUOTE = "quote"
+    GENERATE = "generate"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """decide: decline, quote the best fact, or let the model write; with the facts chosen."""
+
+    route: Route
+    reason: AnswerReason | None  # None for GENERATE: the check decides
+    facts: tuple[Fact, ...]
+    top_score: float  # the best fact's share of the question's words
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """generate: what the model wrote (shaped: list marker dropped, cut after the limit)."""
+
+    text: str
+    prompt: Prompt
+    shown: bool  # some of it was streamed to the customer
+    leaked: bool  # it repeated the system prompt (stopped before showing that)
+    failed: bool  # a complete sentence failed the support check while streaming
+    cancelled: bool  # the conversation was taken over while it was written
+    tokens: int
+    cached_prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """check: keep the model's answer (GROUNDED) or say why not."""
+
+    reason: AnswerReason
+    grounding: Grounding | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason is AnswerReason.GROUNDED
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """The composed answer (cite): what is stored on the bot message and printed by ask."""
+
+    text: str
+    action: AnswerAction
+    reason: AnswerReason
+    citations: tuple[dict[str, Any], ...]
+    retrieved: tuple[dict[str, Any], ...]
+    confidence: float
+    answer_confidence: float
+    grounded: bool
+    prompt_version: str
+    timings: dict[str, float] = field(default_factory=dict)
+    support: float | None = None
+    cancelled: bool = False
+    facts: tuple[Fact, ...] = ()  # what the prompt showed the model (for evaluation)
+    generated: str = ""  # the model's raw text, before the check

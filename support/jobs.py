@@ -1,0 +1,62 @@
+"""Background work, queued by task name once the surrounding transaction commits.
+
+Services queue work only through these typed functions, so imports run one way:
+`support.tasks` -> services -> `support.jobs` (a leaf: it imports no service and no task
+module; the import contract in pyproject.toml and tests/foundation/test_imports.py hold it).
+Each task is looked up by its pinned name in the Celery app's registry, so eager mode (tests)
+and routing (CELERY_TASK_ROUTES) apply as to any task call.
+
+A broker that refuses a task is logged, not raised (`on_commit(robust=True)`): the change is
+committed, and each kind of work has its own way of being picked up again (the outcome
+watchdog re-queues answers, a document stays PENDING and can be re-indexed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import current_app
+from django.db import transaction
+
+# The pinned task names (`name=` in support.tasks): queued work survives a module move.
+DOCUMENT_INGEST = "support.tasks.document_ingest_task"
+DOCUMENTS_INGEST = "support.tasks.documents_ingest_task"
+INDEX_REBUILD = "support.tasks.index_rebuild_task"
+REPLY_GENERATE = "support.tasks.reply_generate_task"
+OUTCOMES_CHECK = "support.tasks.outcomes_check_task"
+SUGGESTED_REPLY = "support.tasks.suggested_reply_task"
+
+
+def _send(name: str, kwargs: dict[str, Any], countdown: float | None) -> None:
+    options: dict[str, Any] = {"countdown": countdown} if countdown else {}
+    current_app.tasks[name].apply_async(kwargs=kwargs, **options)
+
+
+def _on_commit(name: str, countdown: float | None = None, **kwargs: Any) -> None:
+    transaction.on_commit(lambda: _send(name, kwargs, countdown), robust=True)
+
+
+def document_ingest_enqueue(*, document_id: int) -> None:
+    """Parse, chunk, embed and index one document."""
+    _on_commit(DOCUMENT_INGEST, document_id=document_id)
+
+
+def documents_ingest_enqueue(*, document_ids: Sequence[int]) -> None:
+    """Ingest a group of documents in one embedding pass (see knowledge.documents_ingest)."""
+    _on_commit(DOCUMENTS_INGEST, document_ids=list(document_ids))
+
+
+def index_rebuild_enqueue() -> None:
+    """Rebuild and publish the search index from the database."""
+    _on_commit(INDEX_REBUILD)
+
+
+def reply_generate_enqueue(*, message_id: int, countdown: float = 0.0) -> None:
+    """Answer a customer message (after `countdown` seconds: the debounce)."""
+    _on_commit(REPLY_GENERATE, countdown=countdown or None, message_id=message_id)
+
+
+def suggested_reply_enqueue(*, conversation_id: str, agent_id: int) -> None:
+    """Draft a reply for an agent (conversation id as hex)."""
+    _on_commit(SUGGESTED_REPLY, conversation_id=conversation_id, agent_id=agent_id)
