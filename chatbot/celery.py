@@ -25,12 +25,16 @@ def _serving_threads_in_worker(sender: object = None, **_: object) -> None:
     pool = getattr(sender, "pool_cls", "")
     if "prefork" not in (pool if isinstance(pool, str) else getattr(pool, "__module__", "")):
         from support.backends import serving_threads_configure
+        from support.knowledge import index_sync_loop_start
 
         serving_threads_configure()
+        index_sync_loop_start()
 
 
 @worker_process_init.connect
 def _serving_threads_in_child(**_: object) -> None:
     from support.backends import serving_threads_configure
+    from support.knowledge import index_sync_loop_start
 
     serving_threads_configure()
+    index_sync_loop_start()

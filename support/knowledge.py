@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any, cast
 
 import numpy as np
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 from numpy.typing import NDArray
@@ -411,7 +412,7 @@ def index_sync() -> IndexBuildResult | None:
 
     Web and worker processes on one machine share SUPPORT_DATA_DIR and see every published
     version. A worker on another machine (no shared disk) has only what it built itself: this
-    check, run periodically by every serving process (support.retrieval), lets it catch up
+    check, run periodically by every serving process (`index_sync_loop_start`), lets it catch up
     from the embeddings stored in the database. Cheap when nothing changed: one aggregate
     query and a manifest read.
     """
@@ -424,6 +425,48 @@ def index_sync() -> IndexBuildResult | None:
     result = index_rebuild()
     logger.info("index on this machine was behind the database: built version %s", result.version)
     return result
+
+
+_sync_loop_lock = threading.Lock()
+_sync_loop: threading.Thread | None = None
+_sync_loop_stop = threading.Event()
+
+
+def index_sync_loop_start() -> bool:
+    """Keep this process's machine in step with the database: `index_sync` every
+    SUPPORT_INDEX_SYNC_INTERVAL_S in a daemon thread (once per process; False when off or
+    already running). Called where a serving process starts (a Celery worker process, the
+    embedded mode), so searches never start a write and no customer waits for a rebuild."""
+    global _sync_loop
+    interval = get_support_settings().index_sync_interval_s
+    with _sync_loop_lock:
+        if not interval or (_sync_loop is not None and _sync_loop.is_alive()):
+            return False
+        _sync_loop_stop.clear()
+
+        def run() -> None:
+            while not _sync_loop_stop.is_set():
+                try:
+                    index_sync()
+                except Exception:
+                    logger.exception("index sync failed; searches keep the current version")
+                finally:
+                    connection.close()  # this thread's own database connection
+                _sync_loop_stop.wait(interval)
+
+        _sync_loop = threading.Thread(target=run, name="index-sync", daemon=True)
+        _sync_loop.start()
+    return True
+
+
+def index_sync_loop_stop(timeout: float = 5.0) -> None:
+    """Stop the background check (tests; a process shutting down)."""
+    global _sync_loop
+    with _sync_loop_lock:
+        loop, _sync_loop = _sync_loop, None
+        _sync_loop_stop.set()
+    if loop is not None:
+        loop.join(timeout)
 
 
 def index_rebuild(*, force: bool = False) -> IndexBuildResult:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
 import time
 from dataclasses import dataclass
 
-from django.db import connection
-
 from .backends import get_index_reader, get_searcher
-from .conf import get_support_settings
 from .models import Chunk, KnowledgeDocument
 from .search.index import IndexNotReady
 from .search.lexical import tokenize
@@ -62,40 +57,9 @@ class SearchResult:
     elapsed_ms: float
 
 
-logger = logging.getLogger(__name__)
-_sync_lock = threading.Lock()
-_sync_checked = 0.0
-
-
-def _index_sync_soon() -> None:
-    """At most every SUPPORT_INDEX_SYNC_INTERVAL_S, check in a background thread that this
-    machine's index matches the database (knowledge.index_sync); searches meanwhile use the
-    current version, so no customer waits for a rebuild."""
-    global _sync_checked
-    interval = get_support_settings().index_sync_interval_s
-    now = time.monotonic()
-    if not interval or now - _sync_checked < interval or not _sync_lock.acquire(blocking=False):
-        return
-    _sync_checked = now
-
-    def run() -> None:
-        from .knowledge import index_sync
-
-        try:
-            index_sync()
-        except Exception:
-            logger.exception("index sync failed; searches keep the current version")
-        finally:
-            connection.close()  # this thread's own database connection
-            _sync_lock.release()
-
-    threading.Thread(target=run, name="index-sync", daemon=True).start()
-
-
 def passages_search(*, query: str, k: int = 5) -> SearchResult:
     """Hybrid (dense + BM25) search; disabled or deleted documents never appear."""
     started = time.perf_counter()
-    _index_sync_soon()
     deny = list(
         Chunk.objects.filter(document__status=KnowledgeDocument.Status.DISABLED).values_list(
             "pk", flat=True

@@ -41,22 +41,44 @@ def test_index_sync_builds_a_missing_or_stale_index_and_is_a_no_op_otherwise(
     assert again is not None and again.version > built.version
 
 
-@override_settings(SUPPORT_INDEX_SYNC_INTERVAL_S=60)
-def test_searches_trigger_the_check_in_the_background_at_most_once_per_interval(
+def test_a_search_never_starts_an_index_check(
     kb_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[float] = []
     monkeypatch.setattr(knowledge, "index_sync", lambda: calls.append(time.monotonic()))
-    monkeypatch.setattr(retrieval, "_sync_checked", 0.0)
-    for _ in range(5):
-        retrieval.passages_search(query="anything")
-    deadline = time.monotonic() + 5
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(calls) == 1  # five searches, one check
-    monkeypatch.setattr(retrieval, "_sync_checked", time.monotonic() - 61)  # a minute later
-    retrieval.passages_search(query="anything")
-    deadline = time.monotonic() + 5
-    while len(calls) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(calls) == 2
+    with override_settings(SUPPORT_INDEX_SYNC_INTERVAL_S=60):
+        for _ in range(5):
+            retrieval.passages_search(query="anything")
+    time.sleep(0.2)
+    assert calls == []  # a read never starts a write
+
+
+@override_settings(SUPPORT_INDEX_SYNC_INTERVAL_S=0.05)
+def test_a_serving_process_checks_its_index_in_the_background_every_interval(
+    kb_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[float] = []
+    monkeypatch.setattr(knowledge, "index_sync", lambda: calls.append(time.monotonic()))
+    knowledge.index_sync_loop_stop()
+    try:
+        assert knowledge.index_sync_loop_start() is True
+        assert knowledge.index_sync_loop_start() is False  # once per process
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        knowledge.index_sync_loop_stop()
+    stopped = len(calls)
+    time.sleep(0.2)
+    assert len(calls) == stopped  # stopped for good
+    assert len(calls) >= 3
+    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    assert min(gaps) >= 0.04  # paced by the interval, not a busy loop
+
+
+def test_the_background_check_is_off_when_the_interval_is_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    knowledge.index_sync_loop_stop()
+    with override_settings(SUPPORT_INDEX_SYNC_INTERVAL_S=0):
+        assert knowledge.index_sync_loop_start() is False
