@@ -11,11 +11,13 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import events, outcomes
+from . import events, jobs
+from .answered import answers_over_ceiling
 from .conf import get_support_settings
 from .exceptions import ConversationClosed, ConversationNotFound, InvalidMessage, SupportError
 from .handoff.escalation import (
     CUSTOMER_REQUEST,
+    busy_decision,
     conversation_escalate,
     escalation_apply,
     message_escalation_check,
@@ -23,6 +25,7 @@ from .handoff.escalation import (
 )
 from .limits import message_rate_check
 from .models import Conversation, Feedback, Message
+from .selectors import conversation_lock
 from .streaming import stream_state_get
 
 TOKEN_SALT = "support.conversation"  # noqa: S105 (a signing namespace, not a secret)
@@ -181,9 +184,7 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
     if not client_id or len(client_id) > 64:
         raise InvalidMessage("client_id must be 1 to 64 characters.", code="bad_frame")
     with transaction.atomic():
-        conv = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
-        if conv is None:
-            raise ConversationNotFound("This conversation does not exist.")
+        conv = conversation_lock(conversation_id)
         existing = conv.messages.filter(client_id=client_id).first()
         if existing is not None:
             return PostResult(existing, created=False)
@@ -208,11 +209,11 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
         if conv.status == Conversation.Status.BOT and not (
             message_escalation_check(message_id=msg.pk).escalate
         ):
-            if outcomes.answers_over_ceiling():
+            if answers_over_ceiling():
                 # Too many questions wait for the bot already: a person instead of a pile-up.
                 escalation_apply(
                     conversation_id=conv.pk,
-                    decision=outcomes.busy_decision(),
+                    decision=busy_decision(),
                     trigger_message_id=msg.pk,
                 )
             else:
@@ -221,7 +222,7 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
 
 
 def _queue_answer(message_id: int) -> None:
-    outcomes.answer_queue(message_id=message_id, countdown=get_support_settings().debounce_s)
+    jobs.reply_generate_enqueue(message_id=message_id, countdown=get_support_settings().debounce_s)
 
 
 def customer_message_receive(

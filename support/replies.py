@@ -13,7 +13,8 @@ from uuid import UUID
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
-from . import events, outcomes
+from . import events, jobs
+from .answered import answered_upto, covering_answer, next_question_id
 from .answers.pipeline import answer_compose
 from .answers.types import Draft, Turn
 from .conf import get_support_settings
@@ -21,6 +22,7 @@ from .exceptions import GenerationUnavailable
 from .handoff.escalation import AnswerOutcome, message_escalation_check
 from .llm.errors import LlmError
 from .models import Conversation, Message
+from .selectors import conversation_lock
 from .streaming import (
     cancel_clear,
     cancel_requested,
@@ -64,12 +66,12 @@ def burst_collect(*, conversation: Conversation, message: Message) -> Burst | No
     """None when this message is already answered or a later one will be answered instead.
 
     The burst is every customer message after the last one that had an outcome (a bot answer
-    covering it, a person's message or notice after it, an escalation): see `support.outcomes`.
+    covering it, a person's message or notice after it, an escalation): see `support.answered`.
     """
     visible = conversation.messages.filter(internal=False)
     if visible.filter(role=Message.Role.CUSTOMER, pk__gt=message.pk).exists():
         return None  # debounced: the task of the newest message answers all of them
-    settled = outcomes.answered_upto(conversation_id=conversation.pk)
+    settled = answered_upto(conversation_id=conversation.pk)
     if settled >= message.pk:
         return None  # answered already, or a person took over after it
     burst = list(
@@ -221,9 +223,9 @@ def reply_generate(
     finally:
         _lease_release(conv.pk, holder)
     # Questions that arrived while this one was answered were deferred: answer the newest.
-    waiting = outcomes.next_question_id(conversation_id=conv.pk)
+    waiting = next_question_id(conversation_id=conv.pk)
     if waiting is not None and waiting > msg.pk:
-        outcomes.answer_queue(message_id=waiting)
+        jobs.reply_generate_enqueue(message_id=waiting)
     return result
 
 
@@ -272,30 +274,13 @@ def _answer_write(
     return "stored" if stored else "discarded"
 
 
-def _stored_answer(question_id: int) -> Message | None:
-    """The bot answer that covers this question (its own, or one written for a later one)."""
-    question = Message.objects.filter(pk=question_id).only("conversation_id").first()
-    if question is None:
-        return None
-    return (
-        Message.objects.select_related("author")
-        .filter(
-            conversation_id=question.conversation_id,
-            role=Message.Role.BOT,
-            in_reply_to_id__gte=question_id,
-        )
-        .order_by("in_reply_to_id")
-        .first()
-    )
-
-
 def answer_repush(*, message_id: int) -> Message | None:
     """Send the stored answer covering this question to the conversation again (on commit).
 
     A redelivered task ends here instead of writing a second answer; clients replace the
     answer they show by message id, so a duplicate push is harmless.
     """
-    reply = _stored_answer(message_id)
+    reply = covering_answer(message_id=message_id)
     if reply is not None:
         events.group_send_on_commit(
             events.conversation_group(reply.conversation_id), events.reply_done(reply)
@@ -307,10 +292,12 @@ def reply_store(*, message_id: int, draft: Draft) -> Message | None:
     """Store the bot answer unless it went stale (escalated, resolved, already answered)."""
     with transaction.atomic():
         question = Message.objects.select_related("conversation").get(pk=message_id)
-        conv = Conversation.objects.select_for_update().get(pk=question.conversation_id)
+        conv = conversation_lock(question.conversation_id)
         if conv.status != Conversation.Status.BOT:
             return None
-        if _stored_answer(message_id) is not None:  # a redelivered task: push it again instead
+        if (
+            covering_answer(message_id=message_id) is not None
+        ):  # a redelivered task: push it again instead
             answer_repush(message_id=message_id)
             return None
         try:

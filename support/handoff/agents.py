@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +23,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from .. import events, jobs
+from ..answered import answered_upto
 from ..conf import get_support_settings
 from ..exceptions import (
     AlreadyClaimed,
@@ -36,6 +36,7 @@ from ..exceptions import (
     SupportError,
 )
 from ..models import CannedResponse, Conversation, Escalation, Message, ReplyEmail
+from ..selectors import conversation_lock
 from ..streaming import cancel_request
 from .escalation import queued_status_payload, status_payload
 from .hours import BusinessHours, business_hours_status
@@ -298,13 +299,6 @@ def conversation_workspace_get(*, conversation_id: UUID, agent: Any) -> Workspac
 
 
 # --- writes ---------------------------------------------------------------------------------
-def _locked(conversation_id: UUID) -> Conversation:
-    conv = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
-    if conv is None:
-        raise ConversationNotFound("This conversation does not exist.")
-    return conv
-
-
 def _live_escalation(conv: Conversation) -> Escalation | None:
     return (
         Escalation.objects.select_for_update(of=("self",))
@@ -376,7 +370,7 @@ def escalation_claim(*, conversation_id: UUID, agent: Any) -> Escalation:
     if not is_support_agent(agent):
         raise NotAnAgent("Only support agents can claim conversations.")
     with transaction.atomic():
-        conv = _locked(conversation_id)
+        conv = conversation_lock(conversation_id)
         esc = _live_escalation(conv)
         if esc is None:
             raise NotQueued("This conversation is not waiting for a person.")
@@ -401,7 +395,7 @@ def escalation_claim(*, conversation_id: UUID, agent: Any) -> Escalation:
 def escalation_release(*, conversation_id: UUID, agent: Any) -> Escalation:
     """Put a claimed conversation back in the queue, at its original place."""
     with transaction.atomic():
-        conv = _locked(conversation_id)
+        conv = conversation_lock(conversation_id)
         esc = _live_escalation(conv)
         if esc is None or esc.state != Escalation.State.CLAIMED:
             raise NotQueued("This conversation is not claimed.")
@@ -423,7 +417,7 @@ def escalation_assign(*, conversation_id: UUID, agent: Any, to_agent_id: int) ->
     if target is None or not is_support_agent(target):
         raise NotAnAgent("Conversations can only be assigned to support agents.")
     with transaction.atomic():
-        conv = _locked(conversation_id)
+        conv = conversation_lock(conversation_id)
         esc = _live_escalation(conv)
         if esc is None:
             raise NotQueued("This conversation is not waiting for a person.")
@@ -454,7 +448,7 @@ def agent_reply_post(
     email too when asked (raises EmailNotSent after storing if the email fails)."""
     text = _clean_agent_text(text)
     with transaction.atomic():
-        conv = _locked(conversation_id)
+        conv = conversation_lock(conversation_id)
         if conv.status != Conversation.Status.AGENT or not _may_act(conv, agent):
             raise NotAssigned("Claim the conversation before replying.")
         if send_email and not conv.customer_email:
@@ -516,7 +510,7 @@ def agent_note_post(*, conversation_id: UUID, agent: Any, text: str) -> Message:
     """An internal note: seen by agents only, never sent to the customer nor to the bot."""
     text = _clean_agent_text(text)
     with transaction.atomic():
-        conv = _locked(conversation_id)
+        conv = conversation_lock(conversation_id)
         note = Message.objects.create(
             conversation=conv, role=Message.Role.AGENT, text=text, author=agent, internal=True
         )
@@ -535,7 +529,7 @@ def _close_escalation(conv: Conversation, state: str) -> None:
 def conversation_resolve(*, conversation_id: UUID, agent: Any) -> Conversation:
     """Close the conversation (idempotent); the customer is told and can start a new one."""
     with transaction.atomic():
-        conv = _locked(conversation_id)
+        conv = conversation_lock(conversation_id)
         if conv.status == Conversation.Status.RESOLVED:
             return conv
         _require_holder(conv, agent)
@@ -553,7 +547,7 @@ def conversation_resolve(*, conversation_id: UUID, agent: Any) -> Conversation:
 def conversation_hand_back(*, conversation_id: UUID, agent: Any) -> Conversation:
     """Give the conversation back to the bot, which then sees the agent's replies as history."""
     with transaction.atomic():
-        conv = _locked(conversation_id)
+        conv = conversation_lock(conversation_id)
         if conv.status not in (Conversation.Status.QUEUED, Conversation.Status.AGENT):
             raise NotQueued("Only a conversation with a person or in the queue can be handed back.")
         _require_holder(conv, agent)
@@ -612,23 +606,26 @@ class Suggestion:
         }
 
 
-def _question_and_history(messages: Iterable[Message]) -> tuple[str, tuple[Any, ...]]:
+def _question_and_history(conv: Conversation) -> tuple[str, tuple[Any, ...]]:
+    """The customer messages not answered yet (support.answered: an escalation is no answer)
+    as the question, the visible turns before them as history."""
     from ..answers.types import Turn
 
-    visible = [m for m in messages if not m.internal and m.role != Message.Role.SYSTEM]
-    last_other = max(
-        (i for i, m in enumerate(visible) if m.role != Message.Role.CUSTOMER), default=-1
-    )
-    burst = [m.text for m in visible[last_other + 1 :] if m.role == Message.Role.CUSTOMER]
-    earlier = visible[: last_other + 1]
+    settled = answered_upto(conversation_id=conv.pk, escalations=False)
+    visible = [
+        m
+        for m in conv.messages.filter(internal=False).order_by("created_at", "pk")
+        if m.role != Message.Role.SYSTEM
+    ]
+    burst = [m for m in visible if m.role == Message.Role.CUSTOMER and m.pk > settled]
     if not burst:  # the agent already answered: draft for the latest customer message again
-        customer = [i for i, m in enumerate(visible) if m.role == Message.Role.CUSTOMER]
+        customer = [m for m in visible if m.role == Message.Role.CUSTOMER]
         if not customer:
             raise SupportError("There is no customer question to answer yet.", code="no_question")
-        burst = [visible[customer[-1]].text]
-        earlier = visible[: customer[-1]]
+        burst = customer[-1:]
+    earlier = [m for m in visible if m.pk < burst[0].pk]
     history = tuple(Turn(m.role, m.text) for m in earlier[-12:])
-    return " ".join(burst), history
+    return " ".join(m.text for m in burst), history
 
 
 def suggested_reply_draft(*, conversation_id: UUID) -> Suggestion:
@@ -642,7 +639,7 @@ def suggested_reply_draft(*, conversation_id: UUID) -> Suggestion:
     conv = Conversation.objects.filter(pk=conversation_id).first()
     if conv is None:
         raise ConversationNotFound("This conversation does not exist.")
-    question, history = _question_and_history(conv.messages.order_by("created_at", "pk"))
+    question, history = _question_and_history(conv)
     draft = answer_compose(question=question, history=history)
     if draft.action is AnswerAction.ESCALATE:
         return Suggestion(

@@ -13,6 +13,7 @@ from django.utils import timezone
 from .. import events
 from ..conf import get_support_settings
 from ..models import Conversation, Escalation, Message, SensitiveTopic
+from ..selectors import conversation_lock
 from ..streaming import cancel_request
 from .escalation_rules import (
     AnswerOutcome,
@@ -34,7 +35,7 @@ __all__ = [
     "ConversationState",
     "EscalationDecision",
     "asks_for_person",
-    "bot_may_answer",
+    "busy_decision",
     "conversation_escalate",
     "conversation_state_get",
     "escalation_apply",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 CUSTOMER_REQUEST = Escalation.Reason.CUSTOMER_REQUEST.value
+BUSY = Escalation.Reason.BUSY.value
+BUSY_TEXT = "We're busy right now — a person will follow up here shortly."
 # Earlier messages the decision looks at (failures in a row, repeated questions).
 STATE_TURNS = 40
 
@@ -128,7 +131,7 @@ def escalation_apply(
     if not decision.escalate:
         return None
     with transaction.atomic():
-        conv = Conversation.objects.select_for_update().get(pk=conversation_id)
+        conv = conversation_lock(conversation_id)
         # Re-checked under the lock: an agent may have taken over since the decision was read.
         if conv.status != Conversation.Status.BOT:
             return None
@@ -187,6 +190,12 @@ def escalation_preview(
     return escalation_decide(state, similarity=similarity)
 
 
+def busy_decision() -> EscalationDecision:
+    """The hand-over when too many questions wait for the bot (SUPPORT_MAX_PENDING_ANSWERS):
+    told to the customer as a system message."""
+    return EscalationDecision(escalate=True, reasons=(BUSY,), customer_message=BUSY_TEXT)
+
+
 DEFAULT_WAIT_MINUTES = 5
 
 
@@ -233,7 +242,7 @@ def conversation_escalate(
 ) -> Escalation:
     """Queue the conversation for a person (idempotent while one is live); the bot goes silent."""
     with transaction.atomic():
-        conv = Conversation.objects.select_for_update().get(pk=conversation_id)
+        conv = conversation_lock(conversation_id)
         live = conv.escalations.filter(
             state__in=(Escalation.State.OPEN, Escalation.State.CLAIMED)
         ).first()
@@ -285,7 +294,3 @@ def status_payload(conversation: Conversation) -> dict[str, object]:
         "agent_name": agent_name if conversation.status == Conversation.Status.AGENT else None,
         "text": texts.get(Conversation.Status(conversation.status), ""),
     }
-
-
-def bot_may_answer(conversation: Conversation, message: Message) -> bool:
-    return conversation.status == Conversation.Status.BOT and message.role == Message.Role.CUSTOMER

@@ -13,7 +13,7 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from support import backends, knowledge, outcomes
+from support import answered, backends, knowledge
 from tests.chat.conftest import ROUTER_MD
 from tests.fakes import FakeChatModel
 from tests.knowledge.conftest import real_embedder  # noqa: F401  (session fixture)
@@ -32,7 +32,7 @@ class ChatEnv:
     def settings(self, **overrides: Any) -> Iterator[None]:
         with override_settings(**overrides):
             self.install()
-            cache.delete(outcomes._PENDING_COUNT_KEY)
+            cache.delete(answered._PENDING_COUNT_KEY)
             yield
         self.install()
 
@@ -50,7 +50,7 @@ def env(tmp_path: Path, real_embedder: Any) -> Iterator[ChatEnv]:  # noqa: F811
         doc = knowledge.document_upload(filename="router.md", data=ROUTER_MD, queue=False)
         knowledge.document_ingest(document_id=doc.pk, rebuild_index=False)
         knowledge.index_rebuild()
-        cache.delete(outcomes._PENDING_COUNT_KEY)
+        cache.delete(answered._PENDING_COUNT_KEY)
         yield chat
     backends.reset_backends()
 

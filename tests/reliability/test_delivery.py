@@ -91,10 +91,12 @@ def test_losing_the_race_on_one_reply_per_question_pushes_the_winner(
     winner = Message.objects.create(
         conversation=conv, role="bot", text="The first answer.", in_reply_to=q, action="answer"
     )
-    real = replies._stored_answer
+    real = replies.covering_answer
     calls = iter([None])
     # The pre-check misses the winner (it committed just after): the constraint catches it.
-    monkeypatch.setattr(replies, "_stored_answer", lambda qid: next(calls, real(qid)))
+    monkeypatch.setattr(
+        replies, "covering_answer", lambda *, message_id: next(calls, real(message_id=message_id))
+    )
     draft = types.Draft(ANSWER, "answer", "grounded", (), (), 0.9, 0.9, True, "v1")
     assert replies.reply_store(message_id=q.pk, draft=draft) is None
     assert list(Message.objects.filter(conversation=conv, role="bot")) == [winner]

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from django.db import OperationalError, connection
 
-from support import conversations, limits, outcomes, replies
+from support import answered, conversations, limits, replies
 from support.conversations import conversation_start
+from support.handoff import escalation
 from support.models import Conversation, Message
 from tests import ws
 
@@ -205,7 +206,7 @@ def test_a_question_sent_while_one_is_answered_waits_for_that_answer(
     answers = list(conv.messages.filter(role="bot").order_by("pk"))
     assert [a.in_reply_to_id for a in answers] == [q1.pk, q2.pk]
     assert most[0] == 1
-    assert not outcomes.message_awaits_outcome(message_id=q2.pk)
+    assert not answered.message_awaits_outcome(message_id=q2.pk)
 
 
 # --- the global ceiling --------------------------------------------------------------------------
@@ -223,7 +224,7 @@ async def test_beyond_the_queue_ceiling_new_questions_go_to_a_person(env: ChatEn
         messages = [(f["message"]["role"], f["message"]["text"]) for f in frames if "message" in f]
         assert messages == [
             ("customer", "How do I reset my router?"),
-            ("system", outcomes.BUSY_TEXT),
+            ("system", escalation.BUSY_TEXT),
         ]
         assert frames[-1]["status"] == "queued"
         await comm.disconnect()

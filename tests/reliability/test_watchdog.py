@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from support import outcomes, replies
+from support.answered import message_awaits_outcome, messages_awaiting_outcome, next_question_id
 from support.conversations import conversation_start
 from support.embedded import OutcomeWatchdog
 from support.models import Conversation, Escalation, Message
@@ -42,7 +43,7 @@ def _say(conv: Conversation, role: str, text: str = "...", **fields: Any) -> Mes
 
 def _awaiting_ids() -> set[int]:
     since = timezone.now() - timedelta(hours=1)
-    return set(outcomes.messages_awaiting_outcome(sent_after=since).values_list("pk", flat=True))
+    return set(messages_awaiting_outcome(sent_after=since).values_list("pk", flat=True))
 
 
 # --- which messages wait for an outcome ---------------------------------------------------------
@@ -87,15 +88,15 @@ def test_which_customer_messages_still_wait_for_an_outcome() -> None:
 
     assert _awaiting_ids() == {m.pk for m in waiting}
     for m in waiting:
-        assert outcomes.message_awaits_outcome(message_id=m.pk), m.text
+        assert message_awaits_outcome(message_id=m.pk), m.text
     for m in settled:
-        assert not outcomes.message_awaits_outcome(message_id=m.pk), m.text
+        assert not message_awaits_outcome(message_id=m.pk), m.text
     # The crossed conversation's next answer is for q2 alone; q1's exchange is history.
     burst_q2 = replies.burst_collect(conversation=crossed, message=q2)
     assert burst_q2 is not None and burst_q2.question == "And the error ERR-4032?"
     assert [t.role for t in burst_q2.history] == ["customer", "bot"]
-    assert outcomes.next_question_id(conversation_id=crossed.pk) == q2.pk
-    assert outcomes.next_question_id(conversation_id=answered.pk) is None
+    assert next_question_id(conversation_id=crossed.pk) == q2.pk
+    assert next_question_id(conversation_id=answered.pk) is None
 
 
 # --- re-queue once, then apologise and escalate -------------------------------------------------
