@@ -17,10 +17,11 @@ from .conf import get_support_settings
 from .exceptions import ConversationClosed, ConversationNotFound, InvalidMessage, SupportError
 from .handoff.escalation import (
     CUSTOMER_REQUEST,
+    CheckStage,
     busy_decision,
     conversation_escalate,
     escalation_apply,
-    message_escalation_check,
+    escalation_check,
     status_payload,
 )
 from .limits import message_rate_check
@@ -204,17 +205,16 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
         group = events.conversation_group(conv.pk)
         events.group_send_on_commit(group, events.message_created(msg))
         events.group_send_on_commit(events.AGENTS_GROUP, events.message_created(msg))
-        # Rules only here (no embedding model in the web process); the worker repeats the
-        # check with embeddings before answering.
-        if conv.status == Conversation.Status.BOT and not (
-            message_escalation_check(message_id=msg.pk).escalate
-        ):
-            if answers_over_ceiling():
+        # The rules only here (no embedding model in the web process); the worker runs the
+        # rules that need it before answering (CheckStage).
+        if conv.status == Conversation.Status.BOT:
+            decision = escalation_check(message_id=msg.pk, stage=CheckStage.RECEIVED)
+            if not decision.escalate and answers_over_ceiling():
                 # Too many questions wait for the bot already: a person instead of a pile-up.
+                decision = busy_decision()
+            if decision.escalate:
                 escalation_apply(
-                    conversation_id=conv.pk,
-                    decision=busy_decision(),
-                    trigger_message_id=msg.pk,
+                    conversation_id=conv.pk, decision=decision, trigger_message_id=msg.pk
                 )
             else:
                 _queue_answer(msg.pk)

@@ -29,8 +29,13 @@ SUGGESTED_REPLY = "support.tasks.suggested_reply_task"
 
 
 def _send(name: str, kwargs: dict[str, Any], countdown: float | None) -> None:
+    app = current_app
+    if name not in app.tasks:
+        # A process that is no worker (the web process, a command) has not imported the task
+        # modules yet: Celery's autodiscovery does, once (chatbot/celery.py).
+        app.loader.import_default_modules()
     options: dict[str, Any] = {"countdown": countdown} if countdown else {}
-    current_app.tasks[name].apply_async(kwargs=kwargs, **options)
+    app.tasks[name].apply_async(kwargs=kwargs, **options)
 
 
 def _on_commit(name: str, countdown: float | None = None, **kwargs: Any) -> None:

@@ -19,7 +19,7 @@ from .answers.pipeline import answer_compose
 from .answers.types import Draft, Turn
 from .conf import get_support_settings
 from .exceptions import GenerationUnavailable
-from .handoff.escalation import AnswerOutcome, message_escalation_check
+from .handoff.escalation import AnswerOutcome, CheckStage, escalation_apply, escalation_check
 from .llm.errors import LlmError
 from .models import Conversation, Message
 from .selectors import conversation_lock
@@ -213,7 +213,9 @@ def reply_generate(
         answer_repush(message_id=msg.pk)
         return "superseded"
     # The escalation rules that need the embedding model run here, in the worker.
-    if message_escalation_check(message_id=msg.pk, embeddings=True).escalate:
+    decision = escalation_check(message_id=msg.pk, stage=CheckStage.PREPARED)
+    if decision.escalate:
+        escalation_apply(conversation_id=conv.pk, decision=decision, trigger_message_id=msg.pk)
         return "escalated"
     holder = attempt or uuid.uuid4().hex
     if not _lease_acquire(conv.pk, holder):
@@ -325,8 +327,10 @@ def reply_store(*, message_id: int, draft: Draft) -> Message | None:
         events.group_send_on_commit(events.conversation_group(conv.pk), events.reply_done(reply))
         events.group_send_on_commit(events.AGENTS_GROUP, events.message_created(reply))
         # A decline (it already offers a person) or too many failures in a row hands over.
-        message_escalation_check(
+        decision = escalation_check(
             message_id=message_id,
+            stage=CheckStage.ANSWERED,
             answer=AnswerOutcome(draft.action, draft.reason, draft.grounded),
         )
+        escalation_apply(conversation_id=conv.pk, decision=decision, trigger_message_id=message_id)
     return reply

@@ -17,6 +17,7 @@ from ..selectors import conversation_lock
 from ..streaming import cancel_request
 from .escalation_rules import (
     AnswerOutcome,
+    CheckStage,
     ConversationState,
     EscalationDecision,
     PastTurn,
@@ -32,6 +33,7 @@ from .hours import out_of_hours_overlay
 __all__ = [
     "CUSTOMER_REQUEST",
     "AnswerOutcome",
+    "CheckStage",
     "ConversationState",
     "EscalationDecision",
     "asks_for_person",
@@ -39,10 +41,10 @@ __all__ = [
     "conversation_escalate",
     "conversation_state_get",
     "escalation_apply",
+    "escalation_check",
     "escalation_decide",
     "escalation_preview",
     "escalation_thresholds",
-    "message_escalation_check",
     "queue_position",
     "queued_status_payload",
     "sensitive_topics_list",
@@ -148,27 +150,19 @@ def escalation_apply(
         )
 
 
-def message_escalation_check(
-    *, message_id: int, answer: AnswerOutcome | None = None, embeddings: bool = False
+def escalation_check(
+    *, message_id: int, stage: CheckStage, answer: AnswerOutcome | None = None
 ) -> EscalationDecision:
-    """Decide on a stored customer message (and the bot's answer to it, when given) and hand
-    the conversation over when the decision says so.
-
-    `embeddings=False` runs the rules only: the web process calls it from `message_post` and
-    must not load the embedding model; the worker repeats the check with embeddings before
-    answering.
-    """
+    """The decision on a stored customer message at `stage` (and on the bot's answer to it,
+    at ANSWERED). Reads only: the caller hands over with `escalation_apply`."""
     msg = Message.objects.only("pk", "conversation_id", "text").get(pk=message_id)
+    text = "" if stage is CheckStage.ANSWERED else msg.text
     state = conversation_state_get(
-        msg.conversation_id, msg.text, before_message_id=msg.pk, answer=answer
+        msg.conversation_id, text, before_message_id=msg.pk, answer=answer
     )
-    similarity: Similarity | None = embedding_similarity if embeddings else None
-    decision = escalation_decide(state, similarity=similarity)
-    if decision.escalate:
-        escalation_apply(
-            conversation_id=msg.conversation_id, decision=decision, trigger_message_id=msg.pk
-        )
-    return decision
+    # The web process must not load the embedding model: only the worker's stage uses it.
+    similarity: Similarity | None = embedding_similarity if stage is CheckStage.PREPARED else None
+    return escalation_decide(state, similarity=similarity)
 
 
 def escalation_preview(

@@ -12,9 +12,11 @@ from support import backends, conversations, events
 from support.answers.cite import DECLINE_TEXT
 from support.answers.types import Draft
 from support.handoff.escalation import (
+    CheckStage,
     conversation_state_get,
+    escalation_apply,
+    escalation_check,
     escalation_preview,
-    message_escalation_check,
     sensitive_topics_list,
 )
 from support.handoff.escalation_rules import AnswerOutcome, PastTurn, Thresholds
@@ -226,7 +228,7 @@ def test_the_worker_check_does_nothing_for_an_ordinary_question(
 ) -> None:
     conv = ConversationFactory()
     msg = MessageFactory(conversation=conv, text="How do I reset my router?")
-    decision = message_escalation_check(message_id=msg.pk, embeddings=True)
+    decision = escalation_check(message_id=msg.pk, stage=CheckStage.PREPARED)
     assert not decision.escalate
     conv.refresh_from_db()
     assert conv.status == Conversation.Status.BOT
@@ -280,7 +282,8 @@ def test_a_decline_after_a_thumbs_down_records_both_reasons() -> None:
 def test_reply_store_is_stale_after_an_escalation() -> None:
     conv = ConversationFactory()
     q = MessageFactory(conversation=conv, text="talk to a human")
-    message_escalation_check(message_id=q.pk)
+    decision = escalation_check(message_id=q.pk, stage=CheckStage.RECEIVED)
+    escalation_apply(conversation_id=conv.pk, decision=decision, trigger_message_id=q.pk)
     assert reply_store(message_id=q.pk, draft=draft()) is None
     assert Escalation.objects.filter(conversation=conv).count() == 1
 

@@ -238,7 +238,7 @@ async def test_beyond_the_queue_ceiling_new_questions_go_to_a_person(env: ChatEn
 async def test_a_database_error_while_storing_is_a_retryable_error_frame(
     env: ChatEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = conversations.message_escalation_check
+    real = conversations.escalation_check
     failures = [OperationalError("terminating connection due to administrator command")]
 
     def flaky(**kwargs: Any) -> Any:
@@ -246,7 +246,7 @@ async def test_a_database_error_while_storing_is_a_retryable_error_frame(
             raise failures.pop()  # after the message was inserted: the transaction rolls back
         return real(**kwargs)
 
-    monkeypatch.setattr(conversations, "message_escalation_check", flaky)
+    monkeypatch.setattr(conversations, "escalation_check", flaky)
     comm = await ws.connect()
     await ws.hello(comm)
     sent = {"type": "message", "text": "How do I reset my router?", "client_id": "c-1"}

@@ -7,6 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from support.answers.reasons import (
+    ANSWERED_ACTIONS,
+    UNGROUNDED_REASONS,
+    AnswerAction,
+    AnswerReason,
+)
+
 from .frustration import is_abusive, is_complaint, strongly_negative
 from .request import (
     NOT_REQUEST_EXAMPLES,
@@ -31,11 +38,9 @@ from .state import (
 from .text import normalise, words
 from .topics import amounts, keyword_match
 
-# Answer-pipeline reasons for a decline other than "the knowledge base does not answer it"
-# (low_confidence, no_passages, no_facts, and any reason added later).
-_UNGROUNDED_REASONS = frozenset({"ungrounded", "ungrounded_generation"})
-_NOT_A_DECLINE = frozenset({"cancelled"})
-_ANSWERED = frozenset({"answer", "extractive"})
+# The answer pipeline's named outcomes (support.answers.reasons, a leaf without Django).
+_UNGROUNDED_REASONS = UNGROUNDED_REASONS
+_ANSWERED = ANSWERED_ACTIONS
 # Shorter messages ("ok", "thanks", "yes please") repeat naturally; they are never "the same
 # question again".
 _MIN_REPEAT_WORDS = 4
@@ -137,7 +142,7 @@ def failures_in_a_row(state: ConversationState) -> int:
             break
         if turn.role != "bot":
             continue
-        if turn.action == "escalate" or turn.feedback == "down":
+        if turn.action == AnswerAction.ESCALATE or turn.feedback == "down":
             count += 1
         else:
             break
@@ -165,7 +170,9 @@ def escalation_decide(
             reasons.append(SENSITIVE_TOPIC)
     answer = state.answer
     if answer is not None:
-        declined = answer.action == "escalate" and answer.reason not in _NOT_A_DECLINE
+        declined = (
+            answer.action == AnswerAction.ESCALATE and answer.reason != AnswerReason.CANCELLED
+        )
         if declined and answer.reason not in _UNGROUNDED_REASONS:
             reasons.append(LOW_CONFIDENCE)
         # When generation fails the check the pipeline either declines ("ungrounded") or

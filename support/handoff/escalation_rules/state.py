@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 
 # Reason codes (the same strings as `Escalation.Reason`; kept here so the rules import no models).
 CUSTOMER_REQUEST = "customer_request"
@@ -20,6 +21,20 @@ REASONS = (
     FRUSTRATION,
     SENSITIVE_TOPIC,
 )
+
+
+class CheckStage(StrEnum):
+    """When the decision runs for a customer message; each stage runs once per message.
+
+    - RECEIVED: in the web process as the message is stored; the rules only (no model).
+    - PREPARED: in the worker before answering; the rules with the embedding model.
+    - ANSWERED: in the worker once the answer is composed; the answer's outcome and the
+      failures in a row (the message itself was judged by the two stages before).
+    """
+
+    RECEIVED = "received"
+    PREPARED = "prepared"
+    ANSWERED = "answered"
 
 
 @dataclass(frozen=True, slots=True)
