@@ -7,13 +7,14 @@ the ASGI process never loads a model or an index.
 from __future__ import annotations
 
 import threading
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from .conf import get_support_settings
+from .llm.base import ChatModel
 from .search.embedder import Embedder
 from .search.hybrid import HybridSearcher
 from .search.index import IndexReader
@@ -62,19 +63,20 @@ def get_searcher() -> HybridSearcher:
     )
 
 
-def get_chat_model() -> Any:
+def get_chat_model() -> ChatModel:
     """The generation backend chosen by SUPPORT_GENERATOR_BACKEND (loads on first use)."""
 
-    def build() -> Any:
+    def build() -> ChatModel:
         conf = get_support_settings()
         cls = import_string(conf.generator_backend)
-        return cls(
+        model: ChatModel = cls(
             conf.resolved_model_path(),
             cache_dir=conf.model_cache_dir,
             threads=conf.model_threads or None,
         )
+        return model
 
-    return _get("chat_model", build)
+    return cast(ChatModel, _get("chat_model", build))
 
 
 def serving_threads_configure() -> None:

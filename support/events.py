@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
@@ -54,6 +55,20 @@ def citation_url(document_id: int, chunk_id: int) -> str:
     return f"/kb/{document_id}/#chunk-{chunk_id}"
 
 
+def citations_with_urls(citations: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored citations as clients get them: each with the URL of its passage."""
+    return [
+        {**c, "url": citation_url(c["document_id"], c["chunk_id"])}
+        for c in citations
+        if "document_id" in c and "chunk_id" in c
+    ]
+
+
+def display_name(user: Any) -> str:
+    """How a person (an agent) is named in the chat and the workspace."""
+    return str(user.get_short_name() or user.get_username())
+
+
 def message_payload(message: Any) -> dict[str, Any]:
     """The one serializer of a stored message for clients (widget and agent views)."""
     feedback = getattr(message, "feedback", None) if message.role == "bot" else None
@@ -65,11 +80,8 @@ def message_payload(message: Any) -> dict[str, Any]:
         "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
         "client_id": message.client_id,
         "reply_to": message.in_reply_to_id,
-        "author_name": (author.get_short_name() or author.get_username()) if author else None,
-        "citations": [
-            {**c, "url": citation_url(c["document_id"], c["chunk_id"])}
-            for c in (message.citations or [])
-        ],
+        "author_name": display_name(author) if author else None,
+        "citations": citations_with_urls(message.citations or []),
         "confidence": message.retrieval_confidence,
         "action": message.action or None,
         "feedback": feedback.value if feedback else None,

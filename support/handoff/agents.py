@@ -64,7 +64,7 @@ def is_support_agent(user: Any) -> bool:
 
 
 def agent_display_name(user: Any) -> str:
-    return str(user.get_short_name() or user.get_username())
+    return events.display_name(user)
 
 
 def support_agents_list() -> list[Any]:
@@ -274,11 +274,7 @@ def conversation_workspace_get(*, conversation_id: UUID, agent: Any) -> Workspac
                 author_name=agent_display_name(m.author) if m.author else None,
                 feedback=fb.value if fb else None,
                 feedback_comment=fb.comment if fb else "",
-                citations=tuple(
-                    {**c, "url": events.citation_url(c["document_id"], c["chunk_id"])}
-                    for c in (m.citations or [])
-                    if "document_id" in c and "chunk_id" in c
-                ),
+                citations=tuple(events.citations_with_urls(m.citations or [])),
                 retrieved=tuple(m.retrieved or ()),
                 emailed_to=mail.to if mail else None,
             )
@@ -379,17 +375,24 @@ def escalation_claim(*, conversation_id: UUID, agent: Any) -> Escalation:
                 return esc
             holder = agent_display_name(esc.claimed_by) if esc.claimed_by else "Another agent"
             raise AlreadyClaimed(f"{holder} already claimed this conversation.")
-        now = timezone.now()
-        esc.state = Escalation.State.CLAIMED
-        esc.claimed_by = agent
-        esc.claimed_at = esc.claimed_at or now
-        esc.save(update_fields=["state", "claimed_by", "claimed_at"])
-        conv.status = Conversation.Status.AGENT
-        conv.assigned_agent = agent
-        conv.save(update_fields=["status", "assigned_agent", "updated_at"])
-        _log(conv, agent, f"{agent_display_name(agent)} claimed the conversation.")
-        _announce(conv, status_payload(conv))
+        _claim_for(
+            conv, esc, agent, by=agent, log=f"{agent_display_name(agent)} claimed the conversation."
+        )
     return esc
+
+
+def _claim_for(conv: Conversation, esc: Escalation, holder: Any, *, by: Any, log: str) -> None:
+    """`holder` has the conversation now (claimed, or assigned `by` another agent); under the
+    conversation's lock. The customer sees the holder's name."""
+    esc.state = Escalation.State.CLAIMED
+    esc.claimed_by = holder
+    esc.claimed_at = esc.claimed_at or timezone.now()
+    esc.save(update_fields=["state", "claimed_by", "claimed_at"])
+    conv.status = Conversation.Status.AGENT
+    conv.assigned_agent = holder
+    conv.save(update_fields=["status", "assigned_agent", "updated_at"])
+    _log(conv, by, log)
+    _announce(conv, status_payload(conv))
 
 
 def escalation_release(*, conversation_id: UUID, agent: Any) -> Escalation:
@@ -424,20 +427,14 @@ def escalation_assign(*, conversation_id: UUID, agent: Any, to_agent_id: int) ->
         _require_holder(conv, agent)
         if esc.claimed_by_id == target.pk:
             return esc
-        esc.state = Escalation.State.CLAIMED
-        esc.claimed_by = target
-        esc.claimed_at = esc.claimed_at or timezone.now()
-        esc.save(update_fields=["state", "claimed_by", "claimed_at"])
-        conv.status = Conversation.Status.AGENT
-        conv.assigned_agent = target
-        conv.save(update_fields=["status", "assigned_agent", "updated_at"])
-        _log(
+        _claim_for(
             conv,
-            agent,
-            f"{agent_display_name(agent)} assigned the conversation to "
+            esc,
+            target,
+            by=agent,
+            log=f"{agent_display_name(agent)} assigned the conversation to "
             f"{agent_display_name(target)}.",
         )
-        _announce(conv, status_payload(conv))
     return esc
 
 
@@ -597,11 +594,7 @@ class Suggestion:
             "text": self.text,
             "action": self.action,
             "confidence": self.confidence,
-            "citations": [
-                {**c, "url": events.citation_url(c["document_id"], c["chunk_id"])}
-                for c in self.citations
-                if "document_id" in c and "chunk_id" in c
-            ],
+            "citations": events.citations_with_urls(self.citations),
             "note": self.note,
         }
 

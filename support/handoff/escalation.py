@@ -274,7 +274,7 @@ def status_payload(conversation: Conversation) -> dict[str, object]:
         if live is not None:
             return queued_status_payload(live)
     agent = conversation.assigned_agent
-    agent_name = (agent.get_short_name() or agent.get_username()) if agent else None
+    agent_name = events.display_name(agent) if agent else None
     texts = {
         Conversation.Status.BOT: "",
         Conversation.Status.QUEUED: "A person will join shortly.",
