@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from .claims import LABEL
 from .grounding import Support
 from .types import Fact
 from .words import ANY_BRACKET_NUMBER, answer_sentences, strip_citations
@@ -56,6 +57,9 @@ def citations_resolve(answer: str, facts: Sequence[Fact]) -> tuple[str, list[dic
     if facts:
         marked = []
         for sentence in answer_sentences(text):
+            sentence = LABEL.sub("", sentence)  # a leaked "A:" or "2." never reaches anyone
+            if not sentence:
+                continue
             if not _CITATION.search(sentence):
                 marker = f" [{_best_fact(sentence, facts).n}]"
                 end = re.search(r"[.!?]+[\"'”’)]*$", sentence)
@@ -65,6 +69,17 @@ def citations_resolve(answer: str, facts: Sequence[Fact]) -> tuple[str, list[dic
         text = " ".join(marked)
     cited = [int(n) for n in re.findall(r"\[(\d{1,2})\]", text)]
     return text, [citation_of(valid[n]) for n in dict.fromkeys(cited)]
+
+
+def cited_facts(answer: str, facts: Sequence[Fact]) -> list[Fact]:
+    """The facts an answer's sentences come from (the one each copies most), in answer order."""
+    chosen: list[Fact] = []
+    for sentence in answer_sentences(answer):
+        if content := strip_citations(sentence):
+            best = _best_fact(content, facts)
+            if best not in chosen:
+                chosen.append(best)
+    return chosen
 
 
 def extractive_answer(facts: Sequence[Fact], k: int | None = None) -> str:

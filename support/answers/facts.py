@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..retrieval import Passage
 from ..text import sentences
+from .claims import LABEL
 from .types import Fact
 from .words import clean_untrusted, content_words, terms
 
@@ -58,7 +59,8 @@ def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = 
     seen: set[str] = set()
     for n, passage in enumerate(passages[:MAX_PASSAGES], 1):
         for sentence in sentences(clean_untrusted(passage.text)):
-            sentence = " ".join(sentence.split())
+            # FAQ rows read "Q: ... A: ...": the labels are no part of a fact.
+            sentence = LABEL.sub("", " ".join(sentence.split()))
             if len(sentence) < FACT_MIN_CHARS or _INJECTION.search(sentence):
                 continue
             # Help centres repeat pages: a sentence already taken from a better passage (or

@@ -52,7 +52,9 @@ def generate(
         penalize_prompt=PENALIZE_PROMPT,
         logit_bias=fact_bias(model, prompt.facts),
     )
-    shaped = AnswerStream(ANSWER_MAX_SENTENCES, Support([f.text for f in prompt.facts]))
+    shaped = AnswerStream(
+        ANSWER_MAX_SENTENCES, Support([f.text for f in prompt.facts], question.text)
+    )
     guard = LeakGuard(prompt.system, sources=prompt.sources)
     leaked = False
     started = timer.now()
@@ -90,6 +92,7 @@ def generate(
         shown=bool(shaped.shown),
         leaked=leaked,
         failed=shaped.failed,
+        problem=shaped.problem,
         cancelled=cancelled,
         tokens=stats.generated_tokens if stats else 0,
         cached_prompt_tokens=stats.cached_prompt_tokens if stats else 0,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from .. import security
 from ..text import WORD
+from .claims import best_source, partial_problem
 from .types import Fact, Grounding
 from .words import answer_sentences, content_words, strip_citations
 
@@ -26,12 +27,16 @@ def _pairs(text: str) -> list[tuple[str, str]]:
 
 
 class Support:
-    """The facts' content words and word pairs, for checking text against them quickly."""
+    """The facts' content words and word pairs, for checking text against them quickly; with
+    `question`, also the fact check of each sentence's claims against one fact sentence
+    (support.answers.claims)."""
 
-    def __init__(self, sources: Sequence[str]) -> None:
+    def __init__(self, sources: Sequence[str], question: str | None = None) -> None:
         self.sources = tuple(sources)
         self.words = {w for s in sources for w in content_words(s)}
         self.pairs = {p for s in sources for p in _pairs(s)}
+        self.question = question
+        self.sentences = tuple(x for s in sources for x in answer_sentences(s))
 
     def scores(self, text: str) -> tuple[float, float]:
         """(content-word support, word-pair support) of `text`; 1.0 for none to check."""
@@ -44,21 +49,36 @@ class Support:
 
     def supports(self, text: str, *, complete: bool = True) -> bool:
         """A complete sentence needs content words; a sentence still being written does not."""
+        return self.problem(text, complete=complete) is None
+
+    def problem(self, text: str, *, complete: bool = True) -> str | None:
+        """Why `text` (a sentence, or the start of one) is not supported; None when it is.
+        Problems of the fact check start with "claim:"."""
         if complete and not content_words(strip_citations(text)):
-            return False  # nothing to check ("Sure.", "[1]"): not an answer
+            return "nothing to check"  # "Sure.", "[1]": not an answer
         if security.foreign_links(text, sources=self.sources):
-            return False  # a link, image or HTML tag the facts do not hold
+            return "a link the facts do not hold"  # a link, image or HTML tag
         words, pairs = self.scores(text)
-        return words >= SENTENCE_SUPPORT_MIN and pairs >= SENTENCE_BIGRAM_MIN
+        if words < SENTENCE_SUPPORT_MIN or pairs < SENTENCE_BIGRAM_MIN:
+            return f"support {words:.2f} / pairs {pairs:.2f}"
+        if self.question is None:
+            return None
+        if complete:
+            source, problem = best_source(text, self.sentences, self.question)
+            return None if source is not None else f"claim: {problem}"
+        problem = partial_problem(text, self.sentences)
+        return None if problem is None else f"claim: {problem}"
 
 
-def grounding_check(answer: str, facts: Sequence[Fact]) -> Grounding:
-    """Score each answer sentence against the facts."""
+def grounding_check(answer: str, facts: Sequence[Fact], question: str | None = None) -> Grounding:
+    """Score each answer sentence against the facts (and, with `question`, check its claims
+    against one fact sentence)."""
     sources = [f.text for f in facts]
     sents = answer_sentences(answer)
     if not sents or not facts:
-        return Grounding(False, 0.0, ())
-    support = Support(sources)
-    grounded = all(support.supports(s) for s in sents)
+        return Grounding(False, 0.0, (), "no sentences" if facts else "no facts")
+    support = Support(sources, question)
+    problems = [p for p in (support.problem(s) for s in sents) if p is not None]
     overall = support.scores(answer)[0]
-    return Grounding(grounded, overall, tuple(support.scores(s) for s in sents))
+    scores = tuple(support.scores(s) for s in sents)
+    return Grounding(not problems, overall, scores, problems[0] if problems else None)

@@ -59,7 +59,7 @@ def answer_compose(
             on_delta=on_delta,
             should_stop=should_stop,
         )
-        verdict = check(generation)
+        verdict = check(asked, generation)
     draft = dataclasses.replace(
         cite(retrieved, decision, generation, verdict), timings=timer.finish()
     )

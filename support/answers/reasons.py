@@ -34,11 +34,16 @@ class AnswerReason(StrEnum):
     EXTRACTIVE_ONLY = "extractive_only"  # generation switched off (ask --no-generate)
     PROMPT_LEAK = "prompt_leak"  # the model repeated the system prompt: quoted instead
     UNGROUNDED_GENERATION = "ungrounded_generation"  # the model's answer failed: quoted instead
+    # A claim of the model's answer (a number, a name, an action, a negation, a condition)
+    # does not hold in the fact it comes from: the facts are quoted instead.
+    UNSUPPORTED_CLAIM = "unsupported_claim"
     # Not an outcome for the customer: the conversation was taken over mid-answer.
     CANCELLED = "cancelled"
 
 
 # Declines that mean "an answer was written but failed the check" rather than "the knowledge
 # base does not answer this" (the escalation rules tell the two apart).
-UNGROUNDED_REASONS = frozenset({AnswerReason.UNGROUNDED, AnswerReason.UNGROUNDED_GENERATION})
+UNGROUNDED_REASONS = frozenset(
+    {AnswerReason.UNGROUNDED, AnswerReason.UNGROUNDED_GENERATION, AnswerReason.UNSUPPORTED_CLAIM}
+)
 ANSWERED_ACTIONS = frozenset({AnswerAction.ANSWER, AnswerAction.EXTRACTIVE})

@@ -49,6 +49,7 @@ class Grounding:
     grounded: bool  # every sentence is supported
     support: float  # share of the answer's content words found in the facts
     sentence_scores: tuple[tuple[float, float], ...]  # (content-word, word-pair support)
+    problem: str | None = None  # the first unsupported sentence's problem ("claim: ..." )
 
 
 # --- stage results ------------------------------------------------------------------------------
@@ -75,7 +76,7 @@ class Decision:
     top_score: float  # the best fact's share of the question's words
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Generation:
     """generate: what the model wrote (shaped: list marker dropped, cut after the limit)."""
 
@@ -84,6 +85,7 @@ class Generation:
     shown: bool  # some of it was streamed to the customer
     leaked: bool  # it repeated the system prompt (stopped before showing that)
     failed: bool  # a complete sentence failed the support check while streaming
+    problem: str | None  # why it failed ("claim: ..." for the fact check)
     cancelled: bool  # the conversation was taken over while it was written
     tokens: int
     cached_prompt_tokens: int
