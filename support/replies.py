@@ -318,6 +318,7 @@ def reply_store(*, message_id: int, draft: Draft) -> Message | None:
                     reason=draft.reason,
                     prompt_version=draft.prompt_version,
                     timings=draft.timings,
+                    trace=draft.trace,
                 )
         except IntegrityError:  # "one bot reply per question": a redelivered task raced us
             answer_repush(message_id=message_id)

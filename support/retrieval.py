@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+
+from django.db.models import Q
 
 from .backends import get_index_reader, get_searcher
 from .models import Chunk, KnowledgeDocument
@@ -55,16 +58,21 @@ class SearchResult:
     confidence: float
     index_version: int | None
     elapsed_ms: float
+    # What the confidence is computed from (support.search.hybrid.ConfidenceModel).
+    top_cosine: float = 0.0
+    lexical_coverage: float = 0.0
 
 
-def passages_search(*, query: str, k: int = 5) -> SearchResult:
-    """Hybrid (dense + BM25) search; disabled or deleted documents never appear."""
+def passages_search(
+    *, query: str, k: int = 5, exclude_document_ids: Collection[int] = ()
+) -> SearchResult:
+    """Hybrid (dense + BM25) search; disabled or deleted documents never appear, nor those in
+    `exclude_document_ids` (an evaluation that withholds a page, a staged change)."""
     started = time.perf_counter()
-    deny = list(
-        Chunk.objects.filter(document__status=KnowledgeDocument.Status.DISABLED).values_list(
-            "pk", flat=True
-        )
-    )
+    hidden = Q(document__status=KnowledgeDocument.Status.DISABLED)
+    if exclude_document_ids:
+        hidden |= Q(document_id__in=list(exclude_document_ids))
+    deny = list(Chunk.objects.filter(hidden).values_list("pk", flat=True))
     try:
         result = get_searcher().search(query, k=k + 5, deny_ids=deny or None)
     except IndexNotReady:
@@ -108,6 +116,8 @@ def passages_search(*, query: str, k: int = 5) -> SearchResult:
         confidence,
         result.index_version,
         (time.perf_counter() - started) * 1000,
+        top_cosine=result.top_cosine,
+        lexical_coverage=result.lexical_coverage,
     )
 
 
@@ -152,3 +162,27 @@ def unknown_identifiers(text: str) -> list[str]:
         if terms and terms[0] not in lexical.vocab:
             unknown.append(ident)
     return unknown
+
+
+def term_idfs(text: str) -> dict[str, float]:
+    """The BM25 terms of `text` with their IDF in the current index; a term no chunk holds
+    gets the highest IDF there is (rarer than anything the knowledge base says). Empty
+    without an index."""
+    try:
+        lexical = get_index_reader().snapshot().lexical
+    except IndexNotReady:
+        return {}
+    if lexical is None:
+        return {}
+    return {term: lexical.idf(term) for term in dict.fromkeys(tokenize(text))}
+
+
+def idf_coverage(text: str, sources: Sequence[str], idfs: dict[str, float] | None = None) -> float:
+    """IDF-weighted share of the BM25 terms of `text` found in `sources` (1.0 with no terms):
+    a rare word of the question ("dental") weighs more than a common one ("benefits")."""
+    weights = term_idfs(text) if idfs is None else idfs
+    total = sum(weights.values())
+    if not total:
+        return 1.0
+    found = {t for s in sources for t in tokenize(s)}
+    return sum(w for t, w in weights.items() if t in found) / total

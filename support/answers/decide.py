@@ -7,10 +7,10 @@ questions (docs/generation.md, "Tuning history").
 
 from __future__ import annotations
 
-from ..retrieval import unknown_identifiers
+from ..retrieval import SearchResult, idf_coverage, term_idfs, unknown_identifiers
 from .facts import facts_select, top_score
 from .reasons import AnswerReason
-from .types import Decision, Question, Retrieved, Route
+from .types import Decision, Fact, Question, Retrieved, Route
 
 # No sentence of the top passages has this share of the question's words: the knowledge base
 # does not answer it (with retrieval confidence, the decline decision).
@@ -52,3 +52,22 @@ def decide(
     if not generate:
         return Decision(Route.QUOTE, AnswerReason.EXTRACTIVE_ONLY, tuple(facts), top)
     return Decision(Route.GENERATE, None, tuple(facts), top)
+
+
+def decline_signals(
+    question: Question, search: SearchResult, facts: tuple[Fact, ...]
+) -> dict[str, float]:
+    """What a decline can be decided on (bench/decline_fit.py compares them): retrieval
+    confidence and its inputs, the best fact's share of the question's words, and the
+    IDF-weighted share of the question's terms in the best fact and in the top passages (a rare
+    word of the question that the passages never say, "dental", weighs most)."""
+    idfs = term_idfs(question.text)
+    best = max(facts, key=lambda f: f.score).text if facts else ""
+    return {
+        "confidence": search.confidence,
+        "top_cosine": search.top_cosine,
+        "lexical_coverage": search.lexical_coverage,
+        "top_fact": top_score(facts),
+        "idf_fact": idf_coverage(question.text, [best], idfs) if best else 0.0,
+        "idf_top3": idf_coverage(question.text, [p.text for p in search.passages[:3]], idfs),
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 
 from ..backends import get_chat_model
@@ -10,12 +11,13 @@ from ..conf import get_support_settings
 from ..retrieval import SearchResult
 from .check import check
 from .cite import cite
-from .decide import decide
+from .decide import decide, decline_signals
 from .generate import ANSWER_MAX_TOKENS
 from .generate import generate as generate_answer
 from .reasons import AnswerAction, AnswerReason
 from .retrieve import retrieve
 from .timing import Recorder
+from .trace import trace_build
 from .types import Draft, Generation, Question, Retrieved, Route, Turn, Verdict
 
 
@@ -36,6 +38,7 @@ def answer_compose(
     """
     conf = get_support_settings()
     timer = Recorder()
+    cpu_started = time.thread_time()
     asked = Question(question, tuple(history))
     with timer.span("retrieval_ms"):
         retrieved = Retrieved(search) if search is not None else retrieve(asked)
@@ -60,9 +63,19 @@ def answer_compose(
             should_stop=should_stop,
         )
         verdict = check(asked, generation)
-    draft = dataclasses.replace(
-        cite(retrieved, decision, generation, verdict), timings=timer.finish()
+    draft = cite(retrieved, decision, generation, verdict)
+    timings = timer.finish()
+    trace = trace_build(
+        retrieved=retrieved,
+        decision=decision,
+        generation=generation,
+        verdict=verdict,
+        signals=decline_signals(asked, retrieved.search, decision.facts),
+        timings=timings,
+        # The model and the embedder compute in this thread (one thread each by default).
+        cpu_ms=(time.thread_time() - cpu_started) * 1000,
     )
+    draft = dataclasses.replace(draft, timings=timings, trace=trace)
     if on_delta is not None and _quote_unshown(draft, generation):
         on_delta(draft.text)
     return draft

@@ -121,3 +121,5 @@ class Draft:
     cancelled: bool = False
     facts: tuple[Fact, ...] = ()  # what the prompt showed the model (for evaluation)
     generated: str = ""  # the model's raw text, before the check
+    # What produced it, stage by stage (support.answers.trace; stored on the bot message).
+    trace: dict[str, Any] = field(default_factory=dict)

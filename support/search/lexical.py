@@ -129,6 +129,14 @@ class Bm25Index:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def idf(self, term: str) -> float:
+        """The term's IDF; a term no chunk holds gets the highest possible (df = 0)."""
+        col = self.vocab.get(term)
+        if col is None:
+            n = len(self.ids)
+            return float(np.log1p((n + 0.5) / 0.5))
+        return float(self._idf[col])
+
     # -- building -----------------------------------------------------------------------------
 
     @classmethod
