@@ -6,5 +6,6 @@ admin.site.site_title = "Support admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("support.api.urls")),
     path("", include("support.urls")),
 ]

@@ -332,4 +332,7 @@ class SensitiveTopicAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 # The agent workspace (escalation queue, conversation view, canned responses, holidays).
-from . import agent_admin  # noqa: E402,F401
+from . import (  # noqa: E402
+    agent_admin,  # noqa: F401
+    integrations_admin,  # noqa: F401  (API tokens, webhooks, e-mail)
+)

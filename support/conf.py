@@ -71,6 +71,42 @@ class SupportSettings:
     max_pending_answers: int
     max_connections_per_ip: int
     rate_per_conversation: int
+    # Integrations (issue 17): docs/api.md, docs/email.md.
+    public_url: str
+    api_rate_per_minute: int
+    api_page_size: int
+    idempotency_ttl_s: int
+    webhook_timeout_s: float
+    webhook_allow_private: bool
+    webhook_retry_window_s: int
+    webhook_backoff_base_s: float
+    webhook_backoff_max_s: float
+    webhook_disable_after_failures: int
+    webhook_disable_after_s: int
+    webhook_sweep_interval_s: int
+    webhook_rotation_s: int
+    email_address: str
+    email_max_bytes: int
+    email_max_attachment_bytes: int
+    email_attachment_types: tuple[str, ...]
+    email_replies_per_hour: int
+    imap_host: str
+    imap_port: int
+    imap_user: str
+    imap_password: str
+    imap_folder: str
+    imap_ssl: bool
+    imap_poll_interval_s: int
+    imap_batch: int
+    imap_first_sync_days: int
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.email_address)
+
+    @property
+    def imap_enabled(self) -> bool:
+        return bool(self.imap_host and self.imap_user)
 
     # Derived locations below the one data directory.
     @property
@@ -127,6 +163,10 @@ def _build() -> SupportSettings:
     values["allowed_embed_origins"] = tuple(values["allowed_embed_origins"])
     values["business_hours"] = parse_weekly_schedule(values["business_hours"])
     values["holidays"] = _parse_holidays(values["holidays"])
+    values["public_url"] = str(values["public_url"]).rstrip("/")
+    values["email_attachment_types"] = tuple(
+        str(t).strip().lower() for t in values["email_attachment_types"] if str(t).strip()
+    )
     conf = SupportSettings(**values)
     _validate(conf)
     return conf
@@ -156,9 +196,32 @@ def _validate(conf: SupportSettings) -> None:
         "max_pending_answers",
         "max_connections_per_ip",
         "rate_per_conversation",
+        "api_rate_per_minute",
+        "api_page_size",
+        "idempotency_ttl_s",
+        "webhook_timeout_s",
+        "webhook_retry_window_s",
+        "webhook_backoff_base_s",
+        "webhook_backoff_max_s",
+        "webhook_disable_after_failures",
+        "webhook_sweep_interval_s",
+        "webhook_rotation_s",
+        "email_max_bytes",
+        "email_max_attachment_bytes",
+        "email_replies_per_hour",
+        "imap_port",
+        "imap_poll_interval_s",
+        "imap_batch",
+        "imap_first_sync_days",
     ):
         if getattr(conf, name) <= 0:
             problems.append(f"SUPPORT_{name.upper()} must be positive")
+    if conf.webhook_disable_after_s < 0:
+        problems.append("SUPPORT_WEBHOOK_DISABLE_AFTER_S must be 0 or positive")
+    if not conf.public_url.startswith(("http://", "https://")):
+        problems.append("SUPPORT_PUBLIC_URL must start with http:// or https://")
+    if conf.email_address and "@" not in conf.email_address:
+        problems.append("SUPPORT_EMAIL_ADDRESS must be an address like support@example.com")
     if conf.index_sync_interval_s < 0:
         problems.append("SUPPORT_INDEX_SYNC_INTERVAL_S must be 0 (off) or positive")
     if conf.parse_timeout_s <= 0:

@@ -11,7 +11,7 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import events, jobs
+from . import events, jobs, webhooks
 from .answered import answers_over_ceiling
 from .conf import get_support_settings
 from .exceptions import ConversationClosed, ConversationNotFound, InvalidMessage, SupportError
@@ -71,13 +71,16 @@ def conversation_start(
     language: str = "",
 ) -> Conversation:
     """Create a new conversation with the bot."""
-    return Conversation.objects.create(
-        channel=channel,
-        origin=origin[:300],
-        customer_name=customer_name[:200],
-        customer_email=customer_email[:254],
-        language=language[:16],
-    )
+    with transaction.atomic():
+        conv = Conversation.objects.create(
+            channel=channel,
+            origin=origin[:300],
+            customer_name=customer_name[:200],
+            customer_email=customer_email[:254],
+            language=language[:16],
+        )
+        webhooks.conversation_event("conversation.created", conv)
+    return conv
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +205,7 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
             return PostResult(conv.messages.get(client_id=client_id), created=False)
         conv.last_message_at = msg.created_at
         conv.save(update_fields=["last_message_at", "updated_at"])
+        webhooks.message_event(msg)
         group = events.conversation_group(conv.pk)
         events.group_send_on_commit(group, events.message_created(msg))
         events.group_send_on_commit(events.AGENTS_GROUP, events.message_created(msg))
@@ -263,9 +267,11 @@ def feedback_set(
     ).first()
     if msg is None:
         raise SupportError("No such answer in this conversation.", code="not_found")
-    feedback, _ = Feedback.objects.update_or_create(
-        message=msg, defaults={"value": value, "comment": comment[:2000]}
-    )
+    with transaction.atomic():
+        feedback, _ = Feedback.objects.update_or_create(
+            message=msg, defaults={"value": value, "comment": comment[:2000]}
+        )
+        webhooks.feedback_event(feedback)
     return feedback
 
 

@@ -18,11 +18,12 @@ from celery.worker import state as worker_state
 from django.db import close_old_connections, connections
 
 from .conf import get_support_settings
+from .integrations import integrations_sweep
 from .outcomes import outcomes_check
 
 logger = logging.getLogger(__name__)
 
-QUEUES = ("support.default", "support.generation", "support.ingest")
+QUEUES = ("support.default", "support.generation", "support.ingest", "support.webhooks")
 
 
 class _ReadyWorkController(WorkController):  # type: ignore[misc]
@@ -76,6 +77,10 @@ class OutcomeWatchdog:
         except Exception:
             # The next run tries again (the database may be restarting); never kill the thread.
             logger.exception("Outcome watchdog run failed")
+        try:
+            integrations_sweep()  # webhook retries, queued e-mail, IMAP (beat's other jobs)
+        except Exception:
+            logger.exception("Integrations sweep failed")
         finally:
             close_old_connections()
             self.runs += 1

@@ -157,3 +157,26 @@ def suggestion_ready(
             **suggestion,
         },
     }
+
+
+# --- Answers over the REST API (support.ask) ----------------------------------------------------
+ASK_DELTA = "ask.delta"
+ASK_DONE = "ask.done"
+ASK_FAILED = "ask.failed"
+
+
+def ask_group(request_id: str) -> str:
+    """`ask.<hex id>`: the one API request waiting for this answer."""
+    return f"ask.{request_id}"
+
+
+def ask_delta(*, seq: int, delta: str) -> dict[str, Any]:
+    return {"type": ASK_DELTA, "payload": {"seq": seq, "delta": delta}}
+
+
+def ask_done(result: dict[str, Any]) -> dict[str, Any]:
+    return {"type": ASK_DONE, "payload": result}
+
+
+def ask_failed(*, code: str, detail: str) -> dict[str, Any]:
+    return {"type": ASK_FAILED, "payload": {"code": code, "detail": detail}}

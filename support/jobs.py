@@ -13,6 +13,7 @@ watchdog re-queues answers, a document stays PENDING and can be re-indexed).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,13 @@ INDEX_REBUILD = "support.tasks.index_rebuild_task"
 REPLY_GENERATE = "support.tasks.reply_generate_task"
 OUTCOMES_CHECK = "support.tasks.outcomes_check_task"
 SUGGESTED_REPLY = "support.tasks.suggested_reply_task"
+# Integrations (issue 17).
+WEBHOOK_DELIVER = "support.webhook_deliver"
+WEBHOOKS_SWEEP = "support.webhooks_sweep"
+MAIL_SEND = "support.mail_send"
+MAIL_OUTBOX_SWEEP = "support.mail_outbox_sweep"
+IMAP_POLL = "support.imap_poll"
+ASK_ANSWER = "support.ask_answer"
 
 
 def _send(name: str, kwargs: dict[str, Any], countdown: float | None) -> None:
@@ -65,3 +73,20 @@ def reply_generate_enqueue(*, message_id: int, countdown: float = 0.0) -> None:
 def suggested_reply_enqueue(*, conversation_id: str, agent_id: int) -> None:
     """Draft a reply for an agent (conversation id as hex)."""
     _on_commit(SUGGESTED_REPLY, conversation_id=conversation_id, agent_id=agent_id)
+
+
+# --- integrations: webhooks, e-mail, answers over the API ------------------------------------
+def webhook_deliver_enqueue(*, delivery_id: int, manual: bool = False) -> None:
+    """One attempt at a webhook delivery (`manual`: the redeliver button, no order check)."""
+    _on_commit(WEBHOOK_DELIVER, delivery_id=delivery_id, manual=manual)
+
+
+def mail_send_enqueue(*, email_id: int) -> None:
+    """Send a queued e-mail of the e-mail channel."""
+    _on_commit(MAIL_SEND, email_id=email_id)
+
+
+def ask_answer_enqueue(*, request_id: str, question: str, history: list[dict[str, str]]) -> None:
+    """Answer a question for a waiting API request. Not deferred to a commit: the request
+    waits for the answer on the channel layer and writes nothing."""
+    _send(ASK_ANSWER, {"request_id": request_id, "question": question, "history": history}, None)

@@ -18,7 +18,7 @@ from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 from numpy.typing import NDArray
 
-from . import jobs
+from . import jobs, webhooks
 from .backends import get_embedder
 from .conf import SupportSettings, get_support_settings
 from .exceptions import DocumentRejected
@@ -298,6 +298,8 @@ def _store(p: _Prepared, vectors: NDArray[np.float32], model_name: str) -> Inges
         if not locked.title:
             locked.title = p.parsed.title[:300]
         locked.save()
+        if final_status == KnowledgeDocument.Status.READY:
+            webhooks.document_event(document_id)
     return IngestOutcome(
         document_id, final_status, len(p.drafts), "", time.perf_counter() - p.started
     )
@@ -311,12 +313,14 @@ def _embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str
 
 
 def _fail(document_id: int, message: str, started: float) -> IngestOutcome:
-    KnowledgeDocument.objects.filter(pk=document_id).update(
-        status=KnowledgeDocument.Status.FAILED,
-        error=message,
-        progress=0,
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        KnowledgeDocument.objects.filter(pk=document_id).update(
+            status=KnowledgeDocument.Status.FAILED,
+            error=message,
+            progress=0,
+            updated_at=timezone.now(),
+        )
+        webhooks.document_event(document_id)
     return IngestOutcome(document_id, "failed", 0, message, time.perf_counter() - started)
 
 

@@ -22,6 +22,7 @@ class Conversation(models.Model):
         WIDGET = "widget", "Website widget"
         API = "api", "API"
         CLI = "cli", "Command line"
+        EMAIL = "email", "E-mail"
 
     # The public id: random (UUID4, 122 bits), so it cannot be guessed or enumerated.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -370,3 +371,7 @@ class ReplyEmail(models.Model):
 
     def __str__(self) -> str:
         return f"message {self.message_id} to {self.to}"
+
+
+# API tokens, webhooks and the e-mail channel (issue 17): one app, their models live there.
+from .models_integrations import *  # noqa: E402, F403

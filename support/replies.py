@@ -13,7 +13,7 @@ from uuid import UUID
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
-from . import events, jobs
+from . import events, jobs, webhooks
 from .answered import answered_upto, covering_answer, next_question_id
 from .answers.pipeline import answer_compose
 from .answers.types import Draft, Turn
@@ -254,7 +254,9 @@ def _answer_write(
         conv.pk,
         msg.pk,
         delta_interval_s,
-        muted=previous is not None and previous.get("reply_to") == msg.pk,
+        # E-mail conversations get the stored answer by mail: nothing to stream.
+        muted=(previous is not None and previous.get("reply_to") == msg.pk)
+        or conv.channel == Conversation.Channel.EMAIL,
         on_flush=renew,
         cancelled=cancelled,
     )
@@ -325,6 +327,7 @@ def reply_store(*, message_id: int, draft: Draft) -> Message | None:
             return None
         conv.last_message_at = reply.created_at
         conv.save(update_fields=["last_message_at", "updated_at"])
+        webhooks.message_event(reply)  # on the e-mail channel this also queues the mail
         events.group_send_on_commit(events.conversation_group(conv.pk), events.reply_done(reply))
         events.group_send_on_commit(events.AGENTS_GROUP, events.message_created(reply))
         # A decline (it already offers a person) or too many failures in a row hands over.

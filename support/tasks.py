@@ -87,3 +87,60 @@ def suggested_reply_task(*, conversation_id: str, agent_id: int) -> bool:
         conversation_id=UUID(hex=conversation_id), agent_id=agent_id
     )
     return suggestion is not None
+
+
+# --- Integrations (issue 17): webhooks, e-mail, answers over the API ------------------------
+# A delivery attempt holds a lease; a redelivered task of a killed worker finds the lease and
+# leaves the retry to the sweep, so one Webhook-Id is never sent twice at once.
+@shared_task(name=jobs.WEBHOOK_DELIVER, acks_late=True, soft_time_limit=90, time_limit=120)
+def webhook_deliver_task(*, delivery_id: int, manual: bool = False) -> str:
+    from .webhooks.delivery import delivery_attempt
+
+    return delivery_attempt(delivery_id=delivery_id, manual=manual).outcome
+
+
+@shared_task(name=jobs.WEBHOOKS_SWEEP, acks_late=True, soft_time_limit=60, time_limit=90)
+def webhooks_sweep_task() -> int:
+    from .api.idempotency import idempotency_purge
+    from .webhooks.delivery import deliveries_sweep
+
+    idempotency_purge()
+    return deliveries_sweep()
+
+
+@shared_task(
+    name=jobs.MAIL_SEND,
+    acks_late=True,
+    soft_time_limit=120,
+    time_limit=150,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def mail_send_task(*, email_id: int) -> str:
+    from .mail.outbound import email_send
+
+    return email_send(email_id=email_id)
+
+
+@shared_task(name=jobs.MAIL_OUTBOX_SWEEP, acks_late=True, soft_time_limit=60, time_limit=90)
+def mail_outbox_sweep_task() -> int:
+    from .mail.outbound import mail_outbox_sweep
+
+    return mail_outbox_sweep()
+
+
+# One poll at a time per mailbox (a cache lock); a failed poll is simply the next one's work.
+@shared_task(name=jobs.IMAP_POLL, acks_late=True, soft_time_limit=120, time_limit=150)
+def imap_poll_task() -> dict[str, object] | None:
+    from .mail.imap import imap_poll
+
+    result = imap_poll()
+    return result.as_dict() if result is not None else None
+
+
+@shared_task(name=jobs.ASK_ANSWER, soft_time_limit=120, time_limit=150)
+def ask_answer_task(*, request_id: str, question: str, history: list[dict[str, str]]) -> str:
+    from .ask import ask_publish
+
+    return ask_publish(request_id=request_id, question=question, history=history)

@@ -57,6 +57,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "support.apps.SupportConfig",
 ]
 
@@ -160,6 +163,9 @@ CELERY_TASK_ROUTES = {
     "support.tasks.suggested_reply_task": {"queue": "support.generation"},
     "support.tasks.document_ingest_task": {"queue": "support.ingest"},
     "support.tasks.documents_ingest_task": {"queue": "support.ingest"},
+    "support.ask_answer": {"queue": "support.generation"},
+    "support.webhook_deliver": {"queue": "support.webhooks"},
+    "support.webhooks_sweep": {"queue": "support.webhooks"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "support.default"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -293,11 +299,104 @@ SUPPORT_MAX_PENDING_ANSWERS = env.int("SUPPORT_MAX_PENDING_ANSWERS", default=20)
 SUPPORT_MAX_CONNECTIONS_PER_IP = env.int("SUPPORT_MAX_CONNECTIONS_PER_IP", default=20)
 # Messages per minute into one conversation, across its sockets and processes.
 SUPPORT_RATE_PER_CONVERSATION = env.int("SUPPORT_RATE_PER_CONVERSATION", default=20)
+# --- Integrations: REST API, webhooks, e-mail channel (docs/api.md, docs/email.md) ---------
+# Where customers and receivers reach this deployment: links in e-mails, problem type URIs.
+SUPPORT_PUBLIC_URL = env.str("SUPPORT_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Requests per minute per API token (a token may carry its own limit).
+SUPPORT_API_RATE_PER_MINUTE = env.int("SUPPORT_API_RATE_PER_MINUTE", default=120)
+SUPPORT_API_PAGE_SIZE = env.int("SUPPORT_API_PAGE_SIZE", default=50)
+# How long a POST's response is kept for a retry with the same Idempotency-Key.
+SUPPORT_IDEMPOTENCY_TTL_S = env.int("SUPPORT_IDEMPOTENCY_TTL_S", default=24 * 3600)
+SUPPORT_WEBHOOK_TIMEOUT_S = env.float("SUPPORT_WEBHOOK_TIMEOUT_S", default=10.0)
+# Webhooks to private, loopback and link-local addresses are refused (SSRF) unless this is on.
+SUPPORT_WEBHOOK_ALLOW_PRIVATE = env.bool("SUPPORT_WEBHOOK_ALLOW_PRIVATE", default=False)
+# A failing delivery is retried (exponential backoff from BASE to MAX, with jitter) this long.
+SUPPORT_WEBHOOK_RETRY_WINDOW_S = env.int("SUPPORT_WEBHOOK_RETRY_WINDOW_S", default=24 * 3600)
+SUPPORT_WEBHOOK_BACKOFF_BASE_S = env.float("SUPPORT_WEBHOOK_BACKOFF_BASE_S", default=10.0)
+SUPPORT_WEBHOOK_BACKOFF_MAX_S = env.float("SUPPORT_WEBHOOK_BACKOFF_MAX_S", default=3600.0)
+# A subscription is disabled after this many failed attempts in a row spanning at least
+# DISABLE_AFTER_S (its owner sees why in the admin).
+SUPPORT_WEBHOOK_DISABLE_AFTER_FAILURES = env.int(
+    "SUPPORT_WEBHOOK_DISABLE_AFTER_FAILURES", default=20
+)
+SUPPORT_WEBHOOK_DISABLE_AFTER_S = env.int("SUPPORT_WEBHOOK_DISABLE_AFTER_S", default=24 * 3600)
+SUPPORT_WEBHOOK_SWEEP_INTERVAL_S = env.int("SUPPORT_WEBHOOK_SWEEP_INTERVAL_S", default=10)
+# After a secret rotation the previous secret still signs for this long.
+SUPPORT_WEBHOOK_ROTATION_S = env.int("SUPPORT_WEBHOOK_ROTATION_S", default=24 * 3600)
+# The e-mail channel: the support address (empty: the channel is off). Replies go out through
+# EMAIL_BACKEND (SMTP in production: EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, ...).
+SUPPORT_EMAIL_ADDRESS = env.str("SUPPORT_EMAIL_ADDRESS", default="")
+SUPPORT_EMAIL_MAX_BYTES = env.int("SUPPORT_EMAIL_MAX_BYTES", default=25 * 1024 * 1024)
+SUPPORT_EMAIL_MAX_ATTACHMENT_BYTES = env.int(
+    "SUPPORT_EMAIL_MAX_ATTACHMENT_BYTES", default=10 * 1024 * 1024
+)
+# Attachment types kept (by their content, not their name); others are recorded as rejected.
+SUPPORT_EMAIL_ATTACHMENT_TYPES = env.list(
+    "SUPPORT_EMAIL_ATTACHMENT_TYPES",
+    default=["pdf", "png", "jpeg", "gif", "webp", "text", "csv", "docx", "xlsx", "zip"],
+)
+# At most this many automatic e-mails (bot answers, notices) to one address an hour: a loop
+# with an autoresponder that slips past the header checks still stops.
+SUPPORT_EMAIL_REPLIES_PER_HOUR = env.int("SUPPORT_EMAIL_REPLIES_PER_HOUR", default=10)
+# IMAP polling (off while SUPPORT_IMAP_HOST is empty).
+SUPPORT_IMAP_HOST = env.str("SUPPORT_IMAP_HOST", default="")
+SUPPORT_IMAP_PORT = env.int("SUPPORT_IMAP_PORT", default=993)
+SUPPORT_IMAP_USER = env.str("SUPPORT_IMAP_USER", default="")
+SUPPORT_IMAP_PASSWORD = env.str("SUPPORT_IMAP_PASSWORD", default="")
+SUPPORT_IMAP_FOLDER = env.str("SUPPORT_IMAP_FOLDER", default="INBOX")
+SUPPORT_IMAP_SSL = env.bool("SUPPORT_IMAP_SSL", default=True)
+SUPPORT_IMAP_POLL_INTERVAL_S = env.int("SUPPORT_IMAP_POLL_INTERVAL_S", default=60)
+SUPPORT_IMAP_BATCH = env.int("SUPPORT_IMAP_BATCH", default=50)
+# The very first poll of a mailbox takes in mail of the last few days only, not its history.
+SUPPORT_IMAP_FIRST_SYNC_DAYS = env.int("SUPPORT_IMAP_FIRST_SYNC_DAYS", default=3)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["support.api.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["support.api.permissions.TokenScopes"],
+    "DEFAULT_THROTTLE_CLASSES": ["support.api.permissions.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "support.api.problems.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Smallbot Support API",
+    "DESCRIPTION": "Conversations, messages, the knowledge base, the escalation queue, webhooks "
+    "and answers. Errors are RFC 9457 problem documents with a stable `code`. docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
 CELERY_BEAT_SCHEDULE = {
     "support.outcomes_check": {
         "task": "support.tasks.outcomes_check_task",
         "schedule": float(SUPPORT_OUTCOME_CHECK_INTERVAL_S),
         # A run that waited longer than one interval is skipped: the next one is due anyway.
         "options": {"expires": float(SUPPORT_OUTCOME_CHECK_INTERVAL_S)},
-    }
+    },
+    # Webhook deliveries due for a retry (and any whose first send was lost), expired
+    # idempotency records, queued e-mails not sent yet.
+    "support.webhooks_sweep": {
+        "task": "support.webhooks_sweep",
+        "schedule": float(SUPPORT_WEBHOOK_SWEEP_INTERVAL_S),
+        "options": {"expires": float(SUPPORT_WEBHOOK_SWEEP_INTERVAL_S)},
+    },
+    "support.mail_outbox_sweep": {
+        "task": "support.mail_outbox_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    "support.imap_poll": {
+        "task": "support.imap_poll",
+        "schedule": float(SUPPORT_IMAP_POLL_INTERVAL_S),
+        "options": {"expires": float(SUPPORT_IMAP_POLL_INTERVAL_S)},
+    },
 }

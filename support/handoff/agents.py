@@ -22,7 +22,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from .. import events, jobs
+from .. import events, jobs, webhooks
 from ..answered import answered_upto
 from ..conf import get_support_settings
 from ..exceptions import (
@@ -391,6 +391,7 @@ def _claim_for(conv: Conversation, esc: Escalation, holder: Any, *, by: Any, log
     conv.status = Conversation.Status.AGENT
     conv.assigned_agent = holder
     conv.save(update_fields=["status", "assigned_agent", "updated_at"])
+    webhooks.conversation_event("conversation.claimed", conv)
     _log(conv, by, log)
     _announce(conv, status_payload(conv))
 
@@ -448,6 +449,7 @@ def agent_reply_post(
         conv = conversation_lock(conversation_id)
         if conv.status != Conversation.Status.AGENT or not _may_act(conv, agent):
             raise NotAssigned("Claim the conversation before replying.")
+        send_email = send_email and conv.channel != Conversation.Channel.EMAIL  # mailed anyway
         if send_email and not conv.customer_email:
             raise InvalidMessage("The customer left no email address.")
         msg = Message.objects.create(
@@ -455,6 +457,7 @@ def agent_reply_post(
         )
         conv.last_message_at = msg.created_at
         conv.save(update_fields=["last_message_at", "updated_at"])
+        webhooks.message_event(msg)  # on the e-mail channel this also queues the mail
         created = events.message_created(msg)
         events.group_send_on_commit(events.conversation_group(conv.pk), created)
         events.group_send_on_commit(events.AGENTS_GROUP, created)
@@ -534,6 +537,7 @@ def conversation_resolve(*, conversation_id: UUID, agent: Any) -> Conversation:
         conv.status = Conversation.Status.RESOLVED
         conv.resolved_at = timezone.now()
         conv.save(update_fields=["status", "resolved_at", "updated_at"])
+        webhooks.conversation_event("conversation.resolved", conv)
         _log(conv, agent, f"{agent_display_name(agent)} resolved the conversation.")
         # An answer the bot may still be writing (a bot conversation) stops at its next token.
         transaction.on_commit(lambda: cancel_request(conversation_id=conversation_id))

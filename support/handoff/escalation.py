@@ -10,7 +10,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from .. import events
+from .. import events, webhooks
 from ..conf import get_support_settings
 from ..models import Conversation, Escalation, Message, SensitiveTopic
 from ..selectors import conversation_lock
@@ -251,6 +251,7 @@ def conversation_escalate(
         )
         conv.status = Conversation.Status.QUEUED
         conv.save(update_fields=["status", "updated_at"])
+        webhooks.conversation_event("conversation.escalated", conv, reasons=list(reasons))
         # An answer still being written stops at its next token.
         transaction.on_commit(lambda: cancel_request(conversation_id=conversation_id))
         payload = queued_status_payload(escalation)

@@ -49,7 +49,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 REPO = Path(__file__).resolve().parents[2]
-QUEUES = "support.default,support.generation,support.ingest"
+QUEUES = "support.default,support.generation,support.ingest,support.webhooks"
 PG_VERSIONS_DIR = Path("/usr/lib/postgresql")
 
 # Demo knowledge-base questions whose (fake) answers are long: 3-7 s at 0.15 s a word.

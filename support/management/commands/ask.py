@@ -8,29 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from support.answers.pipeline import answer_compose
-from support.answers.types import Draft, Turn
-from support.handoff.escalation import AnswerOutcome, escalation_preview
-
-
-def _as_json(draft: Draft, question: str) -> dict[str, Any]:
-    decision = escalation_preview(
-        text=question, answer=AnswerOutcome(draft.action, draft.reason, draft.grounded)
-    )
-    reasons = list(decision.reasons)
-    return {
-        "answer": draft.text,
-        "action": "escalate" if decision.escalate else draft.action,
-        "reason": draft.reason,
-        "reasons": list(dict.fromkeys(reasons)),
-        "confidence": round(draft.confidence, 4),
-        "answer_confidence": round(draft.answer_confidence, 4),
-        "grounded": draft.grounded,
-        "support": None if draft.support is None else round(draft.support, 4),
-        "citations": list(draft.citations),
-        "retrieved": list(draft.retrieved),
-        "prompt_version": draft.prompt_version,
-        **{k: draft.timings.get(k) for k in ("retrieval_ms", "ttft_ms", "total_ms", "tokens")},
-    }
+from support.answers.types import Turn
+from support.ask import ask_result as _as_json
 
 
 class Command(BaseCommand):
