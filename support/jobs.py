@@ -13,7 +13,6 @@ watchdog re-queues answers, a document stays PENDING and can be re-indexed).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
