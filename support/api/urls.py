@@ -1,7 +1,6 @@
 from django.urls import path, re_path
 from drf_spectacular.views import (
     SpectacularAPIView,
-    SpectacularRedocView,
     SpectacularSwaggerSplitView,
 )
 
@@ -30,16 +29,6 @@ urlpatterns = [
             throttle_classes=[],
         ),
         name="docs",
-    ),
-    path(
-        "redoc/",
-        SpectacularRedocView.as_view(
-            url_name="api:schema",
-            authentication_classes=[],
-            permission_classes=[],
-            throttle_classes=[],
-        ),
-        name="redoc",
     ),
     path("problems/<str:code>/", views.ProblemDoc.as_view(), name="problem"),
     path("conversations/", views.ConversationList.as_view(), name="conversations"),

@@ -210,7 +210,7 @@ def email_send(*, email_id: int) -> str:
     wait for the sweep (backoff); a permanent refusal (5xx) or MAX_SEND_ATTEMPTS fails it."""
     with transaction.atomic():
         mail = (
-            EmailMessage.objects.select_for_update()
+            EmailMessage.objects.select_for_update(of=("self",))
             .select_related("chat_message__author")
             .filter(pk=email_id)
             .first()

@@ -82,7 +82,7 @@ def _claim(delivery_id: int, *, manual: bool, now: datetime) -> WebhookDelivery 
     conf = get_support_settings()
     with transaction.atomic():
         d = (
-            WebhookDelivery.objects.select_for_update()
+            WebhookDelivery.objects.select_for_update(of=("self",))
             .select_related("event", "subscription")
             .filter(pk=delivery_id)
             .first()

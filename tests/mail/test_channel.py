@@ -377,3 +377,23 @@ def test_inbound_endpoint_and_command(chat_env: Any, smtp: SmtpSink, tmp_path: A
     call_command("mail_inbound", "--file", str(path), stdout=out)
     assert json.loads(out.getvalue())["status"] == "accepted"
     assert Conversation.objects.filter(channel="email").count() == 2
+
+
+def test_email_answers_are_not_streamed(
+    chat_env: Any, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from support import events
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    real = events.group_send
+
+    def record(group: str, event: dict[str, Any]) -> None:
+        sent.append((group, event))
+        real(group, event)
+
+    monkeypatch.setattr(events, "group_send", record)
+    received = receive(make_mail("How do I reset my router?"))
+    group = events.conversation_group(received.conversation_id)
+    kinds = [e["type"] for g, e in sent if g == group]
+    assert "reply.done" in kinds and "reply.delta" not in kinds
+    assert len(smtp.sent) == 1

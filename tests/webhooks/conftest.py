@@ -135,3 +135,7 @@ def fast_retries() -> Iterator[None]:
 @pytest.fixture
 def owner() -> Any:
     return UserFactory(username="integrator", is_superuser=True)
+
+
+from tests.chat.conftest import chat_env  # noqa: E402, F401  (fixture)
+from tests.knowledge.conftest import kb_env, real_embedder  # noqa: E402, F401  (fixtures)
