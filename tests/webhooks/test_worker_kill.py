@@ -147,12 +147,18 @@ def test_killed_worker_mid_delivery_exactly_once_per_webhook_id(tmp_path: Path) 
         release.set()
         workers.append(_worker(env, tmp_path, "w2", beat=True))
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+
+        def settled() -> bool:
+            ids = [r.webhook_id for r in receiver.requests]
+            return len(receiver.processed) == 3 and bool(ids) and ids.count(ids[0]) >= 2
+
+        while time.monotonic() < deadline and not settled():
+            time.sleep(0.2)
+        for _ in range(5):  # the states are stored just after the receiver answered
+            time.sleep(1)  # (and a duplicate still in flight would arrive meanwhile)
             report = json.loads(_manage(env, "shell", "-c", REPORT).strip().splitlines()[-1])
             if all(state == "delivered" for _, state, _ in report):
                 break
-            time.sleep(0.5)
-        time.sleep(2)  # a duplicate still in flight would arrive now
     finally:
         for w in workers:
             _kill(w)
