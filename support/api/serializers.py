@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ..events import citation_url
+from ..events import citations_with_urls, display_name
 from ..models import (
     ApiToken,
     Conversation,
@@ -52,7 +52,7 @@ class ConversationSerializer(serializers.ModelSerializer):  # type: ignore[type-
 
     def get_assigned_agent(self, obj: Conversation) -> str | None:
         agent = obj.assigned_agent
-        return (agent.get_short_name() or agent.get_username()) if agent else None
+        return display_name(agent) if agent else None
 
 
 class ConversationCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -105,14 +105,10 @@ class MessageSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     def get_author_name(self, obj: Message) -> str | None:
         author = obj.author
-        return (author.get_short_name() or author.get_username()) if author else None
+        return display_name(author) if author else None
 
     def get_citations(self, obj: Message) -> list[dict[str, Any]]:
-        return [
-            {**c, "url": citation_url(c["document_id"], c["chunk_id"])}
-            for c in (obj.citations or [])
-            if "document_id" in c and "chunk_id" in c
-        ]
+        return citations_with_urls(obj.citations or [])
 
 
 class MessageCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]

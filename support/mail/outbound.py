@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from .. import jobs
 from ..conf import get_support_settings
+from ..events import citations_with_urls, display_name
 from ..models import Conversation, EmailMessage, Message, WebhookEvent
 from . import addresses
 
@@ -134,19 +135,14 @@ def reply_queue(
 def _context(mail: EmailMessage) -> dict[str, Any]:
     conf = get_support_settings()
     msg = mail.chat_message
-    citations = []
-    if msg is not None:
-        from ..events import citation_url
-
-        for c in msg.citations or []:
-            if "document_id" in c and "chunk_id" in c:
-                citations.append(
-                    {
-                        "n": c.get("n"),
-                        "title": c.get("heading") or c.get("title") or "Source",
-                        "url": conf.public_url + citation_url(c["document_id"], c["chunk_id"]),
-                    }
-                )
+    citations = [
+        {
+            "n": c.get("n"),
+            "title": c.get("heading") or c.get("title") or "Source",
+            "url": conf.public_url + c["url"],  # absolute: the mail is read elsewhere
+        }
+        for c in (citations_with_urls(msg.citations or []) if msg is not None else [])
+    ]
     author = msg.author if msg is not None else None
     quoted = ""
     if mail.conversation_id:
@@ -163,7 +159,7 @@ def _context(mail: EmailMessage) -> dict[str, Any]:
         "company_name": conf.company_name,
         "text": msg.text if msg is not None else mail.reason,
         "citations": citations,
-        "agent_name": (author.get_short_name() or author.get_username()) if author else None,
+        "agent_name": display_name(author) if author else None,
         "is_bot": msg is None or msg.role == Message.Role.BOT,
         "quoted": quoted,
         "quoted_block": "\n".join(f"> {line}" for line in quoted[:800].splitlines()),

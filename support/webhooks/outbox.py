@@ -18,6 +18,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from .. import jobs
+from ..events import display_name
 from ..models import (
     Conversation,
     Feedback,
@@ -44,7 +45,7 @@ def conversation_data(conv: Conversation) -> dict[str, Any]:
         "customer_name": conv.customer_name,
         "customer_email": conv.customer_email,
         "language": conv.language,
-        "assigned_agent": (agent.get_short_name() or agent.get_username()) if agent else None,
+        "assigned_agent": display_name(agent) if agent else None,
         "created_at": _iso(conv.created_at),
         "resolved_at": _iso(conv.resolved_at),
     }
