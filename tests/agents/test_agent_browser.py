@@ -238,7 +238,7 @@ def rich_conversation(
     # Nobody listens to the set-up's channel-layer events.
     from django.test import Client
 
-    from support import agents as agent_services
+    from support.handoff import agents as agent_services
     from support import events
 
     monkeypatch.setattr(events, "group_send", lambda group, event: None)
