@@ -238,8 +238,8 @@ def rich_conversation(
     # Nobody listens to the set-up's channel-layer events.
     from django.test import Client
 
-    from support.handoff import agents as agent_services
     from support import events
+    from support.handoff import agents as agent_services
 
     monkeypatch.setattr(events, "group_send", lambda group, event: None)
     from support.models import CannedResponse, Feedback

@@ -1,0 +1,120 @@
+"""Scripted conversations over the demo knowledge base (support/demo_kb/), each turn with what
+the bot must do and the facts its reply must and must never state.
+
+`says`: phrases the reply holds (case-insensitive, citation markers ignored); `never`: phrases
+it must not hold. Expectations follow the knowledge base's own words: a case that fails is a
+defect of the bot, never a reason to loosen the case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A customer message and what must follow, or an agent's action."""
+
+    customer: str = ""
+    # answer: the bot answers (generated or quoted). decline: the bot says it is not sure
+    # and offers a person, the conversation stays with the bot. handoff: the conversation goes
+    # to the queue. ack: queued, the message is acknowledged (no bot answer).
+    expect: str = "answer"
+    says: tuple[str, ...] = ()
+    never: tuple[str, ...] = ()
+    # Agent actions instead of a customer message: "claim", "reply:<text>", "hand_back",
+    # "resolve".
+    agent: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    turns: tuple[Turn, ...] = field(default_factory=tuple)
+
+
+def t(customer: str, expect: str = "answer", says: tuple[str, ...] = (), never: tuple[str, ...] = ()) -> Turn:
+    return Turn(customer=customer, expect=expect, says=says, never=never)
+
+
+def agent(action: str) -> Turn:
+    return Turn(agent=action, expect="")
+
+
+LABELS = ("A:", "Q:")
+
+CASES: tuple[Case, ...] = (
+    # --- numbers, codes, named parts: the answer states the source's facts, not recombinations
+    Case("factory reset", (t("How do I factory reset my router?", says=("reset button", "10 seconds"), never=("power button",)),)),
+    Case("restart", (t("How do I restart my router?", says=("30 seconds",), never=("reset button",)),)),
+    Case("billing date", (t("When am I billed?", says=("1st",), never=("issued on the 15th", "billed on the 15th")),)),
+    Case("late fee", (t("How much is the late fee?", says=("7.50",)),)),
+    Case("static ip", (t("Do you offer a static IP address?", says=("Fibre 1000", "5 euros"), never=LABELS),)),
+    Case("error code", (t("What does error ERR-7730 mean?", says=("overheating",), never=("ERR-4032", "ERR-1101")),)),
+    Case("keep number", (t("Can I keep my old phone number?", says=("5 working days",), never=LABELS),)),
+    Case("refund window", (t("Can I get a refund if I cancel?", says=("14 days",)),)),
+    Case("refund time", (t("How long do refunds take?", says=("10 working days",)),)),
+    Case("direct debit discount", (t("Is there a discount for paying by direct debit?", says=("2 euros",)),)),
+    Case("router delivery", (t("When will my router arrive?", says=("3 working days",)),)),
+    Case("two-step", (t("How do I turn on two-step verification?", says=("Security",)),)),
+    Case("minimum term", (t("How long is the minimum term?", says=("12 months",), never=LABELS),)),
+    # --- FAQ answers never leak their "A:" label
+    Case("data limit", (t("Is there a data limit?", says=("unlimited",), never=LABELS),)),
+    Case("speeds", (t("What speeds do you offer?", says=("Fibre 150",), never=LABELS),)),
+    # --- negations and conditions stay as the source states them
+    Case("activation at home", (t("Do I need to be at home for the activation?", says=("engineer",), never=("you need to be at home for activation.",)),)),
+    Case("cut off", (t("Will you cut off my service without warning?", says=("14 days",)),)),
+    Case("phishing", (t("I got an email asking for my password, is that you?", says=("never asks",)),)),
+    # --- paraphrases of covered questions are answered, not declined
+    Case("moving house", (t("Can I take my plan when moving house?", says=("new address",), never=("Account › Plan", "upgrade")),)),
+    Case("slow wifi upstairs", (t("My wifi is slow upstairs", says=("router",)),)),
+    Case("relocating", (t("I'm relocating next month, what happens to my internet contract?", says=("new address",)),)),
+    Case("blinking orange", (t("The light on my router keeps blinking orange, what should I do?", says=("fibre cable",)),)),
+    Case("missed payment", (t("What happens if I miss a payment?", says=("5 days",)),)),
+    Case("outage", (t("Is there an outage in my area?", says=("Service status",)),)),
+    # --- follow-ups and topic switches: each turn is answered for itself
+    Case("follow-up pronoun", (
+        t("How do I change my Wi-Fi password?", says=("Wi-Fi settings",)),
+        t("Will that disconnect my devices?", says=("reconnect",)),
+    )),
+    Case("follow-up ellipsis", (
+        t("How do I upgrade my plan?", says=("Account › Plan",)),
+        t("And can I downgrade?", says=("12 months",)),
+    )),
+    Case("topic switch", (
+        t("How do I reset my app password?", says=("Forgot password",)),
+        t("What does error ERR-1101 mean?", says=("sign in",), never=("Forgot password",)),
+    )),
+    # --- off-topic and uncovered questions are declined, whatever came before
+    Case("off-topic first", (t("What is the capital of France?", expect="decline"),)),
+    Case("off-topic after on-topic", (
+        t("Is there a data limit?", says=("unlimited",)),
+        t("What is the capital of France?", expect="decline", never=("unlimited",)),
+    )),
+    Case("not in the knowledge base", (t("How do I make a warranty claim?", expect="decline", never=("code",)),)),
+    Case("decline twice hands over", (
+        t("What is the capital of France?", expect="decline"),
+        t("Who won the football world cup in 2018?", expect="handoff"),
+    )),
+    Case("decline then yes", (
+        t("How do I make a warranty claim?", expect="decline"),
+        t("yes please", expect="handoff"),
+    )),
+    # --- people: a request for a person, queued messages, hand back
+    Case("asks for a person", (t("I want to talk to a person", expect="handoff"),)),
+    Case("hand back answers the latest question", (
+        t("How do I restart my router?", says=("30 seconds",)),
+        t("agent please", expect="handoff"),
+        t("How much does a static IP cost?", expect="ack"),
+        agent("claim"),
+        agent("hand_back"),
+        t("", expect="answer", says=("5 euros",)),
+    )),
+    Case("agent replies and hands back", (
+        t("I want to talk to a person", expect="handoff"),
+        agent("claim"),
+        agent("reply:Happy to help. What would you like to know?"),
+        agent("hand_back"),
+        t("What speeds do you offer?", says=("Fibre 500",), never=LABELS),
+    )),
+)
