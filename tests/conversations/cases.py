@@ -33,7 +33,9 @@ class Case:
     turns: tuple[Turn, ...] = field(default_factory=tuple)
 
 
-def t(customer: str, expect: str = "answer", says: tuple[str, ...] = (), never: tuple[str, ...] = ()) -> Turn:
+def t(
+    customer: str, expect: str = "answer", says: tuple[str, ...] = (), never: tuple[str, ...] = ()
+) -> Turn:
     return Turn(customer=customer, expect=expect, says=says, never=never)
 
 
@@ -43,6 +45,7 @@ def agent(action: str) -> Turn:
 
 LABELS = ("A:", "Q:")
 
+# fmt: off
 CASES: tuple[Case, ...] = (
     # --- numbers, codes, named parts: the answer states the source's facts, not recombinations
     Case("factory reset", (t("How do I factory reset my router?", says=("reset button", "10 seconds"), never=("power button",)),)),
@@ -118,3 +121,4 @@ CASES: tuple[Case, ...] = (
         t("What speeds do you offer?", says=("Fibre 500",), never=LABELS),
     )),
 )
+# fmt: on
