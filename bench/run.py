@@ -113,6 +113,10 @@ SCRIPTS: tuple[Script, ...] = (
 NOT_IN_SUITE: dict[str, str] = {
     "retrieval_variants": "a tuning sweep of retrieval variants (chunking, fusion, BM25), run by "
     "hand while tuning; `retrieval` measures the settings it chose",
+    "context_rule": "a sweep of candidate rules for when history may join retrieval (hours over "
+    "the dev dialogues), run by hand while tuning; `answers` measures the rule it chose",
+    "decline_fit": "a cross-validated fit of the decline thresholds over the dev dialogues, run by "
+    "hand while tuning; `answers` measures the thresholds it chose",
 }
 # The shared eval knowledge base (bench/_common.py), built before the scripts that use it so a
 # cold build is not charged to one script's budget.
