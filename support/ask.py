@@ -20,8 +20,9 @@ DELTA_INTERVAL_S = 0.08
 
 
 def ask_result(draft: Draft, question: str) -> dict[str, Any]:
-    """The JSON of an answer: text, action (escalate when a person should take it), reasons,
-    confidences, groundedness, citations, retrieved passages, prompt version, timings."""
+    """The JSON of an answer: text, action (escalate: declined, or a person should take it),
+    reasons (why a person takes it; none for a decline alone), confidences, groundedness,
+    citations, a decline's suggested topics, retrieved passages, prompt version, timings."""
     decision = escalation_preview(
         text=question, answer=AnswerOutcome(draft.action, draft.reason, draft.grounded)
     )
@@ -36,6 +37,8 @@ def ask_result(draft: Draft, question: str) -> dict[str, Any]:
         "grounded": draft.grounded,
         "support": None if draft.support is None else round(draft.support, 4),
         "citations": list(draft.citations),
+        # A decline's closest covered topics (what the widget offers as chips).
+        "suggestions": list(draft.suggestions),
         "retrieved": list(draft.retrieved),
         "prompt_version": draft.prompt_version,
         **{k: draft.timings.get(k) for k in ("retrieval_ms", "ttft_ms", "total_ms", "tokens")},

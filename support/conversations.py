@@ -123,7 +123,7 @@ def conversation_open(
 def welcome_frame(conversation: Conversation, token: str, resumed: bool) -> dict[str, Any]:
     history = list(
         conversation.messages.filter(internal=False)
-        .select_related("author", "feedback")
+        .select_related("author__agent_profile", "feedback")
         .order_by("-created_at", "-id")[:HISTORY_LIMIT]
     )
     history.reverse()

@@ -9,8 +9,11 @@ from uuid import UUID
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.utils import timezone
+
+from .answers.suggest import topics_suggest
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +67,47 @@ def citations_with_urls(citations: Iterable[dict[str, Any]]) -> list[dict[str, A
     ]
 
 
+# An agent with neither a display name (AgentProfile) nor a first name.
+AGENT_FALLBACK_NAME = "Support agent"
+
+
 def display_name(user: Any) -> str:
-    """How a person (an agent) is named in the chat and the workspace."""
-    return str(user.get_short_name() or user.get_username())
+    """How a person (an agent) is named to customers and in the workspace: their
+    AgentProfile's display name, else their first name; never the login name."""
+    try:
+        profile = user.agent_profile
+    except (ObjectDoesNotExist, AttributeError):
+        profile = None
+    name = (getattr(profile, "display_name", "") or "").strip()
+    if not name:
+        name = (getattr(user, "first_name", "") or "").strip()
+    return name or AGENT_FALLBACK_NAME
+
+
+def suggestions_with_urls(retrieved: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A decline's suggested topics (support.answers.suggest), each with its passage's URL."""
+    return [
+        {**s, "url": citation_url(s["document_id"], s["chunk_id"])}
+        if s.get("chunk_id") is not None
+        else s
+        for s in topics_suggest(retrieved)
+    ]
+
+
+def is_decline(message: Any) -> bool:
+    """A bot message that declined to answer (it offers a rephrase or a person)."""
+    return bool(message.role == "bot" and message.action == "escalate")
 
 
 def message_payload(message: Any) -> dict[str, Any]:
-    """The one serializer of a stored message for clients (widget and agent views)."""
+    """The one serializer of a stored message for clients (widget and agent views).
+
+    `kind`: a system line's kind (support.handoff.escalation_rules.LineKind; "notice" for a
+    rule's message), None for other roles. `suggestions`: a decline's closest covered topics.
+    """
     feedback = getattr(message, "feedback", None) if message.role == "bot" else None
     author = message.author
+    declined = is_decline(message)
     return {
         "id": message.pk,
         "role": message.role,
@@ -85,6 +120,8 @@ def message_payload(message: Any) -> dict[str, Any]:
         "confidence": message.retrieval_confidence,
         "action": message.action or None,
         "feedback": feedback.value if feedback else None,
+        "kind": (message.reason or "notice") if message.role == "system" else None,
+        "suggestions": suggestions_with_urls(message.retrieved or []) if declined else [],
     }
 
 

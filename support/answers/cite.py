@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from .citations import citations_resolve, extractive_answer
 from .prompt import PROMPT_VERSION
 from .reasons import AnswerAction, AnswerReason
+from .suggest import topics_suggest
 from .types import Decision, Draft, Fact, Generation, Retrieved, Route, Verdict
 
-# A decline offers a person (support.handoff.escalation_rules): the queue notice ("A person
-# will join shortly ...") or the out-of-hours email offer follows this text.
-DECLINE_TEXT = (
-    "I couldn't find that in our help articles, and I'd rather not guess — "
-    "let me get a person to help you."
-)
+# A decline asks for a rephrase or offers a person, with the closest topics the knowledge base
+# covers (suggest.py); it does not hand over by itself (support.handoff.escalation_rules: a
+# "yes", a request for a person, a second decline in a row or another rule does).
+DECLINE_TEXT = "I'm not sure about that — could you rephrase, or shall I get a person?"
 # How much a quoted passage is trusted relative to retrieval confidence.
 QUOTE_CONFIDENCE = 0.8
 
@@ -46,17 +45,19 @@ def _quote(
 
 
 def _decline(retrieved: Retrieved, decision: Decision) -> Draft:
+    passages = tuple(p.as_dict() for p in retrieved.search.passages)
     return Draft(
         text=DECLINE_TEXT,
         action=AnswerAction.ESCALATE,
         reason=decision.reason or AnswerReason.NO_FACTS,
         citations=(),
-        retrieved=tuple(p.as_dict() for p in retrieved.search.passages),
+        retrieved=passages,
         confidence=retrieved.search.confidence,
         answer_confidence=0.0,
         grounded=False,
         prompt_version=PROMPT_VERSION,
         facts=decision.facts,
+        suggestions=topics_suggest(passages),
     )
 
 

@@ -123,3 +123,5 @@ class Draft:
     generated: str = ""  # the model's raw text, before the check
     # What produced it, stage by stage (support.answers.trace; stored on the bot message).
     trace: dict[str, Any] = field(default_factory=dict)
+    # A decline's closest covered topics (suggest.py; recomputed from `retrieved` when shown).
+    suggestions: tuple[dict[str, Any], ...] = ()

@@ -261,9 +261,9 @@ def conversation_workspace_get(*, conversation_id: UUID, agent: Any) -> Workspac
     escalations = list(conv.escalations.order_by("-created_at", "-pk"))
     live = next((e for e in escalations if e.state in LIVE_STATES), None)
     esc = live or (escalations[0] if escalations else None)
-    messages = conv.messages.select_related("author", "feedback", "reply_email").order_by(
-        "created_at", "pk"
-    )
+    messages = conv.messages.select_related(
+        "author__agent_profile", "feedback", "reply_email"
+    ).order_by("created_at", "pk")
     transcript = []
     for m in messages:
         fb = getattr(m, "feedback", None) if m.role == Message.Role.BOT else None

@@ -283,10 +283,21 @@ def test_several_topics_send_each_message_once() -> None:
 
 
 # --- no grounded answer --------------------------------------------------------------------------
-@pytest.mark.parametrize("reason", ["low_confidence", "no_passages", "no_facts"])
-def test_a_declined_answer_is_low_confidence(reason: str) -> None:
+# Issue 12: a decline offers a person and suggestions; it no longer hands over by itself (it
+# used to add LOW_CONFIDENCE or UNGROUNDED whenever the answer declined).
+DECLINE_PROMPT = PastTurn(
+    "bot",
+    "I'm not sure about that — could you rephrase, or shall I get a person?",
+    action="escalate",
+    reason="low_confidence",
+)
+
+
+@pytest.mark.parametrize("reason", ["low_confidence", "no_passages", "no_facts", "ungrounded"])
+def test_a_lone_decline_does_not_hand_over(reason: str) -> None:
     answer = AnswerOutcome("escalate", reason, grounded=False)
-    assert decide("What is the meaning of life?", answer=answer).reasons == (LOW_CONFIDENCE,)
+    decision = decide("What is the meaning of life?", answer=answer)
+    assert not decision.escalate and decision.reasons == ()
 
 
 def test_a_cancelled_answer_is_not_a_decline() -> None:
@@ -294,11 +305,90 @@ def test_a_cancelled_answer_is_not_a_decline() -> None:
     assert not decide("What is the meaning of life?", answer=answer).escalate
 
 
-def test_an_ungrounded_answer_escalates() -> None:
-    declined = AnswerOutcome("escalate", "ungrounded", grounded=False)
-    assert decide("How do I pair it?", answer=declined).reasons == (UNGROUNDED,)
+def test_an_answer_shown_ungrounded_escalates() -> None:
     shown = AnswerOutcome("answer", "grounded", grounded=False)
     assert decide("How do I pair it?", answer=shown).reasons == (UNGROUNDED,)
+
+
+def test_a_decline_names_its_kind_when_another_rule_hands_over() -> None:
+    declined = AnswerOutcome("escalate", "low_confidence", grounded=False)
+    decision = decide("This is unacceptable!", answer=declined)
+    assert decision.reasons == (FRUSTRATION, LOW_CONFIDENCE)
+    failed = AnswerOutcome("escalate", "ungrounded", grounded=False)
+    assert decide("This is unacceptable!", answer=failed).reasons == (FRUSTRATION, UNGROUNDED)
+
+
+def test_a_second_decline_in_a_row_hands_over() -> None:
+    turns = (cust("What is the capital of France?"), DECLINE_PROMPT)
+    answer = AnswerOutcome("escalate", "low_confidence", grounded=False)
+    decision = decide("", turns=turns, answer=answer)
+    assert decision.reasons == (LOW_CONFIDENCE, REPEATED_FAILURE)
+
+
+def test_a_decline_after_a_good_answer_does_not_hand_over() -> None:
+    turns = (*ANSWERED, cust("What is the capital of France?"), bot(), cust("and Spain?"))
+    answer = AnswerOutcome("escalate", "low_confidence", grounded=False)
+    assert not decide("", turns=(cust(), DECLINE_PROMPT, *turns), answer=answer).escalate
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yes",
+        "Yes please!",
+        "yes pls",
+        "yeah",
+        "yep, a person please",
+        "a person please",
+        "sure",
+        "please",
+        "please do",
+        "yes, get me someone",
+        "human",
+        "ja bitte",
+        "oui svp",
+        "sí, por favor",
+    ],
+)
+def test_yes_to_the_decline_offer_asks_for_a_person(text: str) -> None:
+    turns = (cust("How do I make a warranty claim?"), DECLINE_PROMPT)
+    assert decide(text, turns=turns).reasons == (CUSTOMER_REQUEST,)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no",
+        "no thanks",
+        "ok",
+        "thanks",
+        "not now",
+        "yes but how do I reset my router?",
+        "sure, what about the late fee?",
+    ],
+)
+def test_other_replies_to_the_offer_are_not_a_request(text: str) -> None:
+    turns = (cust("How do I make a warranty claim?"), DECLINE_PROMPT)
+    assert CUSTOMER_REQUEST not in decide(text, turns=turns).reasons
+
+
+def test_yes_without_an_offer_is_not_a_request() -> None:
+    assert not decide("yes please", turns=ANSWERED).escalate
+    assert not decide("yes please").escalate
+    # An agent or an answer after the decline: the offer is no longer pending.
+    after_agent = (cust(), DECLINE_PROMPT, PastTurn("agent", "Hi, I'm Sam."))
+    assert not decide("yes", turns=after_agent).escalate
+    after_answer = (cust(), DECLINE_PROMPT, cust("router reset?"), bot())
+    assert not decide("yes", turns=after_answer).escalate
+
+
+def test_system_lines_do_not_hide_the_offer() -> None:
+    turns = (
+        cust(),
+        DECLINE_PROMPT,
+        PastTurn("system", "Thanks — a person will see this when they join", reason="ack"),
+    )
+    assert decide("yes please", turns=turns).reasons == (CUSTOMER_REQUEST,)
 
 
 def test_a_quoted_fallback_after_a_failed_groundedness_check_does_not_escalate() -> None:
@@ -345,6 +435,23 @@ def test_an_agent_message_ends_the_run() -> None:
         bot(feedback="down"),
     )
     assert not decide("and now?", turns=turns).escalate
+
+
+def test_system_lines_are_not_failures_and_do_not_end_the_run() -> None:
+    ack = PastTurn("system", "Thanks — a person will see this when they join", reason="ack")
+    queued = PastTurn("system", "Waiting for a person — you're in the queue", reason="queued")
+    turns = (cust(), DECLINE_PROMPT, ack, queued, cust())
+    answer = AnswerOutcome("escalate", "no_facts", grounded=False)
+    assert decide("", turns=turns, answer=answer).reasons == (LOW_CONFIDENCE, REPEATED_FAILURE)
+    only_lines = (cust(), ack, queued, cust())
+    assert not decide("", turns=only_lines, answer=answer).escalate
+
+
+def test_a_hand_back_ends_the_run() -> None:
+    back = PastTurn("system", "Sam handed you back to the assistant", reason="handed_back")
+    turns = (cust(), DECLINE_PROMPT, back, cust())
+    answer = AnswerOutcome("escalate", "low_confidence", grounded=False)
+    assert not decide("", turns=turns, answer=answer).escalate
 
 
 def test_a_decline_and_a_thumbs_down_count_together() -> None:

@@ -235,24 +235,58 @@ def test_the_worker_check_does_nothing_for_an_ordinary_question(
 
 
 # --- reply_store ---------------------------------------------------------------------------------
-def test_a_declined_answer_is_stored_then_escalates(
+def test_a_decline_is_stored_and_the_bot_keeps_the_conversation(
     sent: Sent, django_capture_on_commit_callbacks: Any
 ) -> None:
+    # Issue 12: a decline offers a person instead of handing over (it used to queue).
     conv = ConversationFactory()
     q = MessageFactory(conversation=conv, text="What is the airspeed of a swallow?")
     with django_capture_on_commit_callbacks(execute=True):
         reply = reply_store(message_id=q.pk, draft=draft("escalate", "low_confidence", False))
     assert reply is not None and reply.text == DECLINE_TEXT
     conv.refresh_from_db()
-    assert conv.status == Conversation.Status.QUEUED
-    escalation = conv.escalations.get()
-    assert escalation.reasons == ["low_confidence"]
-    assert escalation.trigger_message_id == q.pk
-    # The decline already offers a person: no extra system message.
-    assert not conv.messages.filter(role=Message.Role.SYSTEM).exists()
+    assert conv.status == Conversation.Status.BOT
+    assert not conv.escalations.exists()
     group = events.conversation_group(conv.pk)
     kinds = [e["payload"]["type"] for g, e in sent.events if g == group]
-    assert kinds == ["reply.done", "status"]
+    assert kinds == ["reply.done"]
+
+
+def test_a_second_decline_in_a_row_hands_over(
+    sent: Sent, django_capture_on_commit_callbacks: Any
+) -> None:
+    conv = ConversationFactory()
+    q1 = MessageFactory(conversation=conv, text="What is the capital of France?")
+    reply_store(message_id=q1.pk, draft=draft("escalate", "low_confidence", False))
+    q2 = MessageFactory(conversation=conv, text="Who won the world cup in 2018?")
+    with django_capture_on_commit_callbacks(execute=True):
+        reply_store(message_id=q2.pk, draft=draft("escalate", "no_facts", False))
+    conv.refresh_from_db()
+    assert conv.status == Conversation.Status.QUEUED
+    escalation = conv.escalations.get()
+    assert escalation.reasons == ["low_confidence", "repeated_failure"]
+    assert escalation.trigger_message_id == q2.pk
+
+
+def test_yes_after_a_decline_hands_over(no_answers: list[int]) -> None:
+    conv = ConversationFactory()
+    q = MessageFactory(conversation=conv, text="How do I make a warranty claim?")
+    reply_store(message_id=q.pk, draft=draft("escalate", "low_confidence", False))
+    yes = post(conv, "yes please")
+    conv.refresh_from_db()
+    assert conv.status == Conversation.Status.QUEUED
+    escalation = conv.escalations.get()
+    assert escalation.reasons == ["customer_request"] and escalation.trigger_message_id == yes.pk
+    assert no_answers == []
+
+
+def test_a_question_after_a_decline_is_answered(no_answers: list[int]) -> None:
+    conv = ConversationFactory()
+    q = MessageFactory(conversation=conv, text="How do I make a warranty claim?")
+    reply_store(message_id=q.pk, draft=draft("escalate", "low_confidence", False))
+    again = post(conv, "yes, how do I send the router back for repair?")
+    assert not conv.escalations.exists()
+    assert no_answers == [again.pk]
 
 
 def test_a_good_answer_does_not_escalate() -> None:
@@ -301,4 +335,6 @@ def test_preview_writes_nothing(bow_encoder: BagOfWordsEncoder) -> None:
 def test_preview_with_an_answer() -> None:
     answer = AnswerOutcome("escalate", "low_confidence", grounded=False)
     decision = escalation_preview(text="What is love?", answer=answer, similarity=None)
-    assert decision.reasons == ("low_confidence",)
+    assert not decision.escalate and decision.reasons == ()  # a decline alone (issue 12)
+    decision = escalation_preview(text="I want a human", answer=answer, similarity=None)
+    assert decision.reasons == ("customer_request", "low_confidence")

@@ -5,7 +5,13 @@ that builds `ConversationState` from the database and the services that act on a
 in `support.escalation`.
 """
 
-from .decide import embedding_similarity, escalation_decide, failures_in_a_row
+from .decide import (
+    accepts_person_offer,
+    embedding_similarity,
+    escalation_decide,
+    failures_in_a_row,
+    offer_pending,
+)
 from .frustration import is_abusive, is_complaint, sentiment
 from .request import NOT_REQUEST_EXAMPLES, REQUEST_EXAMPLES, asks_for_person
 from .similarity import EmbeddingSimilarity, Similarity
@@ -21,6 +27,7 @@ from .state import (
     CheckStage,
     ConversationState,
     EscalationDecision,
+    LineKind,
     PastTurn,
     Thresholds,
     TopicRule,
@@ -42,10 +49,12 @@ __all__ = [
     "ConversationState",
     "EmbeddingSimilarity",
     "EscalationDecision",
+    "LineKind",
     "PastTurn",
     "Similarity",
     "Thresholds",
     "TopicRule",
+    "accepts_person_offer",
     "amounts",
     "asks_for_person",
     "embedding_similarity",
@@ -54,5 +63,6 @@ __all__ = [
     "is_abusive",
     "is_complaint",
     "keyword_match",
+    "offer_pending",
     "sentiment",
 ]

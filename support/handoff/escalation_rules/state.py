@@ -23,6 +23,18 @@ REASONS = (
 )
 
 
+class LineKind(StrEnum):
+    """System lines of the transcript (`Message.reason` of a system message), shown to the
+    customer and to agents. None of them is an answer (support.answered) or a failure."""
+
+    NOTICE = "notice"  # a rule's message (sensitive topic, busy, no answer in time)
+    QUEUED = "queued"  # "Waiting for a person — you're in the queue"
+    CLAIMED = "claimed"  # "You're now talking to <display name>"
+    HANDED_BACK = "handed_back"  # "<name> handed you back to the assistant"
+    ACK = "ack"  # "Thanks — a person will see this when they join" (a message sent while queued)
+    ENDED = "ended"  # "This conversation has ended."
+
+
 class CheckStage(StrEnum):
     """When the decision runs for a customer message; each stage runs once per message.
 
@@ -44,7 +56,8 @@ class PastTurn:
     role: str  # customer / bot / agent / system
     text: str
     action: str = ""  # bot only: answer / extractive / escalate
-    reason: str = ""  # bot only: the answer pipeline's reason (low_confidence, grounded, ...)
+    # bot: the answer pipeline's reason (low_confidence, grounded, ...); system: its LineKind.
+    reason: str = ""
     feedback: str | None = None  # bot only: "up" / "down" / None
 
 
