@@ -43,7 +43,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 
-SIGNALS = ("confidence", "top_cosine", "lexical_coverage", "top_fact", "idf_fact", "idf_top3")
+SIGNALS = (
+    "confidence",
+    "top_cosine",
+    "lexical_coverage",
+    "top_fact",
+    "idf_fact",
+    "idf_top3",
+    "phrase_top3",
+    "title_top",
+)
 
 
 def _dialogue(q: common.EvalQuestion) -> str:
@@ -177,6 +186,9 @@ RULES: dict[str, Rule] = {
     "logistic confidence+idf_top3": rule_logistic(("confidence", "idf_top3")),
     "logistic cosine+coverage+idf_top3": rule_logistic(
         ("top_cosine", "lexical_coverage", "idf_top3")
+    ),
+    "logistic confidence+top_fact+phrase+title": rule_logistic(
+        ("confidence", "top_fact", "phrase_top3", "title_top")
     ),
     "logistic all": rule_logistic(SIGNALS),
 }

@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from django.db.models import Q
 
@@ -175,6 +176,32 @@ def term_idfs(text: str) -> dict[str, float]:
     if lexical is None:
         return {}
     return {term: lexical.idf(term) for term in dict.fromkeys(tokenize(text))}
+
+
+def _bigrams(text: str) -> set[tuple[str, str]]:
+    terms = [t for t in tokenize(text) if t.isalnum()]
+    return set(pairwise(terms))
+
+
+def phrase_coverage(text: str, sources: Sequence[str]) -> float:
+    """Share of the adjacent term pairs of `text` ("moving house", "dental plan") that some
+    source also holds as a pair (1.0 when `text` has fewer than two terms): a question whose
+    words are all there but never together asks about something else."""
+    wanted = _bigrams(text)
+    if not wanted:
+        return 1.0
+    found: set[tuple[str, str]] = set()
+    for source in sources:
+        found |= _bigrams(source)
+    return len(wanted & found) / len(wanted)
+
+
+def term_coverage(text: str, source: str) -> float:
+    """Share of the BM25 terms of `text` found in `source` (1.0 with no terms)."""
+    wanted = set(tokenize(text))
+    if not wanted:
+        return 1.0
+    return len(wanted & set(tokenize(source))) / len(wanted)
 
 
 def idf_coverage(text: str, sources: Sequence[str], idfs: dict[str, float] | None = None) -> float:

@@ -7,7 +7,14 @@ questions (docs/generation.md, "Tuning history").
 
 from __future__ import annotations
 
-from ..retrieval import SearchResult, idf_coverage, term_idfs, unknown_identifiers
+from ..retrieval import (
+    SearchResult,
+    idf_coverage,
+    phrase_coverage,
+    term_coverage,
+    term_idfs,
+    unknown_identifiers,
+)
 from .facts import facts_select, top_score
 from .reasons import AnswerReason
 from .types import Decision, Fact, Question, Retrieved, Route
@@ -60,7 +67,9 @@ def decline_signals(
     """What a decline can be decided on (bench/decline_fit.py compares them): retrieval
     confidence and its inputs, the best fact's share of the question's words, and the
     IDF-weighted share of the question's terms in the best fact and in the top passages (a rare
-    word of the question that the passages never say, "dental", weighs most)."""
+    word of the question that the passages never say, "dental", weighs most); the share of the
+    question's adjacent term pairs found together in the top passages, and of its terms in the
+    top passage's title and headings."""
     idfs = term_idfs(question.text)
     best = max(facts, key=lambda f: f.score).text if facts else ""
     return {
@@ -70,4 +79,8 @@ def decline_signals(
         "top_fact": top_score(facts),
         "idf_fact": idf_coverage(question.text, [best], idfs) if best else 0.0,
         "idf_top3": idf_coverage(question.text, [p.text for p in search.passages[:3]], idfs),
+        "phrase_top3": phrase_coverage(question.text, [p.text for p in search.passages[:3]]),
+        "title_top": (
+            term_coverage(question.text, search.passages[0].heading) if search.passages else 0.0
+        ),
     }
