@@ -96,21 +96,21 @@ class Item:
     kind: str = ""
 
 
+def _item(line: int, row: dict[str, Any], **extra: str) -> Item:
+    """One labelled message of a messages file (messages.jsonl, hint3_train.jsonl)."""
+    return Item(
+        line,
+        row["id"],
+        row["text"],
+        row["escalate_regardless_of_kb"],
+        row.get("source_label") or "",
+        **extra,
+    )
+
+
 def load_messages(path: Path) -> list[Item]:
-    items = []
     with path.open(encoding="utf-8") as f:
-        for line, raw in enumerate(f):
-            row = json.loads(raw)
-            items.append(
-                Item(
-                    line,
-                    row["id"],
-                    row["text"],
-                    row["escalate_regardless_of_kb"],
-                    row.get("source_label") or "",
-                )
-            )
-    return items
+        return [_item(line, json.loads(raw)) for line, raw in enumerate(f)]
 
 
 def load_doc2dial() -> list[str]:
@@ -230,17 +230,8 @@ def load_register(path: Path) -> list[Item]:
                 kind = KIND_CRITICISM
             if row["escalate_regardless_of_kb"] is True and kind == KIND_NONE:
                 raise ValueError(f"{row['id']}: a positive without a kind; update KIND_OF")
-            items.append(
-                Item(
-                    line,
-                    row["id"],
-                    row["text"],
-                    row["escalate_regardless_of_kb"],
-                    row.get("source_label") or "",
-                    source=row["source"].split("/")[-1].split(" ")[0],
-                    kind=kind,
-                )
-            )
+            source = row["source"].split("/")[-1].split(" ")[0]
+            items.append(_item(line, row, source=source, kind=kind))
     return items
 
 

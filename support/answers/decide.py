@@ -72,14 +72,15 @@ def decline_signals(
     top passage's title and headings."""
     idfs = term_idfs(question.text)
     best = max(facts, key=lambda f: f.score).text if facts else ""
+    top3 = [p.text for p in search.passages[:3]]
     return {
         "confidence": search.confidence,
         "top_cosine": search.top_cosine,
         "lexical_coverage": search.lexical_coverage,
         "top_fact": top_score(facts),
         "idf_fact": idf_coverage(question.text, [best], idfs) if best else 0.0,
-        "idf_top3": idf_coverage(question.text, [p.text for p in search.passages[:3]], idfs),
-        "phrase_top3": phrase_coverage(question.text, [p.text for p in search.passages[:3]]),
+        "idf_top3": idf_coverage(question.text, top3, idfs),
+        "phrase_top3": phrase_coverage(question.text, top3),
         "title_top": (
             term_coverage(question.text, search.passages[0].heading) if search.passages else 0.0
         ),
