@@ -259,7 +259,8 @@ def handoff_request(*, conversation_id: UUID) -> dict[str, Any]:
 def feedback_set(
     *, conversation_id: UUID, message_id: int, value: str, comment: str = ""
 ) -> Feedback:
-    """Thumbs up/down on a bot answer of this conversation (replaces an earlier value)."""
+    """Thumbs up/down on a bot answer of this conversation (replaces an earlier value); a
+    decline cannot be rated (`not_an_answer`)."""
     if value not in Feedback.Value.values:
         raise InvalidMessage("value must be 'up' or 'down'.", code="bad_frame")
     msg = Message.objects.filter(
@@ -267,6 +268,12 @@ def feedback_set(
     ).first()
     if msg is None:
         raise SupportError("No such answer in this conversation.", code="not_found")
+    if events.is_decline(msg):
+        # A decline offers a rephrase or a person: there is no answer to rate (the widget shows
+        # no thumbs on it either).
+        raise SupportError(
+            "That message is not an answer, so it cannot be rated.", code="not_an_answer"
+        )
     with transaction.atomic():
         feedback, _ = Feedback.objects.update_or_create(
             message=msg, defaults={"value": value, "comment": comment[:2000]}

@@ -915,7 +915,7 @@
       case "resolved":
         return ["resolved", "This conversation is resolved"];
       default:
-        return ["bot", "Our assistant replies instantly"];
+        return ["bot", "Usually replies in a few seconds"];
     }
   }
 
@@ -1143,7 +1143,8 @@
         src.appendChild(ol);
         node.appendChild(src);
       }
-      if (msg.id != null) node.appendChild(feedbackNode(msg));
+      // No thumbs on a decline (action "escalate"): there is no answer to rate.
+      if (msg.id != null && msg.action !== "escalate") node.appendChild(feedbackNode(msg));
     }
     return node;
   }

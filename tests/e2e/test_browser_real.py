@@ -118,7 +118,7 @@ def _journey(page: Any, context: Any, product: LiveProduct, log: FrameLog) -> No
     w = page.locator("#smallbot-support")
     w.get_by_role("button", name=re.compile(r"^Open .* chat$")).click()
     expect(w.get_by_role("dialog")).to_be_visible()
-    expect(w.locator(".sb-status-text")).to_have_text("Our assistant replies instantly")
+    expect(w.locator(".sb-status-text")).to_have_text("Usually replies in a few seconds")
     wait_until(page, lambda: bool(log.received("welcome")), 15, "the welcome frame")
     welcome = log.received("welcome")[0]
     assert welcome["resumed"] is False and welcome["history"] == []

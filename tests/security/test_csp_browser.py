@@ -118,7 +118,7 @@ def test_pages_work_under_their_content_security_policy(
         page.goto(url + "/")
         widget = page.locator("#smallbot-support")
         widget.get_by_role("button", name=re.compile(r"^Open .* chat$")).click()
-        expect(widget.locator(".sb-status-text")).to_have_text("Our assistant replies instantly")
+        expect(widget.locator(".sb-status-text")).to_have_text("Usually replies in a few seconds")
         assert widget.evaluate("h => getComputedStyle(h.shadowRoot.querySelector('.sb-panel'))"
                                ".position") == "fixed"  # fmt: skip
 

@@ -7,7 +7,8 @@ speaks the docs/protocol.md websocket protocol on `/ws/chat/`:
 - `hello` → `welcome` with a token; a known token resumes the conversation with its history,
   an unknown one gets `token_invalid` and a fresh conversation;
 - `message` → the stored echo (idempotent on `client_id`), then `typing`, a few `reply.delta`
-  frames (one out of order, one duplicated) and `reply.done` with a citation;
+  frames (one out of order, one duplicated) and `reply.done` with a citation; a question about
+  "the capital of France" gets a decline (`action: "escalate"`, no stream) instead;
 - `feedback` → `ack`; `handoff` → a `queued` status (with `out_of_hours` set: the
   out-of-hours wording, `back_at` and `ask_email: true`); `ping` → `pong`;
 - `email` → `ack` for a plausible address, else a `bad_frame` error with a human message;
@@ -58,6 +59,8 @@ FINAL_TEXT = (
     "Hold the **reset button** for 10 seconds [1].\n\n- Keep the router plugged in\n"
     "- Wait until the `Internet` light is steady"
 )
+
+DECLINE_TEXT = "I'm not sure about that — could you rephrase, or shall I get a person?"
 
 XSS_TEXT = (
     '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> '
@@ -475,6 +478,9 @@ class MockServer:
 
     async def _reply(self, conv: Conversation, question: dict[str, Any]) -> None:
         reply_to = question["id"]
+        if "capital of France" in question["text"]:
+            await self._decline(conv, question)
+            return
         xss = "xss" in question["text"]
         await asyncio.sleep(0.05)
         await self._broadcast(conv, {"type": "typing", "role": "bot", "active": True})
@@ -507,3 +513,13 @@ class MockServer:
         )
         await self._broadcast(conv, {"type": "reply.done", "reply_to": reply_to, "message": bot})
         await self._broadcast(conv, {"type": "typing", "role": "bot", "active": False})
+
+    async def _decline(self, conv: Conversation, question: dict[str, Any]) -> None:
+        """What the real server sends for an off-topic question: a stored decline, no stream."""
+        await asyncio.sleep(0.05)
+        bot = self._message(
+            conv, "bot", DECLINE_TEXT, confidence=0.12, action="escalate", reply_to=question["id"]
+        )
+        await self._broadcast(
+            conv, {"type": "reply.done", "reply_to": question["id"], "message": bot}
+        )

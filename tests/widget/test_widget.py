@@ -12,6 +12,7 @@ from tests.widget.conftest import screenshot
 from tests.widget.mock_server import (
     BAD_EMAIL,
     CITATION,
+    DECLINE_TEXT,
     MAX_MESSAGE_CHARS,
     OUT_OF_HOURS_TEXT,
     QUEUED_TEXT,
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.browser
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
 
-BOT_STATUS = "Our assistant replies instantly"
+BOT_STATUS = "Usually replies in a few seconds"
 OFFLINE_STATUS = "Offline — reconnecting…"
 EMAIL_LABEL = "Leave your email and we'll get back to you"
 
@@ -159,6 +160,24 @@ def test_thumbs_up_sends_feedback_and_shows_pressed(page: Any, server: MockServe
         "value": "down",
         "comment": "It did not mention the model",
     }
+
+
+def test_a_decline_shows_no_thumbs(page: Any, server: MockServer) -> None:
+    w = open_widget(page, server)
+    ask(page, "How do I reset my router?")
+    answer = w.locator(".sb-msg-bot[data-id]").first
+    expect(answer.locator(".sb-feedback")).to_be_visible()
+    ask(page, "What is the capital of France?")
+    decline = w.locator(".sb-msg-bot[data-id]").nth(1)
+    expect(decline.locator(".sb-bubble")).to_have_text(DECLINE_TEXT)
+    expect(decline.locator(".sb-feedback")).to_have_count(0)
+    expect(decline.get_by_role("button", name="This answer was helpful")).to_have_count(0)
+    # Still none after a reload (the decline comes back in the welcome history).
+    page.reload()
+    w.get_by_role("button", name="Open Help chat").click()
+    expect(w.locator(".sb-msg-bot[data-id]")).to_have_count(2)
+    expect(w.locator(".sb-msg-bot[data-id] .sb-feedback")).to_have_count(1)
+    screenshot(page, "decline-no-thumbs")
 
 
 def test_reload_restores_history_with_the_stored_token(page: Any, server: MockServer) -> None:
