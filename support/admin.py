@@ -54,8 +54,9 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "assigned_agent",
         "created_at",
         "last_message_at",
+        "rating",
     )
-    list_filter = ("status", "channel", "language")
+    list_filter = ("status", "channel", "language", "rating")
     search_fields = ("id", "customer_name", "customer_email")
     readonly_fields = (
         "id",
@@ -65,6 +66,10 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "resolved_at",
         "origin",
         "channel",
+        # The customer's end-of-chat rating (support.conversations.conversation_rate).
+        "rating",
+        "rating_comment",
+        "rated_at",
     )
     inlines = (EscalationInline, MessageInline)
     date_hierarchy = "created_at"

@@ -106,7 +106,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         problem = limits.frame_text_problem(frame)
         if problem is not None:
-            await self.send_json(_error("bad_frame", problem, **_client_id(frame)))
+            await self.send_json(_error("bad_frame", problem, **_about(frame)))
             return
         await self.receive_json(frame)
 
@@ -119,8 +119,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if kind not in ("hello", "ping") and self.conversation_id is None:
             await self.send_json(_error("not_started", "Send a 'hello' frame first."))
             return
-        # Errors caused by a message name its client_id, so the widget marks the right one.
-        extra = _client_id(content)
+        # Errors caused by a message name its client_id (by a rating: `for`), so the widget
+        # marks the right one.
+        extra = _about(content)
         try:
             await handler(self, content)
         except SupportError as exc:
@@ -206,6 +207,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         )
         await self.send_json({"type": "ack", "for": "feedback", "message_id": message_id})
 
+    async def on_rate(self, frame: dict[str, Any]) -> None:
+        rating = frame.get("rating")
+        if not isinstance(rating, int) or isinstance(rating, bool):
+            raise _BadField("'rating' must be a whole number from 1 to 5.")
+        assert self.conversation_id is not None
+        conv = await database_sync_to_async(conversations.conversation_rate)(
+            conversation_id=self.conversation_id,
+            rating=rating,
+            comment=_opt_str(frame, "comment") or "",
+        )
+        await self.send_json({"type": "ack", "for": "rate", "rating": conv.rating})
+
     async def on_handoff(self, frame: dict[str, Any]) -> None:
         assert self.conversation_id is not None
         status = await database_sync_to_async(conversations.handoff_request)(
@@ -247,6 +260,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         "hello": on_hello,
         "message": on_message,
         "feedback": on_feedback,
+        "rate": on_rate,
         "handoff": on_handoff,
         "email": on_email,
         "typing": on_typing,
@@ -275,9 +289,12 @@ class _BadField(Exception):
     pass
 
 
-def _client_id(frame: dict[str, Any]) -> dict[str, Any]:
+def _about(frame: dict[str, Any]) -> dict[str, Any]:
+    """What an error frame names so the client can tell which frame failed."""
     if frame.get("type") == "message" and isinstance(frame.get("client_id"), str):
         return {"client_id": frame["client_id"]}
+    if frame.get("type") == "rate":
+        return {"for": "rate"}
     return {}
 
 

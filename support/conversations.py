@@ -1,4 +1,4 @@
-"""Conversation services: start/resume, customer messages, feedback, handoff."""
+"""Conversation services: start/resume, customer messages, feedback, handoff, the end rating."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ from .streaming import stream_state_get
 
 TOKEN_SALT = "support.conversation"  # noqa: S105 (a signing namespace, not a secret)
 HISTORY_LIMIT = 200
+# The optional comment of the end-of-chat rating; longer ones are refused, not cut.
+RATING_COMMENT_MAX_CHARS = 1000
 # NUL and C0/C1 controls other than tab/newline (CR is read as a line break first), DEL, and
 # unpaired surrogates: rejected before storage.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -39,6 +41,14 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 class InvalidToken(SupportError):
     code = "token_invalid"
+
+
+class InvalidRating(SupportError):
+    code = "invalid_rating"
+
+
+class NotResolved(SupportError):
+    code = "not_resolved"
 
 
 def conversation_token(conversation_id: UUID) -> str:
@@ -141,6 +151,8 @@ def welcome_frame(conversation: Conversation, token: str, resumed: bool) -> dict
         "agent_name": status["agent_name"],
         "resumed": resumed,
         "max_message_chars": get_support_settings().max_message_chars,
+        # The end-of-chat rating (1-5) once given: the widget shows its thanks, not the question.
+        "rating": conversation.rating,
         # Outside business hours: when people are back, and whether to ask for an email.
         **{k: status[k] for k in ("out_of_hours", "back_at", "ask_email") if k in status},
     }
@@ -298,3 +310,28 @@ def customer_email_set(*, conversation_id: UUID, email: str) -> Conversation:
     if not updated:
         raise ConversationNotFound("This conversation does not exist.")
     return Conversation.objects.get(pk=conversation_id)
+
+
+def conversation_rate(*, conversation_id: UUID, rating: int, comment: str = "") -> Conversation:
+    """The customer's 1-5 satisfaction rating of an ended (resolved) conversation, with an
+    optional comment (at most RATING_COMMENT_MAX_CHARS); rating again replaces the earlier
+    rating, comment and `rated_at`. InvalidRating for a bad value, NotResolved before the end."""
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise InvalidRating("The rating must be a whole number from 1 to 5.")
+    comment = comment.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if _CONTROL.search(comment) or _SURROGATE.search(comment):
+        raise InvalidRating("The comment cannot contain control characters.")
+    if len(comment) > RATING_COMMENT_MAX_CHARS:
+        raise InvalidRating(
+            f"The comment can be at most {RATING_COMMENT_MAX_CHARS} characters long "
+            f"(this one has {len(comment)})."
+        )
+    with transaction.atomic():
+        conv = conversation_lock(conversation_id)
+        if conv.status != Conversation.Status.RESOLVED:
+            raise NotResolved("A conversation can be rated once it has ended.")
+        conv.rating = rating
+        conv.rating_comment = comment
+        conv.rated_at = timezone.now()
+        conv.save(update_fields=["rating", "rating_comment", "rated_at", "updated_at"])
+    return conv

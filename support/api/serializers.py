@@ -40,6 +40,8 @@ class ConversationSerializer(serializers.ModelSerializer):  # type: ignore[type-
             "last_message_at",
             "resolved_at",
             "rating",
+            "rating_comment",
+            "rated_at",
         )
 
     def get_id(self, obj: Conversation) -> str:
@@ -123,6 +125,17 @@ class MessageCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
         max_length=64,
         required=False,
         help_text="Customer messages: your id for the message; a resend is stored once.",
+    )
+
+
+class RatingSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    # Typed here; the range and the comment's length are the service's (conversation_rate).
+    rating = serializers.IntegerField(help_text="1 (poor) to 5 (excellent).")
+    comment = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Optional, at most 1000 characters.",
     )
 
 

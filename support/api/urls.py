@@ -38,6 +38,7 @@ urlpatterns = [
     path(
         f"{_conv}/hand-back/", views.ConversationHandBack.as_view(), name="conversation-hand-back"
     ),
+    path(f"{_conv}/rating/", views.ConversationRating.as_view(), name="conversation-rating"),
     path(f"{_conv}/messages/", views.MessageList.as_view(), name="messages"),
     path("documents/", views.DocumentList.as_view(), name="documents"),
     path("documents/<int:document_id>/", views.DocumentDetail.as_view(), name="document"),

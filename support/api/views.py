@@ -247,6 +247,32 @@ class ConversationHandBack(ApiView):
         return Response(s.ConversationSerializer(conv, context={"request": request}).data)
 
 
+class ConversationRating(ApiView):
+    scopes = {"POST": (WRITE,)}
+    perms = {"POST": (VIEW_CONVERSATION,)}
+    customer_ok = {"POST": True}
+
+    @extend_schema(
+        summary="Rate an ended conversation (1-5, optional comment; again replaces)",
+        request=s.RatingSerializer,
+        responses=s.ConversationSerializer,
+    )
+    def post(self, request: Request, conversation_id: str) -> Response:
+        conv = self.conversation(conversation_id)
+        token = self.token()
+        if not token.is_customer and conv.channel != Conversation.Channel.API:
+            raise Problem(
+                "permission_denied",
+                "A rating comes from the customer's token, or a write token on a conversation "
+                "of the API channel.",
+            )
+        data = self.validated(s.RatingSerializer)
+        conv = conversations.conversation_rate(
+            conversation_id=conv.pk, rating=data["rating"], comment=data.get("comment", "")
+        )
+        return Response(s.ConversationSerializer(conv, context={"request": request}).data)
+
+
 class MessageList(ApiView):
     scopes = {"GET": (READ,), "POST": (WRITE, AGENT)}
     perms = {"GET": ("support.view_message",)}
