@@ -18,12 +18,16 @@ def _check_before_serving(**_: object) -> None:
     call_command("check")
 
 
+def _serves_from_this_process(sender: object) -> bool:
+    # Solo and threads pools (and the embedded mode) serve from the worker's own process. A
+    # prefork parent serves nothing: its children set themselves up after the fork.
+    pool = getattr(sender, "pool_cls", "")
+    return "prefork" not in (pool if isinstance(pool, str) else getattr(pool, "__module__", ""))
+
+
 @worker_init.connect
 def _serving_threads_in_worker(sender: object = None, **_: object) -> None:
-    # Solo and threads pools (and the embedded mode) serve from this process. A prefork parent
-    # serves nothing: its children set their own after the fork (below).
-    pool = getattr(sender, "pool_cls", "")
-    if "prefork" not in (pool if isinstance(pool, str) else getattr(pool, "__module__", "")):
+    if _serves_from_this_process(sender):
         from support.backends import serving_threads_configure
         from support.knowledge import index_sync_loop_start
 
@@ -38,3 +42,21 @@ def _serving_threads_in_child(**_: object) -> None:
 
     serving_threads_configure()
     index_sync_loop_start()
+
+
+# The warm-up runs in a background thread, after the thread settings above (receivers run in
+# the order they connect): run inline it would delay consuming by the whole load, and a
+# prefork child that takes longer than worker_proc_alive_timeout (4 s) to report up is killed.
+@worker_init.connect
+def _warm_up_in_worker(sender: object = None, **_: object) -> None:
+    if _serves_from_this_process(sender):
+        from support.warmup import backends_warm_up_start
+
+        backends_warm_up_start()
+
+
+@worker_process_init.connect
+def _warm_up_in_child(**_: object) -> None:
+    from support.warmup import backends_warm_up_start
+
+    backends_warm_up_start()

@@ -35,6 +35,7 @@ class SupportSettings:
     generator_backend: str
     embedder_backend: str
     model_threads: int
+    warmup: bool
     max_upload_bytes: int
     parse_timeout_s: float
     parse_memory_mb: int

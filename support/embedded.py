@@ -3,7 +3,9 @@
 Same task code as production; the broker is kombu's in-memory transport (or Redis when set),
 consumed by a real Celery `WorkController` running in a daemon thread. Celery beat does not run
 here (its embedded service forks, and a forked child would queue into its own copy of the
-in-memory broker); a plain thread runs the outcome watchdog on beat's schedule instead.
+in-memory broker); a plain thread runs the outcome watchdog on beat's schedule instead. The
+worker's start hooks (chatbot/celery.py) run in this process, the model warm-up included, so
+the first answer after `make run` finds the models loaded (and /readyz waits for them).
 """
 
 from __future__ import annotations
@@ -99,10 +101,23 @@ class EmbeddedWorker:
         self._controller: _ReadyWorkController | None = None
 
     def start(self, *, timeout: float = 30.0) -> None:
+        controller = self.controller_build()
+        thread = threading.Thread(target=controller.start, name="embedded-celery", daemon=True)
+        thread.start()
+        if not controller.ready.wait(timeout):
+            raise RuntimeError(f"The embedded Celery worker did not start within {timeout:.0f} s")
+        self._controller, self._thread = controller, thread
+        self.watchdog.start()
+        logger.info("Embedded Celery worker started (%d threads)", self.concurrency)
+
+    def controller_build(self) -> _ReadyWorkController:
+        """The worker, not started yet. Building it sends Celery's `worker_init`, so this
+        process runs the serving hooks of chatbot/celery.py as a solo worker does: the thread
+        settings, the index sync loop and the model warm-up (in a background thread)."""
         self.app.finalize()
         self.app.set_current()
         self.app.set_default()
-        controller = _ReadyWorkController(
+        return _ReadyWorkController(
             app=self.app,
             hostname="embedded@localhost",
             pool="threads",
@@ -114,13 +129,6 @@ class EmbeddedWorker:
             without_mingle=True,
             without_gossip=True,
         )
-        thread = threading.Thread(target=controller.start, name="embedded-celery", daemon=True)
-        thread.start()
-        if not controller.ready.wait(timeout):
-            raise RuntimeError(f"The embedded Celery worker did not start within {timeout:.0f} s")
-        self._controller, self._thread = controller, thread
-        self.watchdog.start()
-        logger.info("Embedded Celery worker started (%d threads)", self.concurrency)
 
     def stop(self, *, timeout: float = 15.0) -> None:
         self.watchdog.stop()

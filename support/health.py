@@ -12,7 +12,13 @@ from django.db import connections
 
 from chatbot.celery import app as celery_app
 
+from .warmup import WarmupState, backends_warm_up_status
+
 PROBE_TIMEOUT_S = 2
+# A process that answers too (the embedded mode) is not ready while it warms its models up, so
+# a load balancer sends the first customer after the models are in; after this long it is
+# ready anyway (the models then load on first use, as without a warm-up).
+WARMUP_READY_WAIT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,32 @@ def broker_probe() -> ProbeResult:
     return ProbeResult("broker", True, str(transport))
 
 
+def models_probe() -> ProbeResult | None:
+    """The model warm-up of this process; None where there is none (the web process of the
+    multi-process deployment, whose workers warm up their own models; SUPPORT_WARMUP off)."""
+    status = backends_warm_up_status()
+    if status.state is WarmupState.NOT_STARTED:
+        return None
+    if status.state is WarmupState.WARMING:
+        waited = status.elapsed_s >= WARMUP_READY_WAIT_S
+        detail = f"warming up for {status.elapsed_s:.0f} s" + (
+            "; answering anyway (the models load on first use)" if waited else ""
+        )
+        return ProbeResult("models", waited, detail)
+    assert status.result is not None
+    if status.state is WarmupState.PARTIAL:
+        return ProbeResult(
+            "models",
+            True,
+            f"warm but for {', '.join(status.result.failed)} (they load on "
+            f"first use): {status.result.summary()}",
+        )
+    return ProbeResult("models", True, f"warm in {status.result.summary()}")
+
+
 def readiness() -> list[ProbeResult]:
-    """Probe the database, the channel layer and the Celery broker."""
-    return [database_probe(), channel_layer_probe(), broker_probe()]
+    """Probe the database, the channel layer and the Celery broker, and where this process
+    answers too, its model warm-up."""
+    results = [database_probe(), channel_layer_probe(), broker_probe()]
+    models = models_probe()
+    return results if models is None else [*results, models]

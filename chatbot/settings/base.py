@@ -238,6 +238,10 @@ SUPPORT_EMBEDDER_BACKEND = env.str(
     "SUPPORT_EMBEDDER_BACKEND", default="support.search.embedder.SentenceTransformerEmbedder"
 )
 SUPPORT_MODEL_THREADS = env.int("SUPPORT_MODEL_THREADS", default=0)
+# A serving process (Celery worker process, the embedded mode) loads the embedder, the index
+# and the chat model at start and runs each once, in the background (support/warmup.py); off,
+# the first answer after a start waits for them.
+SUPPORT_WARMUP = env.bool("SUPPORT_WARMUP", default=True)
 SUPPORT_MAX_UPLOAD_BYTES = env.int("SUPPORT_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 # PDF and DOCX are parsed in a child process: wall-clock seconds, and memory beyond its imports.
 SUPPORT_PARSE_TIMEOUT_S = env.float("SUPPORT_PARSE_TIMEOUT_S", default=120.0)

@@ -25,3 +25,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # No background index checks: tests rebuild indexes explicitly (knowledge.index_sync is
 # tested directly).
 SUPPORT_INDEX_SYNC_INTERVAL_S = 0.0
+# No model warm-up at worker start: tests install fakes or load models themselves (a test of
+# the warm-up turns it on).
+SUPPORT_WARMUP = False
