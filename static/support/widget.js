@@ -62,6 +62,8 @@
   var BACKOFF_MIN = 500;
   var BACKOFF_MAX = 15000;
   var WAIT_TYPING_MS = 45000;
+  var RATING_COMMENT_MAX = 1000; // the server's cap (conversations.RATING_COMMENT_MAX_CHARS)
+  var RATING_WORDS = ["Poor", "Fair", "Good", "Very good", "Excellent"];
 
   // ---------------------------------------------------------------- small helpers
 
@@ -154,6 +156,7 @@
     thumbDown: "M7 14V4H4v10zM7 14l4 7c1.4 0 2.3-1 2-2.4l-.5-3.6H18a2 2 0 0 0 2-2.3l-1.2-6.6A2.5 2.5 0 0 0 16.3 4H7",
     alert: "M12 8v5M12 16.5v.01M10.3 3.9L2.6 17.5A2 2 0 0 0 4.3 20.5h15.4a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z",
     check: "M5 12.5l4.5 4.5L19 7.5",
+    star: "M12 3.6l2.6 5.3 5.8.8-4.2 4.1 1 5.8-5.2-2.7-5.2 2.7 1-5.8-4.2-4.1 5.8-.8z",
     mail: "M4 6.5A1.5 1.5 0 0 1 5.5 5h13A1.5 1.5 0 0 1 20 6.5v11a1.5 1.5 0 0 1-1.5 1.5h-13A1.5 1.5 0 0 1 4 17.5zM4.5 6.5l7.5 6 7.5-6",
   };
 
@@ -477,6 +480,23 @@
     "display:inline-flex;align-items:center;gap:6px;font-size:14px;font-weight:600}",
     ".sb-send:hover{filter:brightness(1.08)}",
     ".sb-footnote{margin:8px 0 0;font-size:11.5px;color:var(--sb-muted);text-align:center}",
+    // the end of a conversation: replaces the message box
+    ".sb-ended{display:flex;flex-direction:column;gap:10px}",
+    ".sb-ended-text{margin:0;font-size:14px;font-weight:600;text-align:center}",
+    ".sb-rate{margin:0;padding:10px 12px 12px;border:1px solid var(--sb-border);border-radius:12px;background:var(--sb-bot-bg)}",
+    ".sb-rate-q{margin:0 0 6px;font-size:13.5px;font-weight:600}",
+    ".sb-stars{display:flex;gap:4px}",
+    ".sb-star{width:36px;height:36px;border:0;border-radius:9px;background:transparent;color:#94a3b8;display:grid;place-items:center}",
+    ".sb-star:hover{background:rgba(15,23,42,.06);color:#b45309}",
+    ".sb-star[data-on]{color:#b45309}.sb-star[data-on] svg path{fill:currentColor}",
+    ".sb-rate textarea{display:block;width:100%;min-height:52px;margin-top:8px;resize:vertical;border:1px solid var(--sb-border);border-radius:10px;padding:7px 10px;font-size:14px;background:var(--sb-bg)}",
+    ".sb-rate textarea:focus{outline:2px solid var(--sb-link);outline-offset:0;border-color:transparent}",
+    ".sb-rate .sb-row{display:flex;justify-content:flex-end;margin-top:8px}",
+    ".sb-rate .sb-btn[aria-disabled=true]{opacity:.6;cursor:default}",
+    ".sb-rate-error{margin:0;font-size:12.5px;color:#b91c1c}.sb-rate-error:not(:empty){margin-top:6px}",
+    ".sb-rate-thanks{margin:0;font-size:13.5px;text-align:center;color:var(--sb-muted)}",
+    ".sb-new{align-self:center;padding:8px 16px;font-size:14px}",
+    ".sb-ended-msg .sb-bubble{opacity:.65}.sb-ended-msg .sb-meta{color:#92400e}",
     // small screens: the panel becomes the whole screen
     "@media (max-width:480px){",
     ".sb-panel,.sb-left .sb-panel{top:0;right:0;bottom:0;left:0;width:auto;height:auto;min-height:0;border-radius:0;animation-name:sb-in-m}",
@@ -523,7 +543,8 @@
     typingTimer: null,
     isOpen: false,
     unread: 0,
-    closedOffer: null,
+    // The end-of-chat rating: state idle | sending | done; conv: the conversation it is for.
+    rating: { value: 0, comment: "", state: "idle", error: "", conv: null },
     askEmail: false, // the server asks for an email address (`ask_email`, outside business hours)
     outOfHours: false,
     backAt: null,
@@ -548,7 +569,7 @@
   function saveOutbox() {
     var keep = S.pending
       .filter(function (p) {
-        return p.state !== "failed";
+        return p.state !== "failed" && p.state !== "ended";
       })
       .map(function (p) {
         return { client_id: p.client_id, text: p.text };
@@ -707,9 +728,59 @@
     form.appendChild(input);
     form.appendChild(send);
     var hint = el("p", "sb-footnote", "Enter to send · Shift+Enter for a new line");
+
+    // Once the conversation has ended (status `resolved`) this replaces the message box.
+    var ended = el("div", "sb-ended");
+    ended.hidden = true;
+    var endedText = el("p", "sb-ended-text", "This conversation has ended.");
+    var rate = el("form", "sb-rate");
+    rate.noValidate = true;
+    var rateQ = el("p", "sb-rate-q", "How was this conversation?");
+    rateQ.id = "sb-rate-q";
+    var stars = el("div", "sb-stars");
+    stars.setAttribute("role", "group");
+    stars.setAttribute("aria-labelledby", "sb-rate-q");
+    var starBtns = [];
+    for (var n = 1; n <= 5; n++) {
+      var star = el("button", "sb-star");
+      star.type = "button";
+      star.setAttribute("data-value", String(n));
+      star.setAttribute("aria-label", n === 1 ? "1 star" : n + " stars");
+      star.setAttribute("aria-pressed", "false");
+      star.title = RATING_WORDS[n - 1];
+      star.appendChild(icon("star", 24));
+      stars.appendChild(star);
+      starBtns.push(star);
+    }
+    var rateComment = el("textarea");
+    rateComment.setAttribute("aria-label", "Anything to add? (optional)");
+    rateComment.placeholder = "Anything to add? (optional)";
+    rateComment.maxLength = RATING_COMMENT_MAX;
+    rateComment.rows = 2;
+    var rateRow = el("div", "sb-row");
+    var rateSend = el("button", "sb-btn sb-btn-primary", "Send rating");
+    rateSend.type = "submit";
+    rateRow.appendChild(rateSend);
+    var rateError = el("p", "sb-rate-error");
+    rateError.setAttribute("role", "alert");
+    rate.appendChild(rateQ);
+    rate.appendChild(stars);
+    rate.appendChild(rateComment);
+    rate.appendChild(rateRow);
+    rate.appendChild(rateError);
+    var rateThanks = el("p", "sb-rate-thanks");
+    rateThanks.setAttribute("role", "status");
+    var newConv = el("button", "sb-btn sb-btn-primary sb-new", "Start a new conversation");
+    newConv.type = "button";
+    ended.appendChild(endedText);
+    ended.appendChild(rate);
+    ended.appendChild(rateThanks);
+    ended.appendChild(newConv);
+
     footer.appendChild(handoff);
     footer.appendChild(form);
     footer.appendChild(hint);
+    footer.appendChild(ended);
 
     panel.appendChild(header);
     panel.appendChild(emailBox);
@@ -736,7 +807,9 @@
       dot: dot, scroll: scroll, log: log, typing: typing, typingLabel: typingLabel, notices: notices,
       handoff: handoff, handoffLabel: handoffLabel, form: form, input: input, send: send,
       emailBox: emailBox, emailForm: emailForm, emailInput: emailInput, emailSend: emailSend,
-      emailError: emailError, emailThanks: emailThanks, emailChange: emailChange,
+      emailError: emailError, emailThanks: emailThanks, emailChange: emailChange, hint: hint,
+      ended: ended, endedText: endedText, rate: rate, stars: starBtns, rateComment: rateComment,
+      rateSend: rateSend, rateError: rateError, rateThanks: rateThanks, newConv: newConv,
     };
 
     launcher.addEventListener("click", function () {
@@ -780,6 +853,21 @@
         S.email.error = "";
         renderEmail();
       }
+    });
+    starBtns.forEach(function (b) {
+      b.addEventListener("click", function () {
+        if (S.rating.state !== "idle") return;
+        S.rating.value = Number(b.getAttribute("data-value"));
+        S.rating.error = "";
+        renderEnded();
+      });
+    });
+    rate.addEventListener("submit", function (e) {
+      e.preventDefault();
+      submitRating();
+    });
+    newConv.addEventListener("click", function () {
+      startNewConversation();
     });
     emailChange.addEventListener("click", function () {
       S.email.state = "idle"; // the stored note stays: that address is on file until a new ack
@@ -924,6 +1012,7 @@
     ui.dot.setAttribute("data-state", s[0]);
     if (ui.statusText.textContent !== s[1]) ui.statusText.textContent = s[1];
     renderHandoff();
+    renderEnded();
   }
 
   /** "Talk to a person": offered while the bot answers, marked as asked while queued (it stays
@@ -965,7 +1054,7 @@
     if (text !== undefined) S.statusText = text;
     else if (prev !== S.status || wasProvisional) S.statusText = null;
     if (S.status !== "bot") stopWaiting();
-    if (S.status === "resolved") offerNewConversation("This conversation has been resolved.", "info");
+    if (S.status === "resolved") endPending();
     renderStatus();
     renderEmail();
   }
@@ -1109,6 +1198,7 @@
     if (msg.id != null) node.setAttribute("data-id", String(msg.id));
     if (msg.client_id) node.setAttribute("data-client-id", String(msg.client_id));
     if (role === "system") {
+      if (typeof msg.kind === "string" && msg.kind) node.setAttribute("data-kind", msg.kind);
       node.textContent = String(msg.text || "");
       return node;
     }
@@ -1225,6 +1315,7 @@
       setTyping(null);
       if (!known) noteUnread();
     }
+    if (msg.role === "system") renderEnded();
   }
 
   // ---------------------------------------------------------------- pending messages
@@ -1250,6 +1341,7 @@
     var meta = node.querySelector(".sb-meta");
     while (meta.firstChild) meta.removeChild(meta.firstChild);
     node.classList.toggle("sb-failed", p.state === "failed");
+    node.classList.toggle("sb-ended-msg", p.state === "ended");
     if (p.state === "failed") {
       meta.appendChild(el("span", null, p.reason || "Not sent."));
       var btn = el("button", "sb-link-btn", p.tooLong ? "Edit" : "Retry");
@@ -1259,6 +1351,8 @@
         else retryPending(p);
       });
       meta.appendChild(btn);
+    } else if (p.state === "ended") {
+      meta.appendChild(el("span", null, "Not sent — the conversation had ended"));
     } else if (S.conn === "open" && p.state === "sent") {
       meta.appendChild(el("span", null, "Sending…"));
     } else if (p.state === "held") {
@@ -1291,7 +1385,7 @@
 
   function flushPending() {
     S.pending.forEach(function (p) {
-      if (p.state !== "failed" && p.state !== "held") transmit(p);
+      if (p.state !== "failed" && p.state !== "held" && p.state !== "ended") transmit(p);
     });
   }
 
@@ -1326,7 +1420,7 @@
 
   function sendText(text) {
     text = String(text == null ? "" : text).replace(/^\s+|\s+$/g, "");
-    if (!text) return false;
+    if (!text || S.status === "resolved") return false;
     var p = { client_id: uuid(), text: text, state: "queued", rec: null };
     S.pending.push(p);
     saveOutbox();
@@ -1449,6 +1543,7 @@
 
   function customerTyping() {
     if (S.conn !== "open" || (S.status !== "agent" && S.status !== "queued")) return;
+    if (ui.input.disabled) return;
     if (!S.typingSent && ui.input.value) {
       S.typingSent = true;
       wsSend({ type: "typing", active: true });
@@ -1528,6 +1623,10 @@
       onEmailAck();
       return;
     }
+    if (f["for"] === "rate") {
+      onRateAck(f);
+      return;
+    }
     if (f["for"] !== "feedback" || f.message_id == null) return;
     var req = S.feedbackReq[f.message_id];
     var node = S.byId[f.message_id];
@@ -1566,12 +1665,111 @@
     }
   }
 
-  function offerNewConversation(text, kind) {
-    if (S.closedOffer && S.closedOffer.parentNode) return;
-    S.closedOffer = notice(text, kind || "info", {
-      label: "Start a new conversation",
-      run: startNewConversation,
+  // ---------------------------------------------------------------- the end of a conversation
+
+  /** The conversation ended (status `resolved`): nothing still in the outbox will be sent. Each
+   * such message says so and leaves the stored outbox; "Start a new conversation" puts its text
+   * back into the message box. A late echo (it was stored just before the end) confirms it. */
+  function endPending() {
+    var ended = 0;
+    S.pending.forEach(function (p) {
+      if (p.state === "ended") return;
+      p.state = "ended";
+      ended += 1;
+      renderPendingMeta(p);
     });
+    if (!ended) return;
+    saveOutbox();
+    notice(
+      (ended === 1 ? "Your last message was" : "Your last " + ended + " messages were") +
+        " not sent because this conversation has ended. Start a new conversation to send " +
+        (ended === 1 ? "it." : "them."),
+      "info"
+    );
+  }
+
+  function hasEndedLine() {
+    return !!ui.log.querySelector('.sb-msg-system[data-kind="ended"]');
+  }
+
+  /** The message box, or (once the conversation has ended) the end panel in its place. */
+  function renderEnded() {
+    var ended = S.status === "resolved";
+    var r = S.rating;
+    if (ended && r.conv !== S.conversationId) {
+      S.rating = r = { value: 0, comment: "", state: "idle", error: "", conv: S.conversationId };
+    }
+    if (ui.ended.hidden === ended) {
+      var hadFocus = ui.form.contains(root.activeElement) || root.activeElement === ui.handoff;
+      mutate(function () {
+        ui.ended.hidden = !ended;
+        ui.form.hidden = ended;
+        ui.hint.hidden = ended;
+      });
+      ui.input.disabled = ended;
+      ui.send.disabled = ended;
+      if (ended && hadFocus) ui.stars[0].focus({ preventScroll: true });
+    }
+    if (!ended) return;
+    // The server's "ended" line in the transcript says it already: not twice.
+    ui.endedText.hidden = hasEndedLine();
+    var done = r.state === "done";
+    ui.rate.hidden = done;
+    var thanks = done ? "Thanks for rating this conversation " + r.value + " out of 5." : "";
+    if (ui.rateThanks.textContent !== thanks) ui.rateThanks.textContent = thanks;
+    ui.rateThanks.hidden = !done;
+    ui.stars.forEach(function (b) {
+      var v = Number(b.getAttribute("data-value"));
+      b.setAttribute("aria-pressed", v === r.value ? "true" : "false");
+      if (v <= r.value) b.setAttribute("data-on", "");
+      else b.removeAttribute("data-on");
+    });
+    if (r.state === "sending") ui.rateSend.setAttribute("aria-disabled", "true");
+    else ui.rateSend.removeAttribute("aria-disabled");
+    if (ui.rateError.textContent !== r.error) ui.rateError.textContent = r.error;
+  }
+
+  function submitRating() {
+    var r = S.rating;
+    if (r.state !== "idle") return;
+    if (!r.value) {
+      r.error = "Please choose from 1 to 5 stars.";
+      renderEnded();
+      ui.stars[0].focus();
+      return;
+    }
+    r.comment = ui.rateComment.value.replace(/^\s+|\s+$/g, "");
+    r.state = "sending";
+    r.error = "";
+    renderEnded();
+    if (S.conn === "open") wsSend(rateFrame());
+    else connect();
+  }
+
+  function rateFrame() {
+    var f = { type: "rate", rating: S.rating.value };
+    if (S.rating.comment) f.comment = S.rating.comment;
+    return f;
+  }
+
+  function flushRating() {
+    if (S.rating.state === "sending" && S.rating.conv === S.conversationId) wsSend(rateFrame());
+  }
+
+  function onRateAck(f) {
+    var r = S.rating;
+    if (r.state !== "sending") return;
+    if (typeof f.rating === "number") r.value = f.rating;
+    r.state = "done";
+    var hadFocus = ui.rate.contains(root.activeElement);
+    renderEnded();
+    if (hadFocus) ui.newConv.focus({ preventScroll: true });
+  }
+
+  function onRateError(text) {
+    S.rating.state = "idle";
+    S.rating.error = text;
+    renderEnded();
   }
 
   function startNewConversation() {
@@ -1588,9 +1786,22 @@
     ui.emailInput.value = "";
     renderEmail();
     S.feedbackReq = {};
-    if (S.closedOffer && S.closedOffer.parentNode) S.closedOffer.parentNode.removeChild(S.closedOffer);
-    S.closedOffer = null;
+    S.rating = { value: 0, comment: "", state: "idle", error: "", conv: null };
+    ui.rateComment.value = "";
     clearNotices();
+    // Messages the ended conversation never got go back into the message box, not out on
+    // their own: they were written for the old conversation.
+    var unsent = [];
+    S.pending = S.pending.filter(function (p) {
+      if (p.state !== "ended") return true;
+      unsent.push(p.text);
+      return false;
+    });
+    saveOutbox();
+    if (unsent.length) {
+      ui.input.value = unsent.join("\n") + (ui.input.value ? "\n" + ui.input.value : "");
+      saveDraft();
+    }
     S.pending.forEach(function (p) {
       if (p.state === "held" || p.state === "sent") p.state = "queued";
     });
@@ -1602,6 +1813,7 @@
       });
     }, true);
     renderStatus();
+    autosize();
     if (S.conn === "open") wsSend(helloFrame());
     else connect();
     ui.input.focus();
@@ -1669,6 +1881,11 @@
     var code = String(f.code || "");
     var text = typeof f.message === "string" && f.message ? f.message : ERROR_TEXT[code] || "Something went wrong.";
     var p;
+    // An answer to a rate frame (the server names it): shown in the rating form.
+    if (f["for"] === "rate") {
+      onRateError(text);
+      return;
+    }
     // An answer to the email frame: shown next to the field, not as a notice. Frames are answered
     // in order, so an error naming the email (or with no message in flight) is about it.
     if (
@@ -1698,15 +1915,9 @@
         notice(text, "info");
         return;
       case "conversation_closed":
-        p = oldestInFlight(f.client_id);
-        if (p) {
-          p.state = "held";
-          renderPendingMeta(p);
-        }
-        applyStatus({ status: "resolved" }, null);
-        if (S.closedOffer && S.closedOffer.parentNode) S.closedOffer.parentNode.removeChild(S.closedOffer);
-        S.closedOffer = null;
-        offerNewConversation(text, "error");
+        // The conversation ended before this message reached it: the end panel takes over and
+        // every unsent message is marked as such (endPending), none waits to be sent.
+        applyStatus({ status: "resolved" }, S.status === "resolved" ? S.statusText : null);
         return;
       case "rate_limited":
         p = oldestInFlight(f.client_id);
@@ -1876,6 +2087,14 @@
     }
     S.conversationId = f.conversation_id == null ? null : f.conversation_id;
     restoreEmail();
+    if (S.rating.conv !== S.conversationId) {
+      S.rating = { value: 0, comment: "", state: "idle", error: "", conv: S.conversationId };
+      ui.rateComment.value = "";
+    }
+    if (typeof f.rating === "number" && f.rating >= 1 && f.rating <= 5 && S.rating.state !== "sending") {
+      S.rating.value = f.rating;
+      S.rating.state = "done";
+    }
     if (typeof f.max_message_chars === "number" && f.max_message_chars > 0) ui.input.maxLength = f.max_message_chars;
     S.conn = "open";
     S.everWelcomed = true;
@@ -1920,14 +2139,17 @@
       text
     );
     if (newStatus !== "resolved") {
-      if (S.closedOffer && S.closedOffer.parentNode) S.closedOffer.parentNode.removeChild(S.closedOffer);
-      S.closedOffer = null;
       flushPending();
       flushFeedback();
       flushEmail();
       if (S.handoffWanted) requestHandoff();
+    } else {
+      S.handoffWanted = false;
+      flushFeedback();
+      flushRating();
     }
     S.pending.forEach(renderPendingMeta);
+    renderEnded();
   }
 
   function dispatch(f) {
@@ -1946,10 +2168,6 @@
         break;
       case "status":
         applyStatus(f, typeof f.text === "string" && f.text ? f.text : null);
-        if (f.status !== "resolved" && S.closedOffer && S.closedOffer.parentNode) {
-          S.closedOffer.parentNode.removeChild(S.closedOffer);
-          S.closedOffer = null;
-        }
         break;
       case "typing":
         if (f.active) setTyping(f.role === "agent" ? "agent" : "bot");

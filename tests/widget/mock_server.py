@@ -9,8 +9,11 @@ speaks the docs/protocol.md websocket protocol on `/ws/chat/`:
 - `message` → the stored echo (idempotent on `client_id`), then `typing`, a few `reply.delta`
   frames (one out of order, one duplicated) and `reply.done` with a citation; a question about
   "the capital of France" gets a decline (`action: "escalate"`, no stream) instead;
-- `feedback` → `ack`; `handoff` → a `queued` status (with `out_of_hours` set: the
-  out-of-hours wording, `back_at` and `ask_email: true`); `ping` → `pong`;
+- `feedback` → `ack`; `rate` → `ack` (stored on the conversation) once it has ended, else
+  `not_resolved`, and a `server_error` once for a comment with "flaky" in it; a `message` on an
+  ended conversation gets `conversation_closed`; `handoff` → a `queued` status (with
+  `out_of_hours` set: the out-of-hours wording, `back_at` and `ask_email: true`); `ping` →
+  `pong`;
 - `email` → `ack` for a plausible address, else a `bad_frame` error with a human message;
 - `welcome` carries the status fields too (`status_text`, `wait_minutes`, the out-of-hours
   ones) and `max_message_chars`.
@@ -18,7 +21,8 @@ speaks the docs/protocol.md websocket protocol on `/ws/chat/`:
 Tests steer it from their own thread: `drop()` aborts every socket (optionally refusing new
 handshakes until `allow()`), `hold_messages` swallows customer messages unanswered,
 `hold("first_delta")` / `hold("done")` pause an answer until `release(...)`, `push()`
-sends any frame, and `out_of_hours` makes a handoff land outside business hours.
+sends any frame, `out_of_hours` makes a handoff land outside business hours, and `end()`
+resolves the conversations, as an agent would (the "ended" system line and a resolved status).
 """
 
 from __future__ import annotations
@@ -110,6 +114,8 @@ OUT_OF_HOURS_TEXT = (
     "email; your conversation stays in the queue (you are number 1)."
 )
 BAD_EMAIL = "That email address does not look right."
+ENDED_TEXT = "This conversation has ended."
+RESOLVED_TEXT = "This conversation is resolved."
 # Roughly what Django's validate_email accepts: the domain needs a dot.
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 
@@ -129,6 +135,8 @@ class Conversation:
     streaming: dict[str, Any] | None = None
     out_of_hours: bool = False
     email: str | None = None
+    rating: int | None = None
+    rating_comment: str = ""
 
 
 class MockServer:
@@ -175,6 +183,7 @@ class MockServer:
         self.refusing = False
         self.delta_delay = 0.04
         self.out_of_hours = False
+        self.flaky_rating_done = False
         self.handshakes: list[tuple[str, str | None]] = []
         if self.loop is not None:
             for event in list(self._holds.values()):
@@ -254,6 +263,25 @@ class MockServer:
 
         self._call(_push)
 
+    def end(self, *, line: bool = True, announce: bool = True) -> None:
+        """Resolve every conversation (as an agent would): the "ended" system line (unless
+        `line` is false) and a resolved status to its sockets (unless `announce` is false: a
+        resolve the widget has not heard of yet)."""
+
+        async def _end() -> None:
+            for conv in list(self.conversations.values()):
+                if conv.status == "resolved":
+                    continue
+                conv.status = "resolved"
+                if line:
+                    msg = self._message(conv, "system", ENDED_TEXT, kind="ended")
+                    if announce:
+                        await self._broadcast(conv, {"type": "message", "message": msg})
+                if announce:
+                    await self._broadcast(conv, {"type": "status", **self.status_fields(conv)})
+
+        self._call(_end)
+
     def conversation_for(self, token: str) -> Conversation | None:
         return self.conversations.get(token)
 
@@ -314,6 +342,8 @@ class MockServer:
             "agent_name": None,
             "text": "",
         }
+        if conv.status == "resolved":
+            fields["text"] = RESOLVED_TEXT
         if conv.status == "queued":
             fields.update(
                 queue_position=1,
@@ -408,6 +438,7 @@ class MockServer:
                     "streaming": conv.streaming,
                     "resumed": resumed,
                     "max_message_chars": MAX_MESSAGE_CHARS,
+                    "rating": conv.rating,
                 },
             )
             return
@@ -449,6 +480,18 @@ class MockServer:
             if existing is not None:
                 await self._broadcast(conv, {"type": "message", "message": existing})
                 return
+            if conv.status == "resolved":
+                await self._send(
+                    ws,
+                    {
+                        "type": "error",
+                        "code": "conversation_closed",
+                        "message": "This conversation is resolved. Start a new one to ask "
+                        "something else.",
+                        "client_id": client_id,
+                    },
+                )
+                return
             msg = self._message(conv, "customer", str(text), client_id=client_id)
             await self._broadcast(conv, {"type": "message", "message": msg})
             if conv.status == "bot":
@@ -459,6 +502,16 @@ class MockServer:
                 if m["id"] == f["message_id"]:
                     m["feedback"] = f["value"]
             await self._send(ws, {"type": "ack", "for": "feedback", "message_id": f["message_id"]})
+        elif kind == "rate":
+            comment = f.get("comment") or ""
+            if conv.status != "resolved":
+                await self._send(ws, _rate_error("not_resolved", "Not ended yet."))
+            elif "flaky" in comment and not self.flaky_rating_done:
+                self.flaky_rating_done = True
+                await self._send(ws, _rate_error("server_error", "Something went wrong."))
+            else:
+                conv.rating, conv.rating_comment = int(f["rating"]), comment
+                await self._send(ws, {"type": "ack", "for": "rate", "rating": conv.rating})
         elif kind == "handoff":
             conv.status = "queued"
             conv.out_of_hours = self.out_of_hours
@@ -523,3 +576,7 @@ class MockServer:
         await self._broadcast(
             conv, {"type": "reply.done", "reply_to": question["id"], "message": bot}
         )
+
+
+def _rate_error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, "for": "rate"}
