@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,58 @@ def test_stored_results_of_earlier_runs_render() -> None:
     assert "Traceback" not in page
     for name in scripts:
         assert f"`{name}`" in page
+
+
+def _warmup_start(mode: str, first: float, warm: Sequence[float]) -> dict[str, Any]:
+    def answer(ttft: float) -> dict[str, Any]:
+        return {"ttft_s": ttft, "model_ttft_s": ttft / 2, "retrieval_s": 0.1, "generated": True}
+
+    parts = {"embedder": {"s": 4.0, "ok": True}, "chat_model": {"s": 2.0, "ok": True}}
+    return {
+        "mode": mode,
+        "setup_s": 3.0,
+        "ready_s": 3.0 if mode == "off" else 9.0,
+        "warm_up": None if mode == "off" else {"ok": True, "total_s": 6.0, "parts": parts},
+        "first": answer(first),
+        "warm": [answer(t) for t in warm],
+    }
+
+
+def test_warmup_section_and_headline(results: dict[str, Any]) -> None:
+    from bench import warmup
+
+    rows = {
+        "off": [_warmup_start("off", 12.0, [1.0, 2.0, 3.0]), _warmup_start("off", 8.0, [2.0])],
+        "on": [_warmup_start("on", 2.0, [1.0, 1.0]), _warmup_start("on", 3.0, [1.0])],
+    }
+    summary = {mode: warmup.summarize(r) for mode, r in rows.items()}
+    # Per start: 12 / 2 = 6 and 8 / 2 = 4 (off); 2 / 1 and 3 / 1 (on); medians over starts.
+    assert summary["off"]["ratio"] == 5.0 and summary["off"]["ratio_max"] == 6.0
+    assert summary["on"]["ratio"] == 2.5 and summary["on"]["first_ttft_s"] == 2.5
+    assert summary["on"]["warm_up_parts_s"] == {"embedder": 4.0, "chat_model": 2.0}
+    results["scripts"]["warmup"] = {
+        "status": "ok",
+        "result": {
+            "summary": summary,
+            "first_question": "How do I reset my router?",
+            "warm_questions": ["a", "b"],
+            "target_ratio": 2.0,
+            "target_met": False,
+            "machine": {"cpus": 2, "loadavg_1m": 0.4},
+        },
+    }
+    page = report.render_benchmarks(results, results_file="r.json")
+    assert "## First answer after a start (`bench/warmup.py`)" in page
+    assert "| on (asked when warm) | 2 | 2.50 s | 0.10 s | 1.00 s | ×2.5 (×3.0) |" in page
+    assert "6.0 s: embedder 4.0 s, chat_model 2.0 s" in page
+    assert "within 2.0× a warm one: **not met** (×2.5)" in page
+    figures = {figure: value for figure, value, _ in report.headline_rows(results)}
+    value = figures["First answer after a start: time to first token (model warm-up on)"]
+    assert value == "2.50 s (×2.5 a warm answer)"
+
+
+def test_warmup_section_says_why_it_is_missing(results: dict[str, Any]) -> None:
+    results["scripts"].pop("warmup", None)
+    page = report.render_benchmarks(results, results_file="r.json")
+    section = page.split("## First answer after a start", 1)[1].split("\n## ", 1)[0]
+    assert "Not run in this suite run." in section
