@@ -7,13 +7,20 @@ A customer message is **answered** when one of these came after it:
 - a bot answer covering it: one written for it or for a later message of the same run
   (`in_reply_to` >= its id: an answer covers the burst of messages it was written for, see
   `replies.burst_collect`);
-- a visible message of a person or a system notice (an agent replied, a hand-over was
-  announced).
+- a visible message of a person (an agent replied).
+
+System lines (`support.handoff.transcript`: queued, claimed, handed back, acknowledged, ended,
+a rule's notice) answer nothing: they say who has the conversation, not what the customer
+asked.
 
 It **has an outcome** when it is answered or the conversation was escalated after it was sent
 (a person is responsible from then on). Only the newest customer message of a conversation can
 be waiting: earlier ones are answered together with it (the debounce). And only while the bot
 has the conversation: queued, with an agent or resolved, a person is responsible.
+
+A **hand back** settles every customer message before it but the newest: the bot answers only
+the latest one still without an outcome (a message the customer sent while queued, say), not
+each older one.
 
 Everything here reads; nothing writes.
 """
@@ -29,10 +36,11 @@ from django.db.models import Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
 
 from .conf import get_support_settings
+from .handoff.escalation_rules.state import LineKind
 from .models import Conversation, Escalation, Message
 
-# Agent replies and system notices answer what came before them.
-ANSWERING_ROLES = (Message.Role.AGENT, Message.Role.SYSTEM)
+# Agent replies answer what came before them (system lines never do).
+ANSWERING_ROLES = (Message.Role.AGENT,)
 # The queue ceiling is checked on every customer message: its count is shared for this long.
 PENDING_COUNT_CACHE_S = 2
 _PENDING_COUNT_KEY = "outcomes:pending-count"
@@ -47,7 +55,7 @@ def covering_answers(*, conversation_id: Any, message_id: Any) -> QuerySet[Messa
 
 
 def later_replies_of_people(*, conversation_id: Any, message_id: Any) -> QuerySet[Message]:
-    """Visible agent messages and system notices after customer message `message_id`."""
+    """Visible agent messages after customer message `message_id`."""
     return Message.objects.filter(
         conversation_id=conversation_id,
         role__in=ANSWERING_ROLES,
@@ -83,6 +91,13 @@ def answered_upto(*, conversation_id: UUID, escalations: bool = True) -> int:
     last_other = visible.filter(role__in=ANSWERING_ROLES).aggregate(m=Max("pk"))["m"]
     if last_other is not None:
         bounds.append(customer.filter(pk__lt=last_other).aggregate(m=Max("pk"))["m"] or 0)
+    last_hand_back = visible.filter(
+        role=Message.Role.SYSTEM, reason=LineKind.HANDED_BACK
+    ).aggregate(m=Max("pk"))["m"]
+    if last_hand_back is not None:
+        # All but the newest customer message before it: that one is the bot's to answer.
+        before = customer.filter(pk__lt=last_hand_back).order_by("-pk").values_list("pk", flat=True)
+        bounds.append(next(iter(before[1:2]), 0))
     if escalations:
         last_escalation = Escalation.objects.filter(conversation_id=conversation_id).aggregate(
             m=Max("created_at")

@@ -24,6 +24,7 @@ from .handoff.escalation import (
     escalation_check,
     status_payload,
 )
+from .handoff.transcript import ACK_TEXT, LineKind, ack_due, transcript_line_post
 from .limits import message_rate_check
 from .models import Conversation, Feedback, Message
 from .selectors import conversation_lock
@@ -194,7 +195,8 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
 
     On commit: the message is broadcast; then either an escalation (the customer asked for a
     person, or SUPPORT_MAX_PENDING_ANSWERS questions already wait for the bot) or a debounced
-    answer task. While queued or with an agent, the bot stays silent.
+    answer task. While queued or with an agent, the bot stays silent; the first message of a
+    run sent while queued is acknowledged (an ACK line, in this transaction).
     """
     text = clean_customer_text(text)
     if not client_id or len(client_id) > 64:
@@ -234,6 +236,8 @@ def message_post(*, conversation_id: UUID, text: str, client_id: str) -> PostRes
                 )
             else:
                 _queue_answer(msg.pk)
+        elif ack_due(conversation=conv, message=msg):
+            transcript_line_post(conversation=conv, kind=LineKind.ACK, text=ACK_TEXT)
     return PostResult(msg, created=True)
 
 

@@ -220,7 +220,13 @@
     if (emptyNote) emptyNote.remove();
     var node;
     if (msg.role === "system") {
-      node = el("div", "sa-event");
+      // Lines the customer saw (queued, claimed, handed back...) are marked; the log is not.
+      node = el("div", "sa-event" + (internal ? "" : " sa-event-customer"));
+      if (!internal) {
+        node.setAttribute("data-kind", String(msg.kind || "notice"));
+        node.appendChild(el("span", "sa-event-label", "Customer saw"));
+        node.appendChild(document.createTextNode(" "));
+      }
       node.appendChild(el("span", null, msg.text));
       node.appendChild(document.createTextNode(" "));
       var at = el("time", null, hhmm(msg.created_at));

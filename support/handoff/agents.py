@@ -23,7 +23,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from .. import events, jobs, webhooks
-from ..answered import answered_upto
+from ..answered import answered_upto, next_question_id
 from ..conf import get_support_settings
 from ..exceptions import (
     AlreadyClaimed,
@@ -40,6 +40,13 @@ from ..selectors import conversation_lock
 from ..streaming import cancel_request
 from .escalation import queued_status_payload, status_payload
 from .hours import BusinessHours, business_hours_status
+from .transcript import (
+    ENDED_TEXT,
+    LineKind,
+    claimed_text,
+    handed_back_text,
+    transcript_line_post,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +390,7 @@ def escalation_claim(*, conversation_id: UUID, agent: Any) -> Escalation:
 
 def _claim_for(conv: Conversation, esc: Escalation, holder: Any, *, by: Any, log: str) -> None:
     """`holder` has the conversation now (claimed, or assigned `by` another agent); under the
-    conversation's lock. The customer sees the holder's name."""
+    conversation's lock. The customer sees the holder's name (a CLAIMED line and the status)."""
     esc.state = Escalation.State.CLAIMED
     esc.claimed_by = holder
     esc.claimed_at = esc.claimed_at or timezone.now()
@@ -393,6 +400,10 @@ def _claim_for(conv: Conversation, esc: Escalation, holder: Any, *, by: Any, log
     conv.save(update_fields=["status", "assigned_agent", "updated_at"])
     webhooks.conversation_event("conversation.claimed", conv)
     _log(conv, by, log)
+    name = agent_display_name(holder)
+    transcript_line_post(
+        conversation=conv, kind=LineKind.CLAIMED, text=claimed_text(name), author=holder
+    )
     _announce(conv, status_payload(conv))
 
 
@@ -527,7 +538,8 @@ def _close_escalation(conv: Conversation, state: str) -> None:
 
 
 def conversation_resolve(*, conversation_id: UUID, agent: Any) -> Conversation:
-    """Close the conversation (idempotent); the customer is told and can start a new one."""
+    """Close the conversation (idempotent); the customer is told (an ENDED line and the
+    status) and can start a new one."""
     with transaction.atomic():
         conv = conversation_lock(conversation_id)
         if conv.status == Conversation.Status.RESOLVED:
@@ -539,6 +551,7 @@ def conversation_resolve(*, conversation_id: UUID, agent: Any) -> Conversation:
         conv.save(update_fields=["status", "resolved_at", "updated_at"])
         webhooks.conversation_event("conversation.resolved", conv)
         _log(conv, agent, f"{agent_display_name(agent)} resolved the conversation.")
+        transcript_line_post(conversation=conv, kind=LineKind.ENDED, text=ENDED_TEXT, author=agent)
         # An answer the bot may still be writing (a bot conversation) stops at its next token.
         transaction.on_commit(lambda: cancel_request(conversation_id=conversation_id))
         _announce(conv, status_payload(conv))
@@ -546,7 +559,12 @@ def conversation_resolve(*, conversation_id: UUID, agent: Any) -> Conversation:
 
 
 def conversation_hand_back(*, conversation_id: UUID, agent: Any) -> Conversation:
-    """Give the conversation back to the bot, which then sees the agent's replies as history."""
+    """Give the conversation back to the bot, which then sees the agent's replies as history.
+
+    The customer is told (a HANDED_BACK line). The bot answers the latest customer message
+    when nobody did (support.answered: no bot or agent answer, sent after the hand-over); the
+    earlier ones are settled by the hand back and not answered separately.
+    """
     with transaction.atomic():
         conv = conversation_lock(conversation_id)
         if conv.status not in (Conversation.Status.QUEUED, Conversation.Status.AGENT):
@@ -557,6 +575,15 @@ def conversation_hand_back(*, conversation_id: UUID, agent: Any) -> Conversation
         conv.assigned_agent = None
         conv.save(update_fields=["status", "assigned_agent", "updated_at"])
         _log(conv, agent, f"{agent_display_name(agent)} handed the conversation back to the bot.")
+        transcript_line_post(
+            conversation=conv,
+            kind=LineKind.HANDED_BACK,
+            text=handed_back_text(agent_display_name(agent)),
+            author=agent,
+        )
+        waiting = next_question_id(conversation_id=conv.pk)
+        if waiting is not None:
+            jobs.reply_generate_enqueue(message_id=waiting)
         _announce(
             conv,
             {

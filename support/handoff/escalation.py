@@ -29,6 +29,7 @@ from .escalation_rules import (
     escalation_decide,
 )
 from .hours import out_of_hours_overlay
+from .transcript import QUEUED_TEXT, LineKind, transcript_line_post
 
 __all__ = [
     "CUSTOMER_REQUEST",
@@ -128,8 +129,9 @@ def conversation_state_get(
 def escalation_apply(
     *, conversation_id: UUID, decision: EscalationDecision, trigger_message_id: int | None
 ) -> Escalation | None:
-    """Act on a decision to escalate: the sensitive-topic notice (a system message), then
-    `conversation_escalate`. None when the bot no longer has the conversation."""
+    """Act on a decision to escalate: the rule's notice (a NOTICE line: sensitive topic, busy,
+    no answer in time), then `conversation_escalate`. None when the bot no longer has the
+    conversation."""
     if not decision.escalate:
         return None
     with transaction.atomic():
@@ -138,13 +140,9 @@ def escalation_apply(
         if conv.status != Conversation.Status.BOT:
             return None
         if decision.customer_message:
-            notice = Message.objects.create(
-                conversation=conv, role=Message.Role.SYSTEM, text=decision.customer_message
+            transcript_line_post(
+                conversation=conv, kind=LineKind.NOTICE, text=decision.customer_message
             )
-            events.group_send_on_commit(
-                events.conversation_group(conv.pk), events.message_created(notice)
-            )
-            events.group_send_on_commit(events.AGENTS_GROUP, events.message_created(notice))
         return conversation_escalate(
             conversation_id=conv.pk, reasons=decision.reasons, trigger_message_id=trigger_message_id
         )
@@ -156,9 +154,22 @@ def escalation_check(
     """The decision on a stored customer message at `stage` (and on the bot's answer to it,
     at ANSWERED). Reads only: the caller hands over with `escalation_apply`."""
     msg = Message.objects.only("pk", "conversation_id", "text").get(pk=message_id)
-    text = "" if stage is CheckStage.ANSWERED else msg.text
+    before: int | None = msg.pk
+    text = msg.text
+    if stage is CheckStage.ANSWERED:
+        # What was written up to the answer, lines after the question included: a question
+        # the bot answers after a hand back comes before the HANDED_BACK line, which ends the
+        # failures in a row.
+        text = ""
+        before = (
+            Message.objects.filter(
+                conversation_id=msg.conversation_id, role=Message.Role.BOT, in_reply_to_id=msg.pk
+            )
+            .values_list("pk", flat=True)
+            .first()
+        )
     state = conversation_state_get(
-        msg.conversation_id, text, before_message_id=msg.pk, answer=answer
+        msg.conversation_id, text, before_message_id=before, answer=answer
     )
     # The web process must not load the embedding model: only the worker's stage uses it.
     similarity: Similarity | None = embedding_similarity if stage is CheckStage.PREPARED else None
@@ -234,7 +245,8 @@ def queued_status_payload(escalation: Escalation) -> dict[str, object]:
 def conversation_escalate(
     *, conversation_id: UUID, reasons: tuple[str, ...], trigger_message_id: int | None = None
 ) -> Escalation:
-    """Queue the conversation for a person (idempotent while one is live); the bot goes silent."""
+    """Queue the conversation for a person (idempotent while one is live); the bot goes silent.
+    The transcript says so (a QUEUED line) when the conversation joins the queue."""
     with transaction.atomic():
         conv = conversation_lock(conversation_id)
         live = conv.escalations.filter(
@@ -251,6 +263,7 @@ def conversation_escalate(
         )
         conv.status = Conversation.Status.QUEUED
         conv.save(update_fields=["status", "updated_at"])
+        transcript_line_post(conversation=conv, kind=LineKind.QUEUED, text=QUEUED_TEXT)
         webhooks.conversation_event("conversation.escalated", conv, reasons=list(reasons))
         # An answer still being written stops at its next token.
         transaction.on_commit(lambda: cancel_request(conversation_id=conversation_id))

@@ -13,6 +13,7 @@ from django.db import connection
 from support import conversations, events
 from support.exceptions import AlreadyClaimed, ConversationClosed, InvalidMessage
 from support.handoff import agents
+from support.handoff.transcript import QUEUED_TEXT
 from support.models import CannedResponse, Conversation, Escalation, Feedback, Message
 from tests.agents.conftest import QueuedFactory, SentEvents
 from tests.factories import UserFactory
@@ -38,10 +39,15 @@ def test_claim_gives_the_conversation_to_the_agent_and_tells_the_customer(
     assert "Alex joined" in status["text"]
     queue = sent.frames(events.AGENTS_GROUP, "queue")[-1]
     assert queue["conversation_id"] == conv.pk.hex and queue["status"] == "agent"
-    # An audit line for agents, never for the customer.
-    log = conv.messages.get(role=Message.Role.SYSTEM)
-    assert log.internal and "Alex claimed" in log.text
-    assert all(f["message"]["role"] != "system" for f in sent.frames(_group(conv), "message"))
+    # An audit line for agents, never for the customer...
+    log = conv.messages.get(role=Message.Role.SYSTEM, internal=True)
+    assert "Alex claimed" in log.text
+    # ... and the line the customer sees, with the agent's display name.
+    lines = [f["message"] for f in sent.frames(_group(conv), "message")]
+    assert [(m["role"], m["kind"], m["text"]) for m in lines] == [
+        ("system", "queued", QUEUED_TEXT),
+        ("system", "claimed", "You're now talking to Alex."),
+    ]
 
 
 def test_second_claim_loses_and_is_told_who_won(

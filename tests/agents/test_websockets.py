@@ -160,7 +160,8 @@ async def test_bot_is_silent_while_queued(chat_env: FakeChatModel) -> None:
     await customer.send_json_to(
         {"type": "message", "text": "What does ERR-4032 mean?", "client_id": "b"}
     )
-    await until(customer, kind("message"))
+    ack = await until(customer, lambda f: f["type"] == "message" and f["message"]["kind"] == "ack")
+    assert ack["message"]["role"] == "system"
     assert await customer.receive_nothing(timeout=1.5)  # no typing, no deltas, no answer
     assert chat_env.calls == 1
     question = await Message.objects.aget(client_id="b")
@@ -289,9 +290,8 @@ async def test_a_customer_never_sees_another_conversation(agent: Any) -> None:
     await post(alex, action(conv.pk, "claim"))
     await post(alex, action(conv.pk, "reply"), {"text": "private to the first customer"})
     await post(alex, action(conv.pk, "note"), {"text": "internal"})
-    assert (await until(first, kind("message")))["message"]["text"] == (
-        "private to the first customer"
-    )
+    reply = await until(first, lambda f: f["type"] == "message" and f["message"]["role"] == "agent")
+    assert reply["message"]["text"] == "private to the first customer"
     assert await second.receive_nothing(timeout=0.5)
     # A conversation id is not a token: it cannot be used to resume someone else's chat.
     await second.send_json_to({"type": "hello", "token": conv.pk.hex})

@@ -157,14 +157,19 @@ async def test_handoff_queues_and_silences_the_bot(chat_env: FakeChatModel) -> N
     comm = await ws.connect()
     await _hello(comm)
     await comm.send_json_to({"type": "handoff"})
-    status = await comm.receive_json_from()
-    assert status["type"] == "status" and status["status"] == "queued"
+    # The status (the consumer's reply) and the queued line (on commit), in either order.
+    frames = {f["type"]: f for f in [await comm.receive_json_from() for _ in range(2)]}
+    assert frames["message"]["message"]["kind"] == "queued"
+    status = frames["status"]
+    assert status["status"] == "queued"
     assert status["queue_position"] == 1 and "number 1 in the queue" in status["text"]
     await comm.send_json_to(
         {"type": "message", "text": "How do I reset my router?", "client_id": "q1"}
     )
     frames = await ws.until(comm, "message")
     assert frames[-1]["message"]["role"] == "customer"
+    ack = await comm.receive_json_from()  # acknowledged, not answered
+    assert ack["message"]["role"] == "system" and ack["message"]["kind"] == "ack"
     assert await comm.receive_nothing(timeout=1.5)
     assert chat_env.calls == 0
     conv = await Conversation.objects.aget()

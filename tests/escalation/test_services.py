@@ -11,6 +11,7 @@ from django.test import override_settings
 from support import backends, conversations, events
 from support.answers.cite import DECLINE_TEXT
 from support.answers.types import Draft
+from support.handoff import agents
 from support.handoff.escalation import (
     CheckStage,
     conversation_state_get,
@@ -20,9 +21,10 @@ from support.handoff.escalation import (
     sensitive_topics_list,
 )
 from support.handoff.escalation_rules import AnswerOutcome, PastTurn, Thresholds
+from support.handoff.transcript import LineKind, transcript_line_post
 from support.models import Conversation, Escalation, Feedback, Message, SensitiveTopic
 from support.replies import reply_generate, reply_store
-from tests.factories import ConversationFactory, MessageFactory
+from tests.factories import ConversationFactory, MessageFactory, agent_user
 
 from .conftest import BagOfWordsEncoder
 
@@ -56,6 +58,11 @@ def post(conv: Conversation, text: str, client_id: str = "c-1") -> Message:
     return conversations.message_post(
         conversation_id=conv.pk, text=text, client_id=client_id
     ).message
+
+
+@pytest.fixture
+def agent() -> Any:
+    return agent_user(username="sam", first_name="Sam")
 
 
 def draft(action: str = "answer", reason: str = "grounded", grounded: bool = True) -> Draft:
@@ -146,12 +153,14 @@ def test_a_sensitive_topic_sends_its_message_then_escalates(
     conv.refresh_from_db()
     assert conv.status == Conversation.Status.QUEUED
     assert conv.escalations.get().reasons == ["sensitive_topic"]
-    notice = conv.messages.get(role=Message.Role.SYSTEM)
+    notice = conv.messages.get(role=Message.Role.SYSTEM, reason="notice")
     assert notice.text == SensitiveTopic.objects.get(name="Large refund").customer_message
     group = events.conversation_group(conv.pk)
     kinds = [e["payload"]["type"] for g, e in sent.events if g == group]
-    assert kinds == ["message", "message", "status"]  # the customer's, the notice, the status
-    assert sent.frames(group, "message")[1]["message"]["role"] == "system"
+    # The customer's message, the notice, the queued line, the status.
+    assert kinds == ["message", "message", "message", "status"]
+    lines = [f["message"] for f in sent.frames(group, "message")[1:]]
+    assert [(m["role"], m["kind"]) for m in lines] == [("system", "notice"), ("system", "queued")]
     assert no_answers == []
 
 
@@ -187,7 +196,9 @@ def test_messages_while_queued_are_not_decided_again(no_answers: list[int]) -> N
     post(conv, "talk to a human", client_id="a")
     post(conv, "I'm going to sue you", client_id="b")
     assert conv.escalations.count() == 1
-    assert not conv.messages.filter(role=Message.Role.SYSTEM).exists()
+    # No sensitive-topic notice: only the queued line and the acknowledgement.
+    lines = conv.messages.filter(role=Message.Role.SYSTEM).order_by("pk")
+    assert list(lines.values_list("reason", flat=True)) == ["queued", "ack"]
 
 
 def test_the_repeated_question_check(no_answers: list[int]) -> None:
@@ -216,7 +227,8 @@ def test_the_worker_runs_the_embedding_checks_before_answering(
     conv.refresh_from_db()
     assert conv.status == Conversation.Status.QUEUED
     assert conv.escalations.get().reasons == ["sensitive_topic"]
-    assert conv.messages.get(role=Message.Role.SYSTEM).text == "A person will look into this."
+    notice = conv.messages.get(role=Message.Role.SYSTEM, reason="notice")
+    assert notice.text == "A person will look into this."
     assert not conv.messages.filter(role=Message.Role.BOT).exists()
     assert "someone broke into my profile yesterday" in bow_encoder.encoded
     # Run again (a redelivered task): the conversation is no longer the bot's.
@@ -311,6 +323,34 @@ def test_a_decline_after_a_thumbs_down_records_both_reasons() -> None:
     q2 = MessageFactory(conversation=conv, text="second question")
     reply_store(message_id=q2.pk, draft=draft("escalate", "low_confidence", False))
     assert conv.escalations.get().reasons == ["low_confidence", "repeated_failure"]
+
+
+def test_system_lines_between_two_declines_do_not_end_the_run(no_answers: list[int]) -> None:
+    conv = ConversationFactory()
+    q1 = MessageFactory(conversation=conv, text="What is the capital of France?")
+    reply_store(message_id=q1.pk, draft=draft("escalate", "low_confidence", False))
+    # A line that is no answer and no failure (a rule's notice that did not hand over, say).
+    transcript_line_post(conversation=conv, kind=LineKind.NOTICE, text="Just so you know.")
+    q2 = MessageFactory(conversation=conv, text="Who won the world cup in 2018?")
+    reply_store(message_id=q2.pk, draft=draft("escalate", "no_facts", False))
+    assert conv.escalations.get().reasons == ["low_confidence", "repeated_failure"]
+
+
+def test_a_decline_after_a_hand_back_is_the_first_of_a_new_run(
+    agent: Any, no_answers: list[int]
+) -> None:
+    conv = ConversationFactory()
+    q1 = MessageFactory(conversation=conv, text="How do I make a warranty claim?")
+    reply_store(message_id=q1.pk, draft=draft("escalate", "low_confidence", False))
+    post(conv, "yes please", client_id="yes")
+    queued = post(conv, "Where do I send the broken router?", client_id="q")
+    agents.conversation_hand_back(conversation_id=conv.pk, agent=agent)
+    # The bot answers the queued message after the hand back; the HANDED_BACK line comes
+    # after that message but before the answer, and ends the failures in a row.
+    reply_store(message_id=queued.pk, draft=draft("escalate", "low_confidence", False))
+    conv.refresh_from_db()
+    assert conv.status == Conversation.Status.BOT
+    assert conv.escalations.count() == 1
 
 
 def test_reply_store_is_stale_after_an_escalation() -> None:

@@ -781,8 +781,9 @@ class Customer:
                     q.message_id = int(message["id"])
         elif role == "bot":
             self._settle(self._question_for(message.get("reply_to")), message)
-        elif role == "system":
-            # A notice (the watchdog's apology) settles the question just before it.
+        elif role == "system" and message.get("kind") in (None, "notice"):
+            # A notice (the watchdog's apology) settles the question just before it; the other
+            # system lines (queued, acknowledged...) only say who has the conversation.
             before = [
                 q
                 for q in self.questions
@@ -1012,7 +1013,7 @@ def history_problems(customer: Customer, welcome: dict[str, Any]) -> list[str]:
         for m in history[at[0] + 1 :]:
             if m.get("role") == "customer":
                 break
-            if m.get("role") == "system":
+            if m.get("role") == "system" and m.get("kind") in (None, "notice"):
                 outcomes.append(m["id"])
         if len(outcomes) != 1:
             problems.append(f"{customer.name} {q.text!r}: history holds outcomes {outcomes}")

@@ -14,6 +14,7 @@ from django.db import OperationalError, connection
 from support import answered, conversations, limits, replies
 from support.conversations import conversation_start
 from support.handoff import escalation
+from support.handoff.transcript import QUEUED_TEXT
 from support.models import Conversation, Message
 from tests import ws
 
@@ -225,6 +226,7 @@ async def test_beyond_the_queue_ceiling_new_questions_go_to_a_person(env: ChatEn
         assert messages == [
             ("customer", "How do I reset my router?"),
             ("system", escalation.BUSY_TEXT),
+            ("system", QUEUED_TEXT),
         ]
         assert frames[-1]["status"] == "queued"
         await comm.disconnect()

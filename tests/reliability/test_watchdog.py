@@ -19,6 +19,7 @@ from support import outcomes, replies
 from support.answered import message_awaits_outcome, messages_awaiting_outcome, next_question_id
 from support.conversations import conversation_start
 from support.embedded import OutcomeWatchdog
+from support.handoff.transcript import QUEUED_TEXT
 from support.models import Conversation, Escalation, Message
 from tests import ws
 from tests.factories import UserFactory
@@ -123,13 +124,14 @@ def test_a_lost_answer_is_requeued_once_then_apologised_for_and_escalated(
     assert conv.status == Conversation.Status.QUEUED
     escalation = conv.escalations.get()
     assert escalation.reasons == ["no_answer"] and escalation.trigger_message_id == q.pk
-    notice = conv.messages.get(role=Message.Role.SYSTEM)
+    notice = conv.messages.get(role=Message.Role.SYSTEM, reason="notice")
     assert notice.text == outcomes.APOLOGY_TEXT
-    assert [f["message"]["text"] for f in sent.frames("message")][-1] == outcomes.APOLOGY_TEXT
+    lines = [f["message"]["text"] for f in sent.frames("message")]  # to the customer, agents
+    assert list(dict.fromkeys(lines))[-2:] == [outcomes.APOLOGY_TEXT, QUEUED_TEXT]
     assert sent.frames("status")[-1]["status"] == "queued"
     # Settled now: nothing more happens.
     assert outcomes.outcomes_check(now=_later(600)) == outcomes.OutcomesReport((), (), 0)
-    assert conv.messages.filter(role=Message.Role.SYSTEM).count() == 1
+    assert conv.messages.filter(role=Message.Role.SYSTEM).count() == 2  # the apology, queued
 
 
 @pytest.mark.django_db(transaction=True)
@@ -192,7 +194,10 @@ async def test_a_customer_is_never_left_waiting_in_silence(
     await database_sync_to_async(outcomes.outcomes_check)(now=_later(182))
     frames = await ws.until(comm, "status")
     notices = [f["message"] for f in frames if f["type"] == "message"]
-    assert [(m["role"], m["text"]) for m in notices] == [("system", outcomes.APOLOGY_TEXT)]
+    assert [(m["role"], m["kind"], m["text"]) for m in notices] == [
+        ("system", "notice", outcomes.APOLOGY_TEXT),
+        ("system", "queued", QUEUED_TEXT),
+    ]
     assert frames[-1]["status"] == "queued"
     await comm.disconnect()
 
