@@ -99,6 +99,12 @@ def is_decline(message: Any) -> bool:
     return bool(message.role == "bot" and message.action == "escalate")
 
 
+def line_kind(message: Any) -> str | None:
+    """A system line's kind (support.handoff.transcript; "notice" for a rule's message written
+    before kinds were stored), None for other roles."""
+    return (message.reason or "notice") if message.role == "system" else None
+
+
 def message_payload(message: Any) -> dict[str, Any]:
     """The one serializer of a stored message for clients (widget and agent views).
 
@@ -120,7 +126,7 @@ def message_payload(message: Any) -> dict[str, Any]:
         "confidence": message.retrieval_confidence,
         "action": message.action or None,
         "feedback": feedback.value if feedback else None,
-        "kind": (message.reason or "notice") if message.role == "system" else None,
+        "kind": line_kind(message),
         "suggestions": suggestions_with_urls(message.retrieved or []) if declined else [],
     }
 

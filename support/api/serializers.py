@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ..events import citations_with_urls, display_name
+from ..events import citations_with_urls, display_name, line_kind
 from ..models import (
     ApiToken,
     Conversation,
@@ -84,6 +84,10 @@ class MessageSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     author_name = serializers.SerializerMethodField()
     citations = serializers.SerializerMethodField()
     reply_to = serializers.IntegerField(source="in_reply_to_id", allow_null=True)
+    kind = serializers.SerializerMethodField(
+        help_text="A system line's kind (notice, queued, ack, claimed, handed_back, ended); "
+        "null for other roles."
+    )
 
     class Meta:
         model = Message
@@ -99,6 +103,7 @@ class MessageSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "citations",
             "retrieval_confidence",
             "action",
+            "kind",
             "created_at",
         )
 
@@ -111,6 +116,9 @@ class MessageSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     def get_citations(self, obj: Message) -> list[dict[str, Any]]:
         return citations_with_urls(obj.citations or [])
+
+    def get_kind(self, obj: Message) -> str | None:
+        return line_kind(obj)
 
 
 class MessageCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]

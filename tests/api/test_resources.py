@@ -79,9 +79,12 @@ def test_handoff_claim_reply_hand_back_close(agent_api: Api, agent: Any) -> None
     assert reply.status_code == 201 and reply.json()["role"] == "agent"
     texts = [m["text"] for m in follow_pages(customer, f"/api/v1/conversations/{cid}/messages/")]
     assert "Hello, I'm Alex." in texts and "Can a person help?" in texts
-    assert not any(
-        m["internal"] for m in follow_pages(customer, f"/api/v1/conversations/{cid}/messages/")
-    )
+    listed = follow_pages(customer, f"/api/v1/conversations/{cid}/messages/")
+    assert not any(m["internal"] for m in listed)
+    # The transcript's lines, by kind (docs/protocol.md); other messages have none.
+    lines = [m["kind"] for m in listed if m["role"] == "system"]
+    assert lines == ["queued", "claimed"]
+    assert all(m["kind"] is None for m in listed if m["role"] != "system")
     back = agent_api.post(f"/api/v1/conversations/{cid}/hand-back/").json()
     assert back["status"] == "bot"
     conversation_escalate(
