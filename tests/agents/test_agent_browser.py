@@ -194,7 +194,12 @@ def _journey(agent: Any, customer: Any, url: str) -> None:
     # --- resolve ---------------------------------------------------------------------------------
     agent.locator(".sa-actions").get_by_role("button", name="Resolve").click()
     expect(agent.locator(".messagelist")).to_contain_text("Resolved.")
-    expect(widget.get_by_text("This conversation has been resolved.")).to_be_visible()
+    # The widget shows the end (docs/protocol.md): its message box gives way to the end panel.
+    expect(
+        widget.get_by_text("This conversation has ended.").locator("visible=true")
+    ).to_have_count(1)
+    expect(widget.get_by_role("button", name="Start a new conversation")).to_be_visible()
+    expect(widget.locator(".sb-composer")).to_be_hidden()
     shot(customer, "customer-resolved")
     shot(agent, "queue-after")
 
