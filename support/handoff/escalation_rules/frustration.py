@@ -76,6 +76,15 @@ _EN_ABUSE = [
     r"terrible|awful|horrible|pathetic|shameful|appalling|disgraceful|infuriating)\b",
     r"\b(?:worst|terrible|awful|horrible|appalling) (?:service|company|support|experience|"
     r"customer service|bot|chatbot|shop|store|app)\b",
+    # Said in two or three words, as real customers do: "poor service", "Bad Service!!",
+    # "pathetic customer care", "waste app". (Not "bad service area": the network, a fault.)
+    r"\b(?:poor|pathetic|lousy|useless|rubbish|disgusting|third class|very bad|so bad|such bad|"
+    r"bad) (?:customer )?(?:service|support|care)\b(?! (?:area|coverage|signal|provider|plan|"
+    r"center|centre|number|hours)\b)",
+    r"^(?:very |so |really |too |such (?:a )?)?(?:poor|bad|pathetic|worst|horrible|terrible|"
+    r"awful|useless|rubbish|lousy|third class|disgusting|waste|worthless)(?: of)?(?: (?:customer|"
+    r"your|this))? (?:service|support|care|experience|response|app|company|bot|chatbot|"
+    r"website)s?(?: ever)?[\s!.?]*$",
     r"\bi (?:hate|despise|can't stand|cannot stand) (?:you|this|your|dealing)\b",
     r"\b(?:never|not) (?:buy|buying|ordering|using) (?:from )?(?:you|your \w+) again\b",
     r"\b(?:you|this)(?: still)? (?:don't|do not|didn't|did not|never) (?:help|understand|listen|"
@@ -116,12 +125,14 @@ _EXPLETIVE = re.compile(
     r"\b(?:fucking|fuckin|freaking|frigging|bloody|damn|damned|goddamn|goddamned|effing|"
     r"bleeping|sodding|bloody hell)\b"
 )
-# Mild words VADER scores as strongly negative in support messages ("problem", "error" describe
-# the issue, not the mood): neutralised so "I have a problem with a payment error" stays calm.
+# Mild words VADER scores as strongly negative in support messages ("problem", "error", "back
+# pain" describe the issue, not the mood): neutralised so "I have a problem with a payment
+# error" stays calm.
 _ISSUE_WORDS = re.compile(
     r"\b(?:problem|problems|issue|issues|error|errors|fail|failed|failing|failure|declined|"
     r"decline|lost|missing|cancel|cancelled|canceled|cancellation|delete|deleted|fee|fees|"
-    r"charge|charged|penalty|fraud alert|wrong|broken|stuck|unable|can't|cannot|no)\b"
+    r"charge|charged|penalty|fraud alert|wrong|broken|stuck|unable|can't|cannot|no|"
+    r"pain|pains|painful|ache|aches|aching|backache|headache|injury|injured)\b"
 )
 
 _vader_lock = threading.Lock()

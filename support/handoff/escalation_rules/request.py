@@ -12,33 +12,127 @@ _DET = (
     r"(?:(?:a|an|the|some|any|your|one of your|a real|a live|an actual|real|live|actual|human)\s+)*"
 )
 _PERSON = (
-    r"(?:human(?: being| agent| representative| operator)?|person|people|someone|somebody|"
-    r"anyone|anybody|agent|representative|operator|advisor|adviser|consultant|specialist|"
-    r"supervisor|manager|staff(?: member)?|employee|team member|"
+    r"(?:humans?(?: being| agent| representative| operator| executive)?|person|people|someone|"
+    r"somebody|anyone|anybody|agents?|representatives?|operators?|executives?|advisor|adviser|"
+    r"consultant|specialist|supervisor|manager|staff(?: member)?|employee|team member|"
     r"(?:live|real|human) (?:assistant|support|help)|assistant|"
-    r"customer (?:service|support|care|assistance|services)(?: team| agent| rep| representative)?|"
-    r"support (?:team|staff|agent)|your team|someone from your team|live chat)"
+    r"customer (?:service|support|care|assistance|services)(?: team| agent| rep| representative|"
+    r" executive| staff| person| people)?|"
+    r"support (?:team|staff|agent|person|executive)|your team|someone from your team|live chat|"
+    r"call cent(?:er|re) (?:agent|executive|staff|team|person))"
+)
+# After a person's name in a request, words that make it a question about something else:
+# "call customer care number", "customer service hours", "agent code".
+_NOT_AFTER = (
+    r"(?! (?:number|numbers|no|phone|hours|timings?|times?|email|e-mail|mail|address|page|"
+    r"details|id|code|ticket|portal|site|website|app|link|helpline|form|list)\b)"
+)
+# Words around a short request that do not change it: "hi agent", "human pls!!", "sir
+# representative now".
+_FILLER = (
+    r"(?:please|now|right now|immediately|urgently|urgent|quickly|quick|fast|hi|hii|hello|"
+    r"helo|hey|sir|madam|ma'am|mam|dear|ok|okay|thanks|thank you|bro|again|here|need|want|"
+    r"i need|i want|we need|i would like|i'd like|give me|get me|send me|can i get|can i have|"
+    r"can i talk to|can i speak to|connect|connect me|only|just)"
 )
 _CONTACT = (
     r"(?:talk|talking|speak|speaking|chat|chatting|contact|contacting|reach|reaching|"
     r"get in touch|getting in touch|connect|connecting|transfer|put|putting|hand|pass|"
     r"escalate|call|calling|communicate|communicating|deal|dealing)"
 )
+# Who and what a customer fails to reach ("agent not answering", "helpline not reachable").
+_REACH_PERSON = (
+    r"(?:agents?|executives?|representatives?|operators?|staff|support|your team|support team|"
+    r"customer care executive)"
+)
+_REACH_CHANNEL = (
+    r"(?:customer (?:care|service|support)|call cent(?:er|re)|helpline|help line|hot ?line|"
+    r"help ?desk|toll free number|your (?:number|phone|phone line|line)|(?:care|contact|support|"
+    r"helpline|phone|customer care|customer service) (?:number|no|line))"
+)
+_REACH_VERB = (
+    r"(?:picking up|pick up|picked up|answering|answer|answered|responding|respond|responded|"
+    r"replying|reply|replied|attending|calling back|call back|called back|getting back)"
+)
 _EN = [
     # "talk to a human", "connect me with someone", "contact a live agent", "speak with a person"
     rf"\b{_CONTACT}\b(?: me| us)?(?: (?:over|through|directly|now|right now))?"
-    rf"(?: (?:to|with|through to|over to|me to|me with))?\s+{_DET}{_PERSON}\b",
+    rf"(?: (?:to|with|through to|over to|me to|me with))?\s+{_DET}{_PERSON}\b{_NOT_AFTER}",
     # "real person", "live agent", "human agent"
     r"\b(?:real|live|actual|human) (?:human|person|people|agent|operator|representative|being)\b",
-    # just "agent" / "human please" / "representative!!"
-    rf"^(?:{_DET})?{_PERSON}(?: please| now| right now)?(?: please)?[\s!.?]*$",
+    # just "agent" / "human please" / "representative!!" / "hi, need human" / "agent, pls"
+    rf"^(?:{_FILLER}[\s,!.?]*)*(?:{_DET})?{_PERSON}(?:[\s,!.?]+{_FILLER})*[\s,!.?]*$",
     # "agent please", "a human now"
     r"\b(?:agent|human|operator|representative|person)\s+(?:please|now|right now)\b",
     # "I want a human", "need a real person", "can I get an agent", "get me your supervisor"
     r"\b(?:want|need|request|prefer|demand|get|have|give|find|send|bring)\b(?: me| us)?"
     r"(?: to (?:have|get))? (?:a |an |some |one of your |your )(?:real |live |actual )?"
     r"(?:human|person|agent|representative|operator|staff member|employee|supervisor|manager)"
-    r"\b(?! (?:who|that|which|number|id|code|of|from|at|in)\b)",
+    r"\b(?!'| (?:who|that|which|number|id|code|of|from|at|in)\b)",
+    # Words left out, as real customers write: "need human", "want agent now", "get me
+    # someone to talk to", "i need real person pls". Only where the request ends there or goes
+    # on as one ("... to help me", "... for this", "not a bot").
+    r"\b(?:want|need|needs|request|require|get me|give me|send me|find me|bring me|looking for)"
+    r"(?: to (?:have|get|see))? (?:a |an |some |your |the |one )?(?:real |live |actual |proper )?"
+    r"(?:human|humans|person|agent|representative|operator|executive|staff|employee|"
+    r"supervisor|manager|someone|somebody|human being)"
+    r"(?=\s*(?:$|[,.!?]|(?:please|now|right now|here|urgently|immediately|quickly|asap|today|"
+    r"sir|madam|thanks|thank you|instead|not (?:a )?(?:bot|robot|machine|chatbot)|"
+    r"to (?:talk|speak|chat|help|assist|answer|respond|reply|call|contact|look|check|handle|"
+    r"sort|resolve|fix|deal|explain|guide)|for (?:help|assistance|support|this|my|me)|"
+    r"on (?:chat|call|the line|the phone)|who can|that can|from your|from customer|in chat)\b))",
+    # "human to answer", "someone to talk to", "an agent who can help me"
+    rf"^(?:{_FILLER}[\s,!.?]*)*(?:a |an |some )?(?:real |live |actual )?(?:human|person|agent|"
+    r"someone|"
+    r"somebody|representative|executive|operator) (?:to|who can|that can|who will|pls to) "
+    r"(?:answer|help|assist|talk|speak|chat|respond|reply|call|contact|look|check|handle)\b",
+    # Nobody to reach: "no one is answering", "call center not reachable", "customer care
+    # number not available", "can't reach your support", "no response from support". Not a
+    # door nobody opened, nor a parcel nobody was home for.
+    r"\b(?:no one|nobody|no body|no agent|no human|no person|no executive|no staff)"
+    r" (?:is |are |has |was |even )?(?:answering|answers|answered|responding|responds|responded|"
+    r"replying|replies|replied|picking up|picks up|picked up|available|attending|attended|"
+    r"helping|reachable|online|contacted|called)\b(?! (?:the door|the bell|at|to (?:receive|"
+    r"collect|sign|pick|accept|take|open))\b)",
+    rf"\b(?:{_REACH_PERSON}|{_REACH_CHANNEL})(?: (?:is|are|was|were|has|have|been|still|always|"
+    r"also|just))* (?:not|never|isn't|aren't|wasn't|doesn't|don't|didn't)(?: (?:even|at all|"
+    rf"been))? {_REACH_VERB}\b",
+    rf"\b{_REACH_CHANNEL}(?: (?:is|are|was|were|has|have|been|still|always|also|just))* (?:not|"
+    r"never|isn't|aren't|wasn't)(?: (?:even|at all|been))? (?:reachable|available|working|"
+    r"connecting|connected|receiving|getting through|going through)\b",
+    r"\b(?:can't|cannot|can not|couldn't|could not|unable to|not able to|never able to)"
+    r"(?: (?:get|seem to|even))? (?:reach|contact|get through to|connect to|connect with|"
+    r"get hold of|talk to|speak to|speak with|talk with|get in touch with|call)"
+    rf" (?:the |your |any |a |an )?(?:{_REACH_PERSON}|{_REACH_CHANNEL}|a person|a human|anyone "
+    r"(?:at|from|in) (?:your|the|customer|support))\b",
+    r"\bno (?:response|reply|answer|call back|callback) (?:from|by) (?:your |the |any )?"
+    rf"(?:{_REACH_PERSON}|{_REACH_CHANNEL}|anyone|anybody|one)\b",
+    # "contact support", "talk to customer care", "connect me to the call centre"
+    rf"\b{_CONTACT}\b(?: me| us)?(?: (?:to|with|through to))? (?:the |your )?"
+    rf"(?:support|help ?desk|call cent(?:er|re)|care team|customer care|customer service|"
+    rf"helpline)\b{_NOT_AFTER}(?! (?:open|opens|available|working|timings?|hours|during|on"
+    rf" (?:sunday|saturday|weekends?|holidays?))\b)",
+    # Anybody there? "hello, is anyone available", "any human here"
+    r"\b(?:is |are )?(?:there )?(?:anyone|anybody|someone|somebody|any human|any person|"
+    r"any agent|a human|a person|an agent|a real person|any executive|any one)"
+    r" (?:there|here|around|available|online|listening|out there|on the line|to help|to assist"
+    r"|who can help|to talk to|i can talk to)\b(?! (?:at home|to (?:receive|collect|sign|pick|"
+    r"accept|take)|for (?:delivery|pick ?up|collection)|in the house)\b)",
+    # Call me: "call me", "call me now", "please call back", "contact me", "ring me"
+    rf"^(?:{_FILLER}[\s,!.?]*)*(?:can you |could you |can u |would you |kindly |pls |someone |"
+    r"somebody |can someone |can somebody |ask someone to |have someone |have an agent |"
+    r"i want (?:a |an |your )?(?:agent|person|someone|executive) to |i want you to |"
+    r"i need you to )?(?:(?:call|ring|phone|contact|reach) (?:me|back|me back)|give (?:me|us) "
+    r"a (?:call|ring))\b(?! (?:know|how|what|when|if|later|by email|by mail|on email|through "
+    r"email)\b)",
+    r"\b(?:please|pls|kindly|can you|could you|can someone|can somebody|can your (?:team|agent|"
+    r"executive)|ask (?:someone|somebody|an agent|your team) to|i want (?:someone|somebody|"
+    r"an agent|a person|your team|you) to|i need (?:someone|somebody|an agent|you) to)"
+    r" (?:call|ring|phone|contact) (?:me|us)\b",
+    r"\b(?:give me|need|want|request|expecting|waiting for) (?:a |an |your )?(?:call|phone call|"
+    r"call back|callback)(?: back)?(?: from (?:you|your|an?|someone|somebody|the))?"
+    r"(?=\s*(?:$|[,.!?]|(?:please|now|asap|today|from|on|at|urgently)\b))",
+    rf"^(?:{_FILLER}[\s,!.?]*)*(?:a |an )?call back(?:[\s,!.?]+{_FILLER})*[\s,!.?]*$",
     # "human help", "human support"
     r"\bhuman (?:help|support|assistance|interaction|contact|response|answer)\b",
     # "a person to look at my case", "can an employee help me instead"
@@ -63,6 +157,9 @@ _EN = [
     r"fed up with|finished with)(?: (?:to )?(?:talk|talking|speak|speaking|chat|chatting|deal|"
     r"dealing) (?:to|with))?(?: (?:a|an|this|the|your|another|any))? (?:bot|bots|robot|robots|"
     r"machine|machines|chatbot|chatbots|automated)\b",
+    # "transfer me", "escalate pls", "connect me!!" said alone
+    rf"^(?:{_FILLER}[\s,!.?]*)*(?:(?:transfer|escalate)(?: (?:me|this|it|my (?:chat|case|call)))?|"
+    rf"(?:connect|forward) (?:me|this|it|my (?:chat|case|call)))(?:[\s,!.?]+{_FILLER})*[\s,!.?]*$",
     # "transfer me", "put me through", "escalate this", "hand me over"
     r"\b(?:transfer|put|pass|hand) me (?:through|over|on)\b",
     r"\bescalate (?:this|my (?:case|issue|ticket|problem|request)|me|it)\b",
@@ -77,10 +174,28 @@ _EN_NOT = [
     r"contact (?:details|information|info|form|page)|"
     r"someone else(?:'s)?|another person(?:'s)?|this person|that person|the person who|"
     r"a person who|people who|someone who|somebody who|anyone who|anybody who)\b",
+    # Negated: "I do not need chat agent", "don't want to talk to anyone", "no need for a
+    # human", "without an agent", "don't transfer me". (Not a bot: "I don't want a bot" is
+    # still a request, matched by its own rule; "can't reach anyone" is not a negation here.)
+    rf"\b(?:don't|do not|dont|doesn't|does not|didn't|did not|won't|will not|wouldn't|"
+    rf"would not|no longer|never) (?:really |even )?(?:need|want|wish|require|like|ask(?:ed)? "
+    rf"for|asked)(?: to)?(?: (?:talk|speak|chat|be transferred|be connected|be put through|"
+    rf"contact|call|deal))?(?: (?:to|with))?(?: (?:a|an|the|any|your|chat|live|real|human))*"
+    rf" {_PERSON}\b",
+    rf"\bno need (?:for|of|to)\b(?: (?:talk|speak|chat|contact|call|get|have|involve))?"
+    rf"(?: (?:to|with))?(?: (?:a|an|the|any|your|chat|live|real|human))* {_PERSON}\b",
+    r"\bno (?:agent|human|person|operator|representative|executive)s?(?: is| are)? (?:needed|"
+    r"required|necessary|please|thanks|thank you)\b",
+    rf"\bwithout (?:a |an |any |the )?(?:real |live |human )?{_PERSON}\b",
+    r"\b(?:don't|do not|dont|no need to) (?:transfer|connect|escalate|put|hand|pass) (?:me|this|"
+    r"it|us)\b",
     # "are you a real person?" asks about the bot; it is not a request.
     r"\b(?:are|r) you (?:a |an )?(?:real |live |actual )?(?:person|human|bot|robot|machine)\b",
     r"\bis this (?:a |an )?(?:real |live |actual )?(?:person|human|bot|robot)\b",
     r"\b(?:i'm|i am) not (?:a )?(?:bot|robot)\b",
+    # The customer's own phone: "I can't call anyone from my phone" (a fault to answer).
+    r"\b(?:can't|cannot|can not|unable to|not able to|couldn't|could not) (?:call|phone|ring|"
+    r"text|message|dial) (?:anyone|anybody|someone|people|my|any)\b",
     # Past tense: reporting an earlier contact, not asking for one.
     r"\b(?:spoke|talked|chatted|contacted|called|emailed) (?:to|with)\b",
 ]
@@ -145,10 +260,11 @@ _NOT_REQUEST_RE = re.compile("|".join(f"(?:{p})" for p in _EN_NOT + _NOT_OTHER))
 # Cheap cue for the embedding check: without any of these words a message is not compared
 # with the example phrasings at all (most messages), which keeps precision and time.
 _CUE_RE = re.compile(
-    r"\b(?:humans?|persons?|people|someone|somebody|anyone|anybody|agents?|representatives?|operators?|"
-    r"advisor|adviser|assistant|staff|employee|consultant|specialist|supervisor|manager|team|"
-    r"bot|robot|machine|real|live|talk|talking|speak|speaking|chat|chatting|contact|"
-    r"contacting|reach|call|connect|transfer|escalate|customer service|support|"
+    r"\b(?:humans?|persons?|people|someone|somebody|anyone|anybody|no one|nobody|agents?|"
+    r"representatives?|operators?|executives?|advisor|adviser|assistant|staff|employee|"
+    r"consultant|specialist|supervisor|manager|(?:your|support|the|customer|service|care|sales)"
+    r" team|bot|robot|machine|real|live|talk|talking|speak|speaking|chat|chatting|contact|"
+    r"contacting|reach|call|connect|transfer|escalate|customer service|customer care|support|"
     r"mensch|menschen|mitarbeiter|berater|sprechen|humain|conseiller|personne|parler|humano|"
     r"persona|agente|asesor|hablar|medewerker|mens|spreken|praten|iemand|operatore|umano|"
     r"parlare|atendente|pessoa|falar|alguem|alguien|quelqu'un|qualcuno)\b"

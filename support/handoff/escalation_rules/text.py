@@ -37,7 +37,41 @@ _CHAT_SPEAK = {
     "wth": "with",
     "wiht": "with",
     "w/": "with",
+    "wid": "with",
+    "wit": "with",
+    "reps": "representatives",
+    "exec": "executive",
+    "execs": "executives",
+    "mgr": "manager",
+    "cust": "customer",
+    "callback": "call back",
+    "noone": "no one",
+    "nobdy": "nobody",
+    "ne1": "anyone",
+    "every1": "everyone",
+    "no1": "no one",
+    # Misspellings of short words that the one-edit correction below leaves alone (it only
+    # reads words of 5 letters or more, where one edit rarely makes another real word).
+    "ther": "there",
+    "tlak": "talk",
+    "takl": "talk",
+    "spek": "speak",
+    "humn": "human",
+    "hmn": "human",
+    "hooman": "human",
+    "hoomans": "humans",
+    "agnt": "agent",
+    "prsn": "person",
+    "cll": "call",
+    "calll": "call",
+    "representive": "representative",
+    "costumer": "customer",
 }
+# Words split in two by fast typing ("some one", "any one there?"), joined again. Not "some
+# body" ("some body lotion"), and "no one" stays two words: the rules read it as it is.
+_SPLIT_WORDS = re.compile(r"\b(some|any) one\b")
+# A digit for "to" after a verb of contact ("talk 2 someone", "connect me 2 an agent").
+_TWO = re.compile(r"\b((?:talk|speak|chat|connect|transfer|put|reach)(?: me)?) 2\b")
 # Expletives used as intensifiers ("chat with a damn agent", "the bloody invoice"): dropped
 # where they would only split the words a rule looks for.
 _EXPLETIVE = re.compile(
@@ -77,6 +111,17 @@ KEY_WORDS = (
     "please",
     "assistance",
     "claim",
+    "executive",
+    "manager",
+    "supervisor",
+    "anyone",
+    "anybody",
+    "available",
+    "answering",
+    "reachable",
+    "connect",
+    "transfer",
+    "escalate",
 )
 # Never "corrected": real words one edit away from a key word.
 _KEEP = frozenset(
@@ -105,6 +150,19 @@ _KEEP = frozenset(
         "assistants",
         "consumers",
         "complaints",
+        "complain",
+        "complains",
+        "complained",
+        "executives",
+        "managers",
+        "managed",
+        "manages",
+        "supervisors",
+        "teachable",
+        "connects",
+        "transfers",
+        "escalated",
+        "escalates",
         "someones",
         "pleased",
         "plead",
@@ -204,7 +262,8 @@ def normalise(text: str) -> str:
         if " " not in word:
             word = _fix_token(word)
         out.append(pre + word + post)
-    return " ".join(out)
+    joined = _SPLIT_WORDS.sub(r"\1one", " ".join(out))
+    return _TWO.sub(r"\1 to", joined)
 
 
 def drop_expletives(norm: str) -> str:

@@ -1,0 +1,247 @@
+"""The request rules on the way real customers write: one to three words, other words than
+"agent", typos and missing words, negations, and look-alikes that must not hand over.
+
+Rules only (`similarity=None`, what the web process runs at RECEIVED). The phrasings are written
+for these tests, in the register of the HINT3 messages (bench/escalation.py measures the rules
+on those; the eval data stays out of the repository).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from support.handoff.escalation_rules import (
+    CUSTOMER_REQUEST,
+    FRUSTRATION,
+    ConversationState,
+    asks_for_person,
+    escalation_decide,
+)
+from support.handoff.escalation_rules.request import has_person_cue
+from support.handoff.escalation_rules.text import normalise
+
+
+def reasons(text: str) -> tuple[str, ...]:
+    return escalation_decide(ConversationState(text=text), similarity=None).reasons
+
+
+SHORT_REQUESTS = [
+    "human",
+    "HUMAN!!!",
+    "humans?",
+    "real person pls",
+    "person!!",
+    "agent, please!",
+    "operator",
+    "rep pls",
+    "staff",
+    "need staff",
+    "supervisor",
+    "manager now",
+    "customer care",
+    "customer service pls",
+    "customer support executive",
+    "support team please",
+    "hi i need agent",
+    "hello, agent",
+    "any human here",
+    "anybody there",
+    "hello?? anyone",
+    "transfer me pls",
+    "escalate",
+    "live agent",
+]
+OTHER_WORDS = [
+    "speak to manager",
+    "speak to ur manager",
+    "get me your manager",
+    "chat with executive",
+    "i want to talk to ur executive",
+    "talk to someone",
+    "i need to talk to someone",
+    "need someone to talk to",
+    "can i talk with someone from ur team",
+    "want to speak to someone real",
+    "plz connect me with customer care",
+    "connect to support",
+    "i want a human not a bot",
+    "stop bot",
+    "not bot, human",
+    "i dont want bot",
+    "human to help me",
+    "an agent who can help me",
+]
+CALL_ME = [
+    "call me",
+    "call me back",
+    "pls call me",
+    "can u call me",
+    "call me on 9876543210",
+    "someone call me",
+    "give me a call",
+    "call back pls",
+    "need a callback",
+    "contact me",
+]
+CANNOT_REACH = [
+    "no one is replying",
+    "nobody answers the phone",
+    "your customer care is not picking up",
+    "helpline not working",
+    "customer care number not reachable",
+    "toll free number is not working",
+    "agents are not responding",
+    "cant reach your support",
+    "unable to contact customer care",
+    "no response from your team",
+]
+MISSING_WORDS = [
+    "need human",
+    "want agent",
+    "can i get human",
+    "i need real person",
+    "talk human",
+    "want to talk human",
+    "i want talk to person",
+    "connect me agent",
+    "connect agent pls",
+    "need human help",
+]
+TYPOS = [
+    "humen",
+    "hooman pls",
+    "agnet",
+    "agnt pls",
+    "representitive",
+    "representive please",
+    "tlak to agent",
+    "talk 2 some one",
+    "is ther anyone available",
+    "i want to speek with a persn",
+    "conect me to a huamn",
+    "speak to the manger",
+    "supervisior please",
+    "custmer care executve",
+]
+
+
+@pytest.mark.parametrize("text", SHORT_REQUESTS + OTHER_WORDS + CALL_ME + CANNOT_REACH)
+def test_real_register_requests(text: str) -> None:
+    assert CUSTOMER_REQUEST in reasons(text)
+
+
+@pytest.mark.parametrize("text", MISSING_WORDS + TYPOS)
+def test_missing_words_and_typos(text: str) -> None:
+    assert asks_for_person(text), normalise(text)
+
+
+NEGATED = [
+    "I don't need an agent",
+    "i dont need agent, just tell me the price",
+    "I do not want to talk to anyone, just cancel it",
+    "no need for a human, I found it",
+    "no agent needed thanks",
+    "can I do it without an agent?",
+    "don't transfer me, I just want the invoice",
+]
+
+
+@pytest.mark.parametrize("text", NEGATED)
+def test_a_negated_request_is_not_one(text: str) -> None:
+    assert CUSTOMER_REQUEST not in reasons(text)
+    # Nor is it compared with the request phrasings at PREPARED when no other cue is left.
+    if "bot" not in text and "talk" not in text:
+        assert not has_person_cue(text)
+
+
+def test_a_negation_does_not_cancel_a_request_in_the_same_message() -> None:
+    assert CUSTOMER_REQUEST in reasons("I don't want the bot, I want a human")
+    assert CUSTOMER_REQUEST in reasons("i dont need a refund, i need an agent")
+
+
+# Look-alikes: the words of a request, another meaning. None of them may hand over.
+MUST_NOT_FIRE = [
+    "my agent code doesn't work",
+    "agent login not working",
+    "my agent app keeps crashing",
+    "Need agent commission details",
+    "how do i become an agent",
+    "real estate agent",
+    "customer care number",
+    "what are customer care timings",
+    "is customer support open on sunday",
+    "call center hours",
+    "support number",
+    "my call got disconnected",
+    "call drop issue",
+    "I can't call anyone from my phone",
+    "can't call international numbers",
+    "call me when it ships",
+    "contact me by email about the refund",
+    "my call back number changed",
+    "I want to call off my order",
+    "which operator is best",
+    "operator code for recharge",
+    "is someone able to pick up my parcel",
+    "can someone else use my account",
+    "how many people can join",
+    "no one was home when the courier came",
+    "no one answered the door",
+    "nobody was available to receive the parcel",
+    "the person who delivered was rude",
+    "i need a person's name on the invoice",
+    "i need some body lotion",
+    "give me a discount",
+    "give me my bill",
+    "Change my team name",
+    "human hair wig",
+    "people are saying the app is down",
+    "does it support 5g",
+    "my phone cannot connect to wifi",
+    "personal details update",
+    "bad service area in my village",
+]
+
+
+@pytest.mark.parametrize("text", MUST_NOT_FIRE)
+def test_look_alikes_do_not_hand_over(text: str) -> None:
+    assert reasons(text) == ()
+
+
+SHORT_COMPLAINTS = [
+    "poor service",
+    "Bad Service!!",
+    "very bad customer care",
+    "pathetic customer support",
+    "waste app",
+    "worst experience ever",
+    "I want to complain",
+]
+
+
+@pytest.mark.parametrize("text", SHORT_COMPLAINTS)
+def test_short_complaints_are_frustration(text: str) -> None:
+    assert FRUSTRATION in reasons(text)
+
+
+def test_a_pain_described_is_not_a_mood() -> None:
+    assert reasons("Neck pain and terrible back pain after sleeping") == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("is ther anyone", "is there anyone"),
+        ("talk 2 some one", "talk to someone"),
+        ("hooman plz", "human please"),
+        ("manger pls", "manager please"),
+        ("callback pls", "call back please"),
+        # Real words one edit from a key word are kept.
+        ("I want to complain", "i want to complain"),
+        ("the managed plan", "the managed plan"),
+        ("some body lotion", "some body lotion"),
+        ("get 2 tickets", "get 2 tickets"),
+    ],
+)
+def test_normalise(raw: str, normalised: str) -> None:
+    assert normalise(raw) == normalised
