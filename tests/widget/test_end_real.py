@@ -153,6 +153,11 @@ def _journey(page: Any, url: str, api: Api) -> None:
     expect(w.get_by_role("button", name="Talk to a person")).to_have_count(0)
     ended = w.get_by_text("This conversation has ended.").locator("visible=true")
     expect(ended).to_have_count(1)
+    # It is the server's transcript line (conversation_resolve); the panel does not repeat it.
+    expect(w.locator('.sb-msg-system[data-kind="ended"]')).to_have_text(
+        "This conversation has ended."
+    )
+    expect(w.locator(".sb-ended-text")).to_be_hidden()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "end-ended.png"))
 
