@@ -168,6 +168,13 @@ class EvalKb:
 def _kb_key(eval_dir: Path) -> str:
     h = hashlib.sha256()
     h.update((eval_dir / "documents.jsonl").read_bytes())
+    ingest_key_update(h)
+    return h.hexdigest()[:16]
+
+
+def ingest_key_update(h: Any) -> None:
+    """Feed what any benchmark KB depends on besides its pages into the hash `h`: the
+    ingestion code, the ingestion settings and their defaults."""
     for rel in _INGEST_SOURCES:
         path = REPO / rel
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
@@ -180,7 +187,6 @@ def _kb_key(eval_dir: Path) -> str:
         for line in (REPO / "chatbot/settings/base.py").read_text().splitlines():
             if line.startswith(f"{name} ="):
                 h.update(line.encode())
-    return h.hexdigest()[:16]
 
 
 def django_setup(data_dir: Path, settings_module: str = "chatbot.settings.local") -> None:
