@@ -340,4 +340,5 @@ class SensitiveTopicAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 from . import (  # noqa: E402
     agent_admin,  # noqa: F401
     integrations_admin,  # noqa: F401  (API tokens, webhooks, e-mail)
+    learning_admin,  # noqa: F401  (the review queue of examples)
 )

@@ -100,6 +100,9 @@ class SupportSettings:
     imap_poll_interval_s: int
     imap_batch: int
     imap_first_sync_days: int
+    # Learning (issue 14): docs/learning.md.
+    examples_auto_approve: tuple[str, ...]
+    examples_held_back_percent: int
 
     @property
     def email_enabled(self) -> bool:
@@ -143,6 +146,9 @@ def default_chat_model_path() -> Path:
         ) from exc
 
 
+# Example.Source values (support.models_learning); conf.py imports no models.
+EXAMPLE_SOURCES = ("agent_reply", "rated_helpful", "import")
+
 _FIELD_TO_SETTING = {
     "data_dir": "SUPPORT_DATA_DIR",
     **{
@@ -167,6 +173,9 @@ def _build() -> SupportSettings:
     values["public_url"] = str(values["public_url"]).rstrip("/")
     values["email_attachment_types"] = tuple(
         str(t).strip().lower() for t in values["email_attachment_types"] if str(t).strip()
+    )
+    values["examples_auto_approve"] = tuple(
+        str(s).strip().lower() for s in values["examples_auto_approve"] if str(s).strip()
     )
     conf = SupportSettings(**values)
     _validate(conf)
@@ -237,6 +246,14 @@ def _validate(conf: SupportSettings) -> None:
         problems.append("SUPPORT_ESCALATE_NEGATIVE_SENTIMENT must be between -1 and 0")
     if not 0.0 < conf.escalate_repeat_similarity <= 1.0:
         problems.append("SUPPORT_ESCALATE_REPEAT_SIMILARITY must be above 0 and at most 1")
+    unknown_sources = set(conf.examples_auto_approve) - set(EXAMPLE_SOURCES)
+    if unknown_sources:
+        problems.append(
+            f"SUPPORT_EXAMPLES_AUTO_APPROVE: unknown source(s) {sorted(unknown_sources)} "
+            f"(use any of {', '.join(EXAMPLE_SOURCES)})"
+        )
+    if not 0 <= conf.examples_held_back_percent <= 50:
+        problems.append("SUPPORT_EXAMPLES_HELD_BACK_PERCENT must be between 0 and 50")
     try:
         ZoneInfo(conf.business_time_zone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -295,6 +295,8 @@ def feedback_set(
             message=msg, defaults={"value": value, "comment": comment[:2000]}
         )
         webhooks.feedback_event(feedback)
+        # A helpful answer becomes an example; a changed mind withdraws it (support.learning).
+        jobs.example_from_feedback_enqueue(message_id=msg.pk)
     return feedback
 
 

@@ -33,6 +33,9 @@ MAIL_SEND = "support.mail_send"
 MAIL_OUTBOX_SWEEP = "support.mail_outbox_sweep"
 IMAP_POLL = "support.imap_poll"
 ASK_ANSWER = "support.ask_answer"
+# Learning (issue 14).
+EXAMPLES_FROM_CONVERSATION = "support.examples_from_conversation"
+EXAMPLE_FROM_FEEDBACK = "support.example_from_feedback"
 
 
 def _send(name: str, kwargs: dict[str, Any], countdown: float | None) -> None:
@@ -72,6 +75,16 @@ def reply_generate_enqueue(*, message_id: int, countdown: float = 0.0) -> None:
 def suggested_reply_enqueue(*, conversation_id: str, agent_id: int) -> None:
     """Draft a reply for an agent (conversation id as hex)."""
     _on_commit(SUGGESTED_REPLY, conversation_id=conversation_id, agent_id=agent_id)
+
+
+def examples_from_conversation_enqueue(*, conversation_id: str) -> None:
+    """Make an example of a resolved conversation's agent reply (conversation id as hex)."""
+    _on_commit(EXAMPLES_FROM_CONVERSATION, conversation_id=conversation_id)
+
+
+def example_from_feedback_enqueue(*, message_id: int) -> None:
+    """Follow a customer's rating of a bot answer (an example of a helpful one)."""
+    _on_commit(EXAMPLE_FROM_FEEDBACK, message_id=message_id)
 
 
 # --- integrations: webhooks, e-mail, answers over the API ------------------------------------

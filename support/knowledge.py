@@ -27,6 +27,7 @@ from .ingest.detect import safe_filename, sniff
 from .ingest.document import ParsedDocument
 from .ingest.errors import IngestError, IngestErrorCode
 from .ingest.sandbox import ParseLimits, parse_isolated
+from .learning.grounding import groundings_relink
 from .models import Chunk, KnowledgeDocument
 from .search import index as search_index
 from .search.embedder import Embedder
@@ -290,6 +291,8 @@ def _store(p: _Prepared, vectors: NDArray[np.float32], model_name: str) -> Inges
             ],
             batch_size=500,
         )
+        # Examples grounded on the old chunks follow them to the new rows (new primary keys).
+        groundings_relink(document_id=document_id)
         locked.status = final_status
         locked.progress = 100
         locked.chunk_count = len(p.drafts)

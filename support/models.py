@@ -375,3 +375,6 @@ class ReplyEmail(models.Model):
 
 # API tokens, webhooks and the e-mail channel (issue 17): one app, their models live there.
 from .models_integrations import *  # noqa: E402, F403
+
+# Learning from resolved conversations (issue 14): reviewed examples and their grounding.
+from .models_learning import *  # noqa: E402, F403

@@ -37,6 +37,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "add_sensitivetopic",
         "change_sensitivetopic",
         "delete_sensitivetopic",
+        # The review queue of examples the bot learns from (support.learning).
+        "view_example",
+        "change_example",
     ),
 }
 

@@ -144,3 +144,32 @@ def ask_answer_task(*, request_id: str, question: str, history: list[dict[str, s
     from .ask import ask_publish
 
     return ask_publish(request_id=request_id, question=question, history=history)
+
+
+# --- Learning (issue 14): examples from resolved conversations and rated answers ------------
+# Idempotent (one example per answer message), so redelivery and retries are harmless. They
+# embed the answer to infer its grounding: routed with ingestion (support.ingest).
+_EXAMPLE_TASK: dict[str, Any] = {
+    "acks_late": True,
+    "soft_time_limit": 120,
+    "time_limit": 150,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": True,
+    "max_retries": 3,
+}
+
+
+@shared_task(name=jobs.EXAMPLES_FROM_CONVERSATION, **_EXAMPLE_TASK)
+def examples_from_conversation_task(*, conversation_id: str) -> int | None:
+    from .learning.examples import examples_from_conversation
+
+    example = examples_from_conversation(conversation_id=UUID(hex=conversation_id))
+    return example.pk if example is not None else None
+
+
+@shared_task(name=jobs.EXAMPLE_FROM_FEEDBACK, **_EXAMPLE_TASK)
+def example_from_feedback_task(*, message_id: int) -> int | None:
+    from .learning.examples import example_from_feedback
+
+    example = example_from_feedback(message_id=message_id)
+    return example.pk if example is not None else None

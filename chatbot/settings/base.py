@@ -166,6 +166,9 @@ CELERY_TASK_ROUTES = {
     "support.ask_answer": {"queue": "support.generation"},
     "support.webhook_deliver": {"queue": "support.webhooks"},
     "support.webhooks_sweep": {"queue": "support.webhooks"},
+    # Learning: they embed the answer, like ingestion.
+    "support.examples_from_conversation": {"queue": "support.ingest"},
+    "support.example_from_feedback": {"queue": "support.ingest"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "support.default"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -353,6 +356,11 @@ SUPPORT_IMAP_POLL_INTERVAL_S = env.int("SUPPORT_IMAP_POLL_INTERVAL_S", default=6
 SUPPORT_IMAP_BATCH = env.int("SUPPORT_IMAP_BATCH", default=50)
 # The very first poll of a mailbox takes in mail of the last few days only, not its history.
 SUPPORT_IMAP_FIRST_SYNC_DAYS = env.int("SUPPORT_IMAP_FIRST_SYNC_DAYS", default=3)
+# Learning from resolved conversations (docs/learning.md). Sources whose examples are approved
+# without review: any of agent_reply, rated_helpful, import (imports also with --approve).
+SUPPORT_EXAMPLES_AUTO_APPROVE = env.list("SUPPORT_EXAMPLES_AUTO_APPROVE", default=["rated_helpful"])
+# Share of conversations (by split key) whose examples are held back for the gate, never trained on.
+SUPPORT_EXAMPLES_HELD_BACK_PERCENT = env.int("SUPPORT_EXAMPLES_HELD_BACK_PERCENT", default=20)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["support.api.auth.BearerTokenAuthentication"],
