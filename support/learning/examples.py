@@ -28,7 +28,7 @@ from typing import Any, Final, Literal
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 
 from ..answers.words import strip_citations
@@ -96,8 +96,9 @@ def public_values() -> PublicValues:
     again whenever the chunks changed."""
     global _public
     chunks = Chunk.objects.filter(document__status=KnowledgeDocument.Status.READY)
-    agg = chunks.aggregate(n=Count("pk"), top=Max("pk"))
-    stamp = (agg["n"], agg["top"])
+    # Chunks are only ever replaced, never edited: new rows, new creation times.
+    agg = chunks.aggregate(n=Count("pk"), top=Max("pk"), total=Sum("pk"), at=Max("created_at"))
+    stamp = (agg["n"], agg["top"], agg["total"], agg["at"])
     cached = _public
     if cached is not None and cached[0] == stamp:
         return cached[1]
@@ -156,10 +157,11 @@ def _store(
     answer_message_id: int | None = None,
     external_id: str | None = None,
     document_hint: str = "",
+    public: PublicValues | None = None,
 ) -> Example:
     """Redact and store one example with its grounding (raises IntegrityError for a second
     example of the same answer message or import id)."""
-    clean = exchange_redact(exchange)
+    clean = exchange_redact(exchange, public=public)
     key = split_key_of(
         conversation_id=conversation_id, question=exchange.question, history=exchange.history
     )
@@ -482,7 +484,7 @@ def _decode(raw: str | bytes) -> str:
 
 
 def _import_one(
-    number: int, raw: str | bytes, *, approve: bool, summary: ImportSummary
+    number: int, raw: str | bytes, *, approve: bool, summary: ImportSummary, public: PublicValues
 ) -> ImportLine:
     try:
         item = import_line_parse(_decode(raw))
@@ -508,6 +510,7 @@ def _import_one(
             approve=approve,
             external_id=item.external_id,
             document_hint=item.document,
+            public=public,
         )
     except IntegrityError:
         again = Example.objects.filter(external_id=item.external_id).values_list("pk", flat=True)
@@ -538,9 +541,10 @@ def examples_import(
     "import" in SUPPORT_EXAMPLES_AUTO_APPROVE) stores them approved; `summary` is filled in."""
     totals = summary if summary is not None else ImportSummary()
     approve = approve or _auto_approved(Source.IMPORT)
+    public = public_values()  # once: an import changes no chunk
     for number, raw in enumerate(lines, start=1):
         try:
-            result = _import_one(number, raw, approve=approve, summary=totals)
+            result = _import_one(number, raw, approve=approve, summary=totals, public=public)
         except Exception as exc:  # a database or model failure on this line only
             logger.exception("Importing line %s failed", number)
             result = ImportLine(number, "error", detail=f"internal error: {type(exc).__name__}")

@@ -237,3 +237,17 @@ def test_held_back_split_keeps_a_conversation_together(no_index: None) -> None:
     share = sum(held_back_of(k, percent=20) for k in keys) / len(keys)
     assert 0.12 < share < 0.28
     assert not any(held_back_of(k, percent=0) for k in keys)
+
+
+def test_numbers_the_knowledge_base_publishes_are_not_redacted(
+    kb: dict[str, KnowledgeDocument], jsonl: Callable[..., Path]
+) -> None:
+    line = {
+        "id": "n-1",
+        "question": "my invoice is missing, I am on 0176 12345678",
+        "answer": "Invoices come on the first of the month; call 1-800-555-0199 if one is missing.",
+    }
+    run(jsonl(json.dumps(line)))
+    example = Example.objects.get()
+    assert example.question == "my invoice is missing, I am on [phone]"
+    assert example.answer == line["answer"]  # billing.md publishes the hotline
