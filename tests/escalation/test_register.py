@@ -70,6 +70,17 @@ OTHER_WORDS = [
     "i dont want bot",
     "human to help me",
     "an agent who can help me",
+    # Indian English, as in the HINT3 bots' register
+    "talk to higher authority",
+    "I want to talk to concerned person",
+    "want to speak with your senior",
+    "customer care executive",
+    "any one from support team",
+    "i need help from a human",
+    "agent available?",
+    "where is agent",
+    "agent needed",
+    "talk to an expert",
 ]
 CALL_ME = [
     "call me",
@@ -82,6 +93,11 @@ CALL_ME = [
     "call back pls",
     "need a callback",
     "contact me",
+    "executive call me",
+    "arrange a call",
+    "can i get a call",
+    "please call",
+    "need to talk on phone",
 ]
 CANNOT_REACH = [
     "no one is replying",
@@ -200,6 +216,15 @@ MUST_NOT_FIRE = [
     "my phone cannot connect to wifi",
     "personal details update",
     "bad service area in my village",
+    "my phone line is not working",
+    "call forwarding not working",
+    "need call recording",
+    "call me by my first name",
+    "senior citizen discount",
+    "expert advice on mattress firmness",
+    "live score",
+    "where is my agent code",
+    "If I call with a senior review, what happens?",
 ]
 
 

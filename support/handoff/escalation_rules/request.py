@@ -19,7 +19,17 @@ _PERSON = (
     r"customer (?:service|support|care|assistance|services)(?: team| agent| rep| representative|"
     r" executive| staff| person| people)?|"
     r"support (?:team|staff|agent|person|executive)|your team|someone from your team|live chat|"
-    r"call cent(?:er|re) (?:agent|executive|staff|team|person))"
+    r"call cent(?:er|re) (?:agent|executive|staff|team|person)|customer executive|"
+    # Indian English: "higher authority", "concerned person", "your senior", "team leader"
+    r"higher (?:authority|authorities|official|officials|management|level)|concerned (?:person|"
+    r"department|team|executive|authority|officer|staff)|team leader|senior (?:executive|person|"
+    r"manager|staff|official|officer|team|agent|management)|"
+    # "your senior" said alone, not the adjective ("a senior review", "senior citizen")
+    r"(?:(?<=your )|(?<=the )|(?<=a )|(?<=to ))senior(?=\s*(?:$|[,.!?]|(?:please|now|about|"
+    r"regarding|who|to|for)\b))|experts?|"
+    r"(?:someone|somebody|anyone|anybody) from (?:your|the) (?:team|company|support|side|office)|"
+    r"(?:someone|somebody|anyone|anybody) from (?:support|customer care|customer service|sales)"
+    r"(?: team)?)"
 )
 # After a person's name in a request, words that make it a question about something else:
 # "call customer care number", "customer service hours", "agent code".
@@ -40,15 +50,16 @@ _CONTACT = (
     r"get in touch|getting in touch|connect|connecting|transfer|put|putting|hand|pass|"
     r"escalate|call|calling|communicate|communicating|deal|dealing)"
 )
-# Who and what a customer fails to reach ("agent not answering", "helpline not reachable").
+# Who and what a customer fails to reach ("agent not answering", "helpline not reachable"). Not
+# the customer's own line ("my phone line is not working" is a fault to answer).
 _REACH_PERSON = (
     r"(?:agents?|executives?|representatives?|operators?|staff|support|your team|support team|"
     r"customer care executive)"
 )
 _REACH_CHANNEL = (
     r"(?:customer (?:care|service|support)|call cent(?:er|re)|helpline|help line|hot ?line|"
-    r"help ?desk|toll free number|your (?:number|phone|phone line|line)|(?:care|contact|support|"
-    r"helpline|phone|customer care|customer service) (?:number|no|line))"
+    r"help ?desk|toll free number|your (?:number|line)|(?:care|contact|support|helpline|"
+    r"customer care|customer service) (?:number|no|line))"
 )
 _REACH_VERB = (
     r"(?:picking up|pick up|picked up|answering|answer|answered|responding|respond|responded|"
@@ -124,7 +135,7 @@ _EN = [
     r"i want (?:a |an |your )?(?:agent|person|someone|executive) to |i want you to |"
     r"i need you to )?(?:(?:call|ring|phone|contact|reach) (?:me|back|me back)|give (?:me|us) "
     r"a (?:call|ring))\b(?! (?:know|how|what|when|if|later|by email|by mail|on email|through "
-    r"email)\b)",
+    r"email|by (?:my|the) (?:name|first name|nickname))\b)",
     r"\b(?:please|pls|kindly|can you|could you|can someone|can somebody|can your (?:team|agent|"
     r"executive)|ask (?:someone|somebody|an agent|your team) to|i want (?:someone|somebody|"
     r"an agent|a person|your team|you) to|i need (?:someone|somebody|an agent|you) to)"
@@ -133,6 +144,27 @@ _EN = [
     r"call back|callback)(?: back)?(?: from (?:you|your|an?|someone|somebody|the))?"
     r"(?=\s*(?:$|[,.!?]|(?:please|now|asap|today|from|on|at|urgently)\b))",
     rf"^(?:{_FILLER}[\s,!.?]*)*(?:a |an )?call back(?:[\s,!.?]+{_FILLER})*[\s,!.?]*$",
+    # "agent available?", "agents online", "where is the agent", "agent needed"
+    rf"^(?:{_FILLER}[\s,!.?]*)*(?:is |are )?(?:there )?(?:any |an |a |the |your )?(?:live |real )?"
+    r"(?:agents?|humans?|executives?|representatives?|operators?|persons?|staff) (?:available|"
+    r"online|there|here|free|needed|required|wanted)\b",
+    rf"\bwhere (?:is|are) (?:the |an |any |your |a )?(?:real |live )?(?:agents?|humans?|"
+    rf"executives?|representatives?|operators?|real person|staff|someone|anyone)\b{_NOT_AFTER}",
+    r"\bhelp from (?:a |an |some |your |the )?(?:real |live |actual )?(?:human|person|agent|"
+    r"representative|executive|staff|someone real|real person|customer care)\b",
+    # Asked for by phone: "arrange a call", "can i get a call", "need to talk on phone",
+    # "please call", "executive call me". Not a feature of the line ("call forwarding").
+    r"\b(?:arrange|schedule|book|request|need|want)(?: for)? (?:a |an )?(?:call|phone call|"
+    r"call back)\b(?! (?:recording|history|logs?|details|forwarding|waiting|barring|drops?|"
+    r"rates?|charges?|minutes|plan|pack|divert|conference|quality|off)\b)",
+    r"\b(?:can|could|may) (?:i|we) (?:get|have) (?:a )?(?:call|phone call)(?: back)?"
+    r"(?=\s*(?:$|[,.!?]|(?:please|now|from|today|asap)\b))",
+    r"\b(?:please|pls|kindly|can you|could you|can u) call(?: back)?[\s!.?]*$",
+    r"\b(?:want|need|like|wish) to (?:talk|speak|discuss)(?: (?:with you|to you|with someone))? "
+    r"(?:on|over|by|via) (?:the )?(?:call|phone|telephone)(?=\s*(?:$|[,.!?]|(?:please|now|with|"
+    r"to)\b))",
+    rf"^(?:{_FILLER}[\s,!.?]*)*{_DET}{_PERSON}(?: (?:please|to|should|must|can|could|pls))? "
+    r"(?:call|ring|phone|contact) me\b",
     # "human help", "human support"
     r"\bhuman (?:help|support|assistance|interaction|contact|response|answer)\b",
     # "a person to look at my case", "can an employee help me instead"
@@ -324,6 +356,17 @@ REQUEST_EXAMPLES: tuple[str, ...] = (
     "Posso parlare con una persona reale?",
     "Quero falar com um atendente",
     "Posso falar com uma pessoa de verdade?",
+    # The register of real customers: a few words, no verb, other words than "agent".
+    "human please",
+    "need agent now",
+    "a real person",
+    "customer care executive please",
+    "connect me to customer care",
+    "call me back please",
+    "nobody is answering my calls",
+    "your helpline is not reachable",
+    "speak to manager",
+    "I want someone to call me",
 )
 # Near misses: ordinary questions that share words with the requests above.
 NOT_REQUEST_EXAMPLES: tuple[str, ...] = (
@@ -353,4 +396,11 @@ NOT_REQUEST_EXAMPLES: tuple[str, ...] = (
     "our sales agents cannot log in to the portal",
     "my insurance broker asked me to send you this form",
     "does the person collecting the parcel need an ID",
+    "customer care number",
+    "what are your call centre timings",
+    "is customer support open on sunday",
+    "change my team name",
+    "my call got disconnected",
+    "the delivery person was rude",
+    "I can't call anyone from my phone",
 )
