@@ -6,6 +6,7 @@ Usage (from the repository root, with the project venv)::
     python bench/escalation.py --grid     # also sweep the thresholds on the tuning half
     python bench/escalation.py --quick    # every 5th pair of lines (both halves alike)
     python bench/escalation.py --out result.json   # where to write the JSON
+    python bench/escalation.py --baseline <rev>    # the "before" rules (default BASELINE_REV)
 
 Each message is decided as the first message of a new conversation (no history, no answer),
 with the real embedder (all-MiniLM-L6-v2) and the default sensitive topics of migration 0003.
@@ -19,8 +20,19 @@ lines (0-based) of messages.jsonl; the odd lines are the held-out half. Both hal
 whole set are reported. As a second negative set, the 1,172 doc2dial questions (first and
 later turns of real help-centre dialogues, none asking for a person) should not escalate.
 
+The real-customer register (../shared/eval/escalation/hint3_train.jsonl) has its own protocol:
+a seeded tune/held-out split by message, kinds read by hand, precision/recall per reason with
+95 % intervals, a threshold fit cross-validated over the tune part, and a cross-validated check
+of the register's requests as example phrasings. Rules are written against the tune part's
+errors only (`--show-held-out-errors` exists for after the fact, not for tuning).
+
+Before/after: the rules of `--baseline` (a git revision; default: before the register work)
+are imported from git as a separate package and decide the same messages with the same
+embeddings in the same run.
+
 Writes bench/results/escalation-<date>.json and prints a Markdown section for
-docs/benchmarks.md.
+docs/benchmarks.md (the register and before/after parts come from bench/_escalation_report.py,
+which that page's template uses too).
 
 Eval data: ../shared/eval/escalation/messages.jsonl (Bitext customer-support LLM chatbot
 training dataset, CDLA-Sharing 1.0, sampled and relabelled; see ../shared/eval/README.md) and
@@ -39,12 +51,15 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,24 +80,85 @@ import django  # noqa: E402
 django.setup()
 
 
+import support.handoff.escalation_rules as shipped_rules  # noqa: E402
+from bench import _escalation_report  # noqa: E402
 from support.handoff.escalation_rules import (  # noqa: E402
     CUSTOMER_REQUEST,
     FRUSTRATION,
-    ConversationState,
     EmbeddingSimilarity,
     Thresholds,
     TopicRule,
-    escalation_decide,
 )
-from support.handoff.escalation_rules import decide as rules  # noqa: E402
-from support.handoff.escalation_rules.frustration import (  # noqa: E402
-    _CONDITIONAL,
-    is_abusive,
-    is_complaint,
-    sentiment,
-)
-from support.handoff.escalation_rules.request import asks_for_person, has_person_cue  # noqa: E402
 from support.search.embedder import SentenceTransformerEmbedder  # noqa: E402
+
+# The rules before the work on the real-customer register (issue 12, item 5): measured in the
+# same run, on the same messages and embeddings, for the before/after figures.
+BASELINE_REV = "785ba182248a7c4a44d143e3075e36390fb559f7"
+RULES_PATH = "support/handoff/escalation_rules"
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """One version of the escalation rules: the package and its modules, as the bench uses
+    them (the shipped package, or the files of an earlier commit imported under another
+    name; both read the same `support.answers.reasons`)."""
+
+    name: str
+    package: ModuleType
+    decide: ModuleType
+    request: ModuleType
+    frustration: ModuleType
+
+    @classmethod
+    def of(cls, name: str, package: ModuleType) -> Ruleset:
+        mods = {
+            m: importlib.import_module(f"{package.__name__}.{m}")
+            for m in ("decide", "request", "frustration")
+        }
+        return cls(name, package, **mods)
+
+    def decide_text(
+        self, text: str, topics: tuple[TopicRule, ...], thresholds: Any, sim: Any
+    ) -> Any:
+        state = self.package.ConversationState(text=text, topics=topics, thresholds=thresholds)
+        return self.package.escalation_decide(state, similarity=sim)
+
+    def thresholds(self) -> Any:
+        return self.package.Thresholds()
+
+    def examples(self) -> list[str]:
+        return [*self.request.REQUEST_EXAMPLES, *self.request.NOT_REQUEST_EXAMPLES]
+
+
+SHIPPED = Ruleset.of("shipped", shipped_rules)
+
+
+def load_ruleset(rev: str) -> Ruleset:
+    """The rules as they were at `rev` (git), imported as a separate package."""
+    names = subprocess.run(
+        ["git", "-C", str(REPO), "ls-tree", "--name-only", f"{rev}:{RULES_PATH}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    pkg = f"_escalation_rules_{rev[:12]}"
+    target = Path(tempfile.mkdtemp(prefix="bench-rules-")) / pkg
+    target.mkdir()
+    for name in names:
+        if name.endswith(".py"):
+            text = subprocess.run(
+                ["git", "-C", str(REPO), "show", f"{rev}:{RULES_PATH}/{name}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            (target / name).write_text(text, encoding="utf-8")
+    sys.path.insert(0, str(target.parent))
+    try:
+        package = importlib.import_module(pkg)
+    finally:
+        sys.path.remove(str(target.parent))
+    return Ruleset.of(f"baseline {rev[:12]}", package)
 
 
 @dataclass(frozen=True)
@@ -340,21 +416,25 @@ def register_scores(items: Sequence[Item], reasons: Sequence[Sequence[str]]) -> 
 
 
 # --- tuning (even lines only) --------------------------------------------------------------------
-def features(items: Sequence[Item], sim: EmbeddingSimilarity) -> list[dict[str, Any]]:
+def features(
+    items: Sequence[Item], sim: EmbeddingSimilarity, rs: Ruleset = SHIPPED
+) -> list[dict[str, Any]]:
     rows = []
+    fru = rs.frustration
     for it in items:
-        cue = has_person_cue(it.text)
-        pos, neg = rules.request_score(it.text, sim) if cue else (-1.0, -1.0)
+        cue = rs.request.has_person_cue(it.text)
+        pos, neg = rs.decide.request_score(it.text, sim) if cue else (-1.0, -1.0)
+        calm = not fru._CONDITIONAL.search(it.text.lower())
         rows.append(
             {
-                "rule": asks_for_person(it.text),
+                "rule": rs.request.asks_for_person(it.text),
                 "cue": cue,
                 "pos": pos,
                 "neg": neg,
-                "complaint": is_complaint(it.text),
-                "abuse": is_abusive(it.text),
+                "complaint": fru.is_complaint(it.text),
+                "abuse": fru.is_abusive(it.text),
                 # The VADER score as the decision sees it (conditionals are never "negative").
-                "negative": sentiment(it.text) if not _CONDITIONAL.search(it.text.lower()) else 1.0,
+                "negative": fru.sentiment(it.text) if calm else 1.0,
             }
         )
     return rows
@@ -368,12 +448,7 @@ def grid(
     tune = [it for it in items if it.line % 2 == 0]
     tune_q = [q for i, q in enumerate(questions) if i % 2 == 0]
     # One batch call warms the cache for every tuning message (much faster than one by one).
-    sim.vectors(
-        [it.text for it in tune]
-        + tune_q
-        + list(rules.REQUEST_EXAMPLES)
-        + list(rules.NOT_REQUEST_EXAMPLES)
-    )
+    sim.vectors([it.text for it in tune] + tune_q + SHIPPED.examples())
     feats = features(tune, sim)
     q_feats = features([Item(i, "", q, False, "") for i, q in enumerate(tune_q)], sim)
     gold = [it.label for it in tune]
@@ -509,6 +584,58 @@ def register_cv(
     return {"folds": rows, "spread": summarise_folds(rows), "fitted_on_whole_tune_part": whole}
 
 
+def exemplar_cv(
+    tune: Sequence[Item],
+    feats: dict[str, dict[str, Any]],
+    negatives: Sequence[Item],
+    sim: EmbeddingSimilarity,
+    th: Thresholds,
+) -> dict[str, Any]:
+    """What if the register's own requests were example phrasings? Over the tune part's folds:
+    the request messages of four folds join `REQUEST_EXAMPLES`, and the fifth fold (plus the
+    doc2dial negatives) is decided by the embedding stage alone and by the rules or it, at the
+    shipped thresholds. (A measurement only: the eval data may not ship in the repository.)"""
+    request = SHIPPED.request
+    folds = register_folds(tune)
+    rows = []
+    for i, fold in enumerate(folds):
+        extra = [
+            it.text for j, f in enumerate(folds) if j != i for it in f if it.kind in REQUEST_KINDS
+        ]
+        pos_ex = [*request.REQUEST_EXAMPLES, *extra]
+        neg_ex = list(request.NOT_REQUEST_EXAMPLES)
+        scored_items = [*fold, *negatives]
+        emb: list[bool] = []
+        for it in scored_items:
+            if not request.has_person_cue(it.text):
+                emb.append(False)
+                continue
+            sims = sim(it.text, [*pos_ex, *neg_ex])
+            best, near = float(sims[: len(pos_ex)].max()), float(sims[len(pos_ex) :].max())
+            emb.append(best >= th.request_similarity and best - near >= th.request_margin)
+        rule = [request.asks_for_person(it.text) for it in scored_items]
+        rows.append(
+            {
+                "fold": i,
+                "extra_examples": len(extra),
+                "embedding_only": reason_score(scored_items, emb, REQUEST_KINDS),
+                "rules_or_embedding": reason_score(
+                    scored_items, [a or b for a, b in zip(rule, emb, strict=True)], REQUEST_KINDS
+                ),
+                "doc2dial_fired": sum(emb[len(fold) :]),
+            }
+        )
+    total = {
+        part: {
+            "found": sum(r[part]["found"] for r in rows),
+            "wanted": sum(r[part]["wanted"] for r in rows),
+            "fired_wrong": sum(r[part]["fired_wrong"] for r in rows),
+        }
+        for part in ("embedding_only", "rules_or_embedding")
+    }
+    return {"folds": rows, "total": total, "doc2dial_fired": sum(r["doc2dial_fired"] for r in rows)}
+
+
 # --- evaluation ----------------------------------------------------------------------------------
 def evaluate(
     items: Sequence[Item],
@@ -516,18 +643,30 @@ def evaluate(
     thresholds: Thresholds,
     topics: tuple[TopicRule, ...],
     matched_topics: Counter[str] | None = None,
+    rs: Ruleset = SHIPPED,
 ) -> tuple[list[tuple[str, ...]], list[float]]:
     reasons: list[tuple[str, ...]] = []
     times: list[float] = []
     for it in items:
-        state = ConversationState(text=it.text, topics=topics, thresholds=thresholds)
         started = time.perf_counter()
-        decision = escalation_decide(state, similarity=sim)
+        decision = rs.decide_text(it.text, topics, thresholds, sim)
         times.append((time.perf_counter() - started) * 1000)
         reasons.append(decision.reasons)
         if matched_topics is not None:
             matched_topics.update(f"{name} / {it.category}" for name in decision.topics)
     return reasons, times
+
+
+def rules_only_times(
+    items: Sequence[Item], topics: tuple[TopicRule, ...], thresholds: Any, rs: Ruleset
+) -> dict[str, float]:
+    """Decision time with the rules only (what the web process runs at RECEIVED), in ms."""
+    times = []
+    for it in items:
+        started = time.perf_counter()
+        rs.decide_text(it.text, topics, thresholds, None)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50": pct(times, 0.5), "p95": pct(times, 0.95), "p99": pct(times, 0.99)}
 
 
 def scored(reasons: Sequence[str]) -> bool:
@@ -569,9 +708,12 @@ def register_report(
     *,
     show_held_out_errors: bool = False,
     tune_part: bool = True,
+    rs: Ruleset = SHIPPED,
+    sim: EmbeddingSimilarity | None = None,
 ) -> dict[str, Any]:
-    """The shipped decision on the register's held-out part (and its folds and sources), on the
-    tune part, and a cross-validated threshold fit over the tune part (`tune_part`)."""
+    """The decision (`rs`: the shipped rules by default) on the register's held-out part (and
+    its folds and sources), on the tune part, and a cross-validated threshold fit over the tune
+    part (`tune_part`)."""
     items = load_register(path)
     tune, held = register_split(items)
     split = {
@@ -580,18 +722,17 @@ def register_report(
     }
     if not tune_part:
         items, tune, tune_questions = held, [], ()
-    sim = EmbeddingSimilarity(lambda: embedder, max_entries=100_000)
+    sim = sim or EmbeddingSimilarity(lambda: embedder, max_entries=100_000)
     started = time.perf_counter()
     # One batch: decision times are measured on the Bitext set, not here.
     sim.vectors(
         [it.text for it in items]
         + list(tune_questions)
-        + list(rules.REQUEST_EXAMPLES)
-        + list(rules.NOT_REQUEST_EXAMPLES)
+        + rs.examples()
         + [e for t in topics for e in t.examples]
     )
     embed_s = time.perf_counter() - started
-    held_reasons, _ = evaluate(held, sim, thresholds, topics)
+    held_reasons, _ = evaluate(held, sim, thresholds, topics, rs=rs)
     by_id = dict(zip((it.id for it in held), held_reasons, strict=True))
     held_folds = [
         register_scores(fold, [by_id[it.id] for it in fold]) for fold in register_folds(held)
@@ -618,15 +759,19 @@ def register_report(
         },
     }
     if tune:
-        tune_reasons, _ = evaluate(tune, sim, thresholds, topics)
-        feats = dict(zip((it.id for it in tune), features(tune, sim), strict=True))
+        tune_reasons, _ = evaluate(tune, sim, thresholds, topics, rs=rs)
+        feats = dict(zip((it.id for it in tune), features(tune, sim, rs), strict=True))
         negatives = [
             Item(i, f"d2d-{i}", q, False, "doc2dial", kind=KIND_NONE)
             for i, q in enumerate(tune_questions)
         ]
         report["tune"] = register_scores(tune, tune_reasons)
         report["tune_errors"] = _errors(tune, tune_reasons)
-        report["cv_threshold_fit"] = register_cv(tune, feats, negatives, features(negatives, sim))
+        report["cv_threshold_fit"] = register_cv(
+            tune, feats, negatives, features(negatives, sim, rs)
+        )
+        if rs is SHIPPED:
+            report["exemplar_cv"] = exemplar_cv(tune, feats, negatives, sim, thresholds)
     if show_held_out_errors:
         report["held_out_errors"] = _errors(held, held_reasons)
     return report
@@ -652,6 +797,14 @@ def main() -> None:
         "doc2dial question",
     )
     ap.add_argument("--quick", action="store_true", help="same as --sample 5")
+    ap.add_argument(
+        "--baseline",
+        default=BASELINE_REV,
+        help="git revision whose rules are measured alongside, for before/after figures "
+        "(default: the rules before the real-register work; a few seconds, the embeddings are "
+        "cached by then)",
+    )
+    ap.add_argument("--no-baseline", dest="baseline", action="store_const", const="")
     args = ap.parse_args()
     sample = 5 if args.quick and args.sample == 1 else max(1, args.sample)
 
@@ -697,11 +850,7 @@ def main() -> None:
     # Fresh cache: every message is embedded inside its own decision, as in production (the
     # example phrasings are embedded once, by the first decision that needs them).
     sim = EmbeddingSimilarity(lambda: embedder)
-    sim.vectors(
-        list(rules.REQUEST_EXAMPLES)
-        + list(rules.NOT_REQUEST_EXAMPLES)
-        + [e for t in topics for e in t.examples]
-    )
+    sim.vectors(SHIPPED.examples() + [e for t in topics for e in t.examples])
     matched_topics: Counter[str] = Counter()
     reasons, times = evaluate(items, sim, thresholds, topics, matched_topics)
     pred = [scored(r) for r in reasons]
@@ -715,8 +864,8 @@ def main() -> None:
         name: prf([pred[i] for i in idx], [gold[i] for i in idx]) for name, idx in splits.items()
     }
     by_reason: dict[str, Counter[str]] = {}
-    for it, rs in zip(items, reasons, strict=True):
-        for r in rs:
+    for it, item_reasons in zip(items, reasons, strict=True):
+        for r in item_reasons:
             by_reason.setdefault(r, Counter())[str(it.label)] += 1
     report["reasons_by_label"] = {r: dict(c) for r, c in sorted(by_reason.items())}
     report["sensitive_topics_by_source_label"] = dict(matched_topics.most_common())
@@ -731,20 +880,10 @@ def main() -> None:
         "p95": pct(times, 0.95),
         "p99": pct(times, 0.99),
         "mean": round(statistics.fmean(times), 2),
-        "embedded_messages": sum(has_person_cue(it.text) for it in items),
+        "embedded_messages": sum(SHIPPED.request.has_person_cue(it.text) for it in items),
     }
     # The web process decides with the rules only (message_post): no model, no embedding.
-    rules_times = []
-    for it in items:
-        state = ConversationState(text=it.text, topics=topics, thresholds=thresholds)
-        started = time.perf_counter()
-        escalation_decide(state, similarity=None)
-        rules_times.append((time.perf_counter() - started) * 1000)
-    report["time_ms_rules_only"] = {
-        "p50": pct(rules_times, 0.5),
-        "p95": pct(rules_times, 0.95),
-        "p99": pct(rules_times, 0.99),
-    }
+    report["time_ms_rules_only"] = rules_only_times(items, topics, thresholds, SHIPPED)
     report["errors"] = {
         "false_positives": [
             it.text for it, p in zip(items, pred, strict=True) if p and it.label is False
@@ -769,16 +908,37 @@ def main() -> None:
             "time_ms_p95": pct(q_times, 0.95),
         }
 
+    reg_sim = EmbeddingSimilarity(lambda: embedder, max_entries=100_000)
+    tune_questions = load_doc2dial()[::2][::sample]
     if args.register.exists():
         report["register"] = register_report(
             args.register,
             embedder,
             thresholds,
             topics,
-            load_doc2dial()[::2][::sample],
+            tune_questions,
             show_held_out_errors=args.show_held_out_errors,
             tune_part=not args.quick,
+            sim=reg_sim,
         )
+
+    if args.baseline:
+        # Same messages, same embeddings (both caches are warm): only the rules differ.
+        started = time.perf_counter()
+        report["baseline"] = baseline_report(
+            args.baseline,
+            items,
+            splits,
+            sim,
+            topics,
+            questions,
+            args.register if args.register.exists() else None,
+            embedder,
+            reg_sim,
+            tune_questions,
+            tune_part=not args.quick,
+        )
+        report["baseline"]["run_s"] = round(time.perf_counter() - started, 1)
 
     date = dt.date.today().isoformat()
     out = args.out or RESULTS / f"escalation-{date}.json"
@@ -786,6 +946,59 @@ def main() -> None:
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(markdown(report))
     print(f"\nwritten: {out}")
+
+
+def baseline_report(
+    rev: str,
+    items: Sequence[Item],
+    splits: dict[str, list[int]],
+    sim: EmbeddingSimilarity,
+    topics: tuple[TopicRule, ...],
+    questions: Sequence[str],
+    register: Path | None,
+    embedder: SentenceTransformerEmbedder,
+    reg_sim: EmbeddingSimilarity,
+    tune_questions: Sequence[str],
+    *,
+    tune_part: bool,
+) -> dict[str, Any]:
+    """The rules of `rev` on the same sets: the "before" of the before/after figures."""
+    try:
+        rs = load_ruleset(rev)
+    except (subprocess.CalledProcessError, OSError, ImportError) as exc:
+        return {"rev": rev, "skipped": f"{type(exc).__name__}: {exc}"}
+    th = rs.thresholds()
+    # Timed first, as the shipped rules are (before their pass over the same messages).
+    rules_times = rules_only_times(items, topics, th, rs)
+    reasons, _ = evaluate(items, sim, th, topics, rs=rs)
+    pred = [scored(r) for r in reasons]
+    gold = [it.label for it in items]
+    out: dict[str, Any] = {
+        "rev": rev,
+        "thresholds": asdict(th),
+        "time_ms_rules_only": rules_times,
+        "results": {
+            name: prf([pred[i] for i in idx], [gold[i] for i in idx])
+            for name, idx in splits.items()
+        },
+    }
+    if questions:
+        q_items = [Item(i, f"d2d-{i}", q, False, "doc2dial") for i, q in enumerate(questions)]
+        q_reasons, _ = evaluate(q_items, sim, th, topics, rs=rs)
+        out["doc2dial_questions"] = {
+            "questions": len(questions),
+            "escalated": sum(scored(r) for r in q_reasons),
+        }
+    if register is not None:
+        reg = register_report(
+            register, embedder, th, topics, tune_questions, tune_part=tune_part, rs=rs, sim=reg_sim
+        )
+        out["register"] = {
+            k: reg[k]
+            for k in ("held_out", "held_out_fold_spread", "tune", "cv_threshold_fit")
+            if k in reg
+        }
+    return out
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -838,105 +1051,9 @@ def markdown(report: dict[str, Any]) -> str:
             + ", ".join(f"{v} x {k}" for k, v in st.items())
             + " (topic / source label).",
         ]
-    reg = report.get("register")
-    if reg:
-        lines += ["", *register_markdown(reg)]
-    return "\n".join(lines)
-
-
-def _ci(ci: Sequence[float]) -> str:
-    return f"{ci[0]:.2f}-{ci[1]:.2f}"
-
-
-def register_markdown(reg: dict[str, Any]) -> list[str]:
-    """The register section: held-out scores per reason, the folds' spread, the fit."""
-    tune_n = sum(reg["split"]["tune"].values())
-    held_n = sum(reg["split"]["held_out"].values())
-    lines = [
-        "### Real customer register (HINT3 train splits)",
-        "",
-        f"`{reg['data']}`: {tune_n + held_n:,} messages of three e-commerce and gaming bots, "
-        f"split once by message with seed {reg['seed']} (identical texts together, stratified "
-        f"by label and kind): {tune_n} to tune on, {held_n} held out. Rules, example phrasings "
-        "and thresholds were written looking only at the tune part's errors. Each message has "
-        "a kind, read by hand (`KIND_OF` in the script): the label is the bots' 'chat with an "
-        "agent' intent, which also holds complaints, urgency, account problems and replies to "
-        "the bot's own questions, while two intents labelled false hold requests for a person "
-        "(`person_labelled_false`) and one holds abuse (`criticism_labelled_false`). Recall is "
-        "over `person` + `person_labelled_false` for `customer_request` and `complaint` + "
-        "`criticism_labelled_false` for `frustration`; precision counts a firing on a message "
-        "that should escalate (true label or a `*_labelled_false` kind) as right, on any other "
-        "false-labelled one as wrong. Targets for `customer_request`: precision >= 0.95, "
-        "recall >= 0.90.",
-        "",
-        "| part | reason | precision (95 % CI) | recall (95 % CI) | found / wanted | "
-        "fired wrongly |",
-        "|---|---|---|---|---|---|",
-    ]
-    for part in ("held_out", "tune"):
-        if part not in reg:
-            continue
-        for reason in ("customer_request", "frustration", "escalated"):
-            r = reg[part][reason]
-            lines.append(
-                f"| {part.replace('_', '-')} | {reason} | {r['precision']:.3f} "
-                f"({_ci(r['precision_ci95'])}) | {r['recall']:.3f} ({_ci(r['recall_ci95'])}) | "
-                f"{r['found']} / {r['wanted']} | {r['fired_wrong']} |"
-            )
-    raw = reg["held_out"]["escalated_vs_raw_label"]
-    lines += [
-        "",
-        "`escalated` = `customer_request` or `frustration`, recall over the kinds of both and "
-        f"`urgent`. Against the raw label (every positive kind) the held-out part scores "
-        f"precision {raw['precision']:.3f}, recall {raw['recall']:.3f} ({raw['tp']} of "
-        f"{raw['positives']}).",
-        "",
-        "Held-out messages per kind (escalated by `customer_request` / `frustration`):",
-        "",
-        "| kind | messages | customer_request | frustration |",
-        "|---|---|---|---|",
-    ]
-    for kind, k in reg["held_out"]["by_kind"].items():
-        lines.append(f"| {kind} | {k['messages']} | {k['customer_request']} | {k['frustration']} |")
-    sp = reg["held_out_fold_spread"]
-    lines += [
-        "",
-        f"Spread over {reg['folds']} folds of the held-out part (shipped rules, mean / min-max): "
-        + "; ".join(
-            f"{reason} P {sp[reason]['precision']['mean']:.3f} "
-            f"({sp[reason]['precision']['min']:.2f}-{sp[reason]['precision']['max']:.2f}), "
-            f"R {sp[reason]['recall']['mean']:.3f} "
-            f"({sp[reason]['recall']['min']:.2f}-{sp[reason]['recall']['max']:.2f})"
-            for reason in ("customer_request", "frustration")
-        )
-        + ". Per bot: "
-        + "; ".join(
-            f"{src} P {r['customer_request']['precision']:.2f} / R "
-            f"{r['customer_request']['recall']:.2f} ({r['customer_request']['wanted']} requests)"
-            for src, r in reg["held_out_by_source"].items()
-        )
-        + ".",
-    ]
-    cv = reg.get("cv_threshold_fit")
-    if not cv:
-        return lines
-    fits = ", ".join(
-        f"{f['fitted']['request_similarity']}/{f['fitted']['request_margin']}/"
-        f"{f['fitted']['negative_sentiment']}"
-        for f in cv["folds"]
-    )
-    cs = cv["spread"]["customer_request"]
-    w = cv["fitted_on_whole_tune_part"]
-    lines += [
-        "",
-        f"Threshold fit cross-validated over {reg['folds']} folds of the tune part (fit on four "
-        "plus the even doc2dial questions as negatives, score the fifth): fitted request "
-        f"similarity / margin / sentiment per fold {fits}; `customer_request` on the left-out "
-        f"folds P {cs['precision']['mean']:.3f} (sd {cs['precision']['sd']:.3f}), R "
-        f"{cs['recall']['mean']:.3f} (sd {cs['recall']['sd']:.3f}). Fitted on the whole tune "
-        f"part: {w['request_similarity']}/{w['request_margin']}/{w['negative_sentiment']}.",
-    ]
-    return lines
+    # The same text as docs/benchmarks.md (bench/_escalation_report.py).
+    lines += ["", *_escalation_report.section(report)]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 if __name__ == "__main__":
