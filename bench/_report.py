@@ -33,6 +33,7 @@ SCRIPT_TITLES = {
     "answers": "answer quality, speed and CPU cost",
     "chat_load": "live chat under load",
     "warmup": "first answer after a start",
+    "conversations": "scripted conversations",
 }
 
 
@@ -188,6 +189,15 @@ def headline_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 f"{num(pipe['ceiling_tokens_per_s'], 0)} ({pct(pipe['ceiling_share'])})",
             )
         )
+    conv = fig.dig(fig.result(results, "conversations"), "summary") or {}
+    if conv.get("cases"):
+        rows.append(
+            (
+                "Scripted conversations passed (real chat path, real models)",
+                f"{num(conv['passed'])} / {num(conv['cases'])} ({pct(conv.get('pass_rate'))})",
+                f"turns {num(conv.get('turns_passed'))} / {num(conv.get('turns'))}; target: all",
+            )
+        )
     warm = fig.dig(fig.result(results, "warmup"), "summary") or {}
     if warm.get("on") and warm.get("off"):
         on, off = warm["on"], warm["off"]
@@ -317,7 +327,7 @@ def section_header(results: Mapping[str, Any], results_file: str) -> list[str]:
         "which runs each script under `bench/` and compares each figure with a baseline "
         "measured in the same run: the raw backend library for generation, raw "
         "sentence-transformers for embedding, raw FAISS for search, an extractive baseline "
-        "for answers. Anyone can rerun it: `make bench` (full suite, under 30 minutes on 2 "
+        "for answers. Anyone can rerun it: `make bench` (full suite, under 40 minutes on 2 "
         "cores) or `make bench-quick` (under 5 minutes, for a check before a release; it "
         "writes to `var/bench/quick/` and leaves this page alone). "
         "`python bench/run.py --render <results file> --publish` redraws this page, its plots "
@@ -1335,6 +1345,43 @@ def section_chat_load(results: Mapping[str, Any], images: Sequence[str], img: st
     return lines
 
 
+def section_conversations(results: Mapping[str, Any]) -> list[str]:
+    lines = ["## Scripted conversations (`bench/conversations.py`)", ""]
+    note = _status_note(results, "conversations")
+    if note:
+        return [*lines, note, ""]
+    c = fig.result(results, "conversations")
+    s = c.get("summary") or {}
+    lines += [
+        "`python bench/conversations.py` plays every conversation of "
+        "`tests/conversations/cases.py` (the CI test's cases, the same runner) through the real "
+        "chat path: the customer's websocket, the services, the answer task with the real "
+        "embedder and chat model over `make run`'s demo knowledge base, and the agent services "
+        "(claim, reply, hand back, resolve). A case passes when every turn has the expected "
+        "outcome (answer, decline, handoff, acknowledgement) and its reply states each fact it "
+        "must and none it must not: follow-ups, topic switches, off-topic after on-topic, hand "
+        "back, paraphrases, numbers and codes. Target: every case passes.",
+        "",
+        table(
+            ["measure", "value"],
+            [
+                ["conversations passed", f"{num(s.get('passed'))} / {num(s.get('cases'))}"],
+                ["pass rate", pct(s.get("pass_rate"))],
+                ["turns passed", f"{num(s.get('turns_passed'))} / {num(s.get('turns'))}"],
+                ["wall time", sec(c.get("seconds"), 0)],
+            ],
+            "lr",
+        ),
+        "",
+    ]
+    failing = s.get("failing") or []
+    if failing:
+        lines += ["Failing conversations and what went wrong:", ""]
+        lines += [f"- **{f['case']}**: {' | '.join(f['problems'])}" for f in failing]
+        lines.append("")
+    return lines
+
+
 def render_benchmarks(
     results: Mapping[str, Any],
     *,
@@ -1353,6 +1400,7 @@ def render_benchmarks(
         *section_generation(results, images, img_prefix),
         *section_warmup(results),
         *section_answers(results),
+        *section_conversations(results),
         *section_cost(results),
         *section_escalation(results),
         *section_chat_load(results, images, img_prefix),

@@ -24,7 +24,15 @@ FACT_MAX_WORDS = 50
 # A fact is scored by the share of the question's content words it holds, minus this per
 # passage rank (earlier passages are more relevant overall).
 FACT_RANK_PENALTY = 0.03
+# A question term that a sentence lacks but its section's heading holds counts this much: under
+# "Restarting the router", "Switch the router off ..., wait 30 seconds" is the answer to "How do
+# I restart my router?", not another page's "... then restart the router" (docs/generation.md).
+FACT_HEADING_WEIGHT = 1.0
 FACTS_BEST_FIRST = False  # facts are shown in passage and reading order
+
+_ANSWER_LABEL = re.compile(r"^\s*(?:A|Answer)\s*[:.]", re.IGNORECASE)
+_YES_NO = re.compile(r"^(?:yes|no)\b", re.IGNORECASE)
+_QUESTION_LABEL = re.compile(r"^\s*(?:Q|Question)\s*[:.]", re.IGNORECASE)
 
 # Text in a document that addresses the assistant rather than the customer is never a fact.
 _INJECTION = re.compile(
@@ -55,13 +63,29 @@ def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = 
     or addressing the assistant (prompt injection), are never facts.
     """
     q_terms = terms(question)
+    n_terms = len(q_terms) or 1
     scored: list[tuple[float, int, Passage, str]] = []
     seen: set[str] = set()
     for n, passage in enumerate(passages[:MAX_PASSAGES], 1):
-        for sentence in sentences(clean_untrusted(passage.text)):
+        # The section's own heading (the document title is shared by all its sections).
+        heading = terms(passage.heading_path[-1]) & q_terms if passage.heading_path else set()
+        short = ""  # an FAQ answer's bare "Yes." / "No." opens the sentence after it
+        for raw in sentences(clean_untrusted(passage.text)):
+            raw = " ".join(raw.split())
+            if _QUESTION_LABEL.match(raw):
+                # An FAQ row's question is its heading: it lends its words to the answer's
+                # sentences, and quoting it back would answer nothing.
+                continue
             # FAQ rows read "Q: ... A: ...": the labels are no part of a fact.
-            sentence = LABEL.sub("", " ".join(sentence.split()))
-            if len(sentence) < FACT_MIN_CHARS or _INJECTION.search(sentence):
+            sentence = " ".join(p for p in (short, LABEL.sub("", raw)) if p)
+            short = ""
+            if len(sentence) < FACT_MIN_CHARS:
+                # Only an FAQ answer's own "A: Yes.": elsewhere a bare "Yes." opening the next
+                # sentence changed which fact won and lowered doc2dial's F1.
+                faq_yes_no = _ANSWER_LABEL.match(raw) and _YES_NO.match(sentence)
+                short = sentence if faq_yes_no else ""
+                continue
+            if _INJECTION.search(sentence):
                 continue
             # Help centres repeat pages: a sentence already taken from a better passage (or
             # from chunk overlap) would only spend prompt tokens and a fact slot.
@@ -69,9 +93,10 @@ def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = 
             if key in seen:
                 continue
             seen.add(key)
-            overlap = len(q_terms & terms(sentence)) / (len(q_terms) or 1)
-            if not overlap:
+            shared = q_terms & terms(sentence)
+            if not shared:
                 continue  # shares no word with the question: a distraction, not a fact
+            overlap = (len(shared) + FACT_HEADING_WEIGHT * len(heading - shared)) / n_terms
             score = overlap - FACT_RANK_PENALTY * (n - 1)
             scored.append((score, n, passage, _shorten(sentence, FACT_MAX_WORDS)))
     order = sorted(range(len(scored)), key=lambda i: -scored[i][0])[: k or MAX_FACTS]

@@ -15,7 +15,7 @@ from .. import security
 from ..text import WORD
 from .claims import best_source, partial_problem
 from .types import Fact, Grounding
-from .words import answer_sentences, content_words, strip_citations
+from .words import answer_sentences, content_words, strip_citations, terms
 
 SENTENCE_SUPPORT_MIN = 0.75
 SENTENCE_BIGRAM_MIN = 0.7
@@ -70,6 +70,14 @@ class Support:
         return None if problem is None else f"claim: {problem}"
 
 
+def _off_question(answer: str, sources: Sequence[str], question: str) -> bool:
+    """True when the facts hold some of the question's words and the answer none of them:
+    "In the app you can check your bill" to "Is there an outage in my area?" is supported by a
+    fact that also mentions outages, and still answers nothing that was asked."""
+    asked = terms(question)
+    return bool(asked & terms(" ".join(sources))) and not asked & terms(strip_citations(answer))
+
+
 def grounding_check(answer: str, facts: Sequence[Fact], question: str | None = None) -> Grounding:
     """Score each answer sentence against the facts (and, with `question`, check its claims
     against one fact sentence)."""
@@ -79,6 +87,8 @@ def grounding_check(answer: str, facts: Sequence[Fact], question: str | None = N
         return Grounding(False, 0.0, (), "no sentences" if facts else "no facts")
     support = Support(sources, question)
     problems = [p for p in (support.problem(s) for s in sents) if p is not None]
+    if question is not None and not problems and _off_question(answer, sources, question):
+        problems.append("answers another question: none of the question's words")
     overall = support.scores(answer)[0]
     scores = tuple(support.scores(s) for s in sents)
     return Grounding(not problems, overall, scores, problems[0] if problems else None)

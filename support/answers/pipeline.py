@@ -96,7 +96,13 @@ def tuned_constants() -> dict[str, object]:
     from . import citations, decide, facts, generate, grounding, leaks, prompt
 
     names = {
-        facts: ("MAX_PASSAGES", "MAX_FACTS", "FACT_RANK_PENALTY", "FACTS_BEST_FIRST"),
+        facts: (
+            "MAX_PASSAGES",
+            "MAX_FACTS",
+            "FACT_RANK_PENALTY",
+            "FACT_HEADING_WEIGHT",
+            "FACTS_BEST_FIRST",
+        ),
         prompt: ("HISTORY_TURNS", "FACT_BIAS"),
         decide: ("MIN_FACT_SCORE", "FULL_COVERAGE", "NO_FACTS_QUOTE_CONFIDENCE"),
         generate: (

@@ -18,6 +18,7 @@ from support import backends
 from support.answers import prompt
 from support.answers.cite import DECLINE_TEXT
 from support.answers.facts import facts_select
+from support.answers.grounding import grounding_check
 from support.answers.leaks import leaks_prompt
 from support.answers.pipeline import answer_compose
 from support.answers.prompt import PROMPT_VERSION, prompt_build, system_prompt
@@ -221,14 +222,14 @@ def test_the_prompt_uses_the_chat_template_settings_and_history(
 
 
 # -- the prompt budget --------------------------------------------------------------------------
-def _passage(n: int, text: str) -> Passage:
+def _passage(n: int, text: str, heading: tuple[str, ...] = ()) -> Passage:
     return Passage(
         chunk_id=n,
         document_id=n,
         filename=f"d{n}.md",
         title=f"Doc {n}",
         source_url="",
-        heading_path=(),
+        heading_path=heading,
         page=None,
         anchor="",
         text=text,
@@ -304,6 +305,65 @@ def test_a_sentence_repeated_across_passages_is_one_fact() -> None:
     assert texts.count(same) == 1
     assert len(facts) == 3  # the freed slot goes to another sentence
     assert [f.n for f in facts if f.text == same] == [1]  # kept from the better passage
+
+
+def test_a_section_heading_lends_its_words_to_the_sections_sentences() -> None:
+    # The demo KB's restart case: the section about restarting holds the answer, another
+    # page's sentence merely mentions a restart in passing.
+    facts = facts_select(
+        question="How do I restart my router?",
+        passages=[
+            _passage(
+                1,
+                "Switch the router off at the power button, wait 30 seconds and switch it on.",
+                heading=("Troubleshooting", "Restarting the router"),
+            ),
+            _passage(2, "Check the fibre cable at both ends, then restart the router."),
+        ],
+        k=1,
+    )
+    assert [f.n for f in facts] == [1] and "30 seconds" in facts[0].text
+    # Without the heading the passing mention wins: the heading is what decides.
+    plain = facts_select(
+        question="How do I restart my router?",
+        passages=[
+            _passage(1, "Switch the router off at the power button, wait 30 seconds."),
+            _passage(2, "Check the fibre cable at both ends, then restart the router."),
+        ],
+        k=1,
+    )
+    assert [f.n for f in plain] == [2]
+
+
+def test_an_faq_rows_question_is_never_a_fact_and_its_yes_opens_the_answer() -> None:
+    row = _passage(
+        1,
+        "Q: Can I keep my old phone number?\nA: Yes. Add your old number when ordering and "
+        "we transfer it within 5 working days.",
+        heading=("Can I keep my old phone number?",),
+    )
+    facts = facts_select(question="Can I keep my old phone number?", passages=[row])
+    assert [f.text for f in facts] == [
+        "Yes. Add your old number when ordering and we transfer it within 5 working days."
+    ]
+
+
+def test_a_supported_answer_holding_none_of_the_questions_words_is_not_grounded() -> None:
+    fact = Fact(
+        1,
+        _passage(1, "x"),
+        "In the app you can check your bill, run a speed test and see outages in your area.",
+        1.0,
+    )
+    question = "Is there an outage in my area?"
+    off = grounding_check(
+        "In the app you can check your bill and run a speed test [1].", [fact], question
+    )
+    assert not off.grounded and off.problem is not None and "another question" in off.problem
+    on = grounding_check("In the app you can see outages in your area [1].", [fact], question)
+    assert on.grounded
+    # Without the question (no way to tell what was asked) only support counts.
+    assert grounding_check("In the app you can check your bill [1].", [fact]).grounded
 
 
 def test_an_identifier_the_kb_never_mentions_is_declined(kb: Path) -> None:
