@@ -24,6 +24,22 @@ def section(e: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def provenance(results: Mapping[str, Any], e: Mapping[str, Any], results_file: str) -> list[str]:
+    """A note when the escalation figures come from a rerun of the script alone, at another
+    commit than the suite run the page is rendered from (`[]` otherwise)."""
+    mine = fig.dig(e, "git", "commit")
+    suite = fig.dig(results, "git", "commit")
+    if not mine or mine == suite:
+        return []
+    dirty = " (with uncommitted changes)" if fig.dig(e, "git", "dirty") else ""
+    return [
+        f"*This section is from a rerun of the script alone on {str(e.get('date', ''))[:10]} at "
+        f"commit `{mine}`{dirty} (`{results_file}`), after the rules changed; the rest of the "
+        "page is from the suite run named at the top.*",
+        "",
+    ]
+
+
 def _ci(ci: Sequence[float] | None) -> str:
     return f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "—"
 

@@ -81,7 +81,7 @@ django.setup()
 
 
 import support.handoff.escalation_rules as shipped_rules  # noqa: E402
-from bench import _escalation_report  # noqa: E402
+from bench import _escalation_report, _machine  # noqa: E402
 from support.handoff.escalation_rules import (  # noqa: E402
     CUSTOMER_REQUEST,
     FRUSTRATION,
@@ -833,6 +833,8 @@ def main() -> None:
             "load_average_at_start": list(os.getloadavg()),
         },
         "embedder_load_s": round(load_s, 2),
+        # Which rules these are (a rerun of this script alone is told apart from the suite's).
+        "git": _machine.git_info(),
     }
 
     if args.grid:

@@ -65,3 +65,14 @@ def test_a_missing_baseline_says_why(results: dict[str, Any]) -> None:
     page = "\n".join(escalation_report.section(esc))
     assert "Before/after: not measured (CalledProcessError: not a git repository)." in page
     assert "### Real customer register" not in page  # no register in this results file
+
+
+def test_a_rerun_of_the_script_alone_says_so(results: dict[str, Any]) -> None:
+    esc = results["scripts"]["escalation"]["result"]
+    results["git"] = {"commit": "aaaaaaaaaaaa", "dirty": False}
+    esc["date"] = "2026-12-02T21:00:00+00:00"
+    esc["git"] = {"commit": "bbbbbbbbbbbb", "dirty": False}
+    note = escalation_report.provenance(results, esc, "bench/results/escalation-x.json")
+    assert "rerun of the script alone on 2026-12-02 at commit `bbbbbbbbbbbb`" in note[0]
+    esc["git"] = {"commit": "aaaaaaaaaaaa", "dirty": False}
+    assert escalation_report.provenance(results, esc, "r.json") == []
