@@ -103,6 +103,14 @@ class SupportSettings:
     # Learning (issue 14): docs/learning.md.
     examples_auto_approve: tuple[str, ...]
     examples_held_back_percent: int
+    # Reports (docs/reports.md) and /metrics (docs/operations.md).
+    report_time_zone: str
+    report_assumed_after_s: int
+    report_durable_days: int
+    report_vcpu_hour_price: float
+    report_currency: str
+    report_rollup_interval_s: int
+    metrics_token: str
 
     @property
     def email_enabled(self) -> bool:
@@ -223,6 +231,9 @@ def _validate(conf: SupportSettings) -> None:
         "imap_poll_interval_s",
         "imap_batch",
         "imap_first_sync_days",
+        "report_assumed_after_s",
+        "report_durable_days",
+        "report_rollup_interval_s",
     ):
         if getattr(conf, name) <= 0:
             problems.append(f"SUPPORT_{name.upper()} must be positive")
@@ -261,6 +272,17 @@ def _validate(conf: SupportSettings) -> None:
             f"SUPPORT_BUSINESS_TIME_ZONE {conf.business_time_zone!r} is not a known time zone "
             "(use an IANA name such as 'Europe/Berlin')"
         )
+    if conf.report_vcpu_hour_price < 0:
+        problems.append("SUPPORT_REPORT_VCPU_HOUR_PRICE must be 0 or positive")
+    try:
+        ZoneInfo(conf.report_time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(
+            f"SUPPORT_REPORT_TIME_ZONE {conf.report_time_zone!r} is not a known time zone "
+            "(use an IANA name such as 'Europe/Berlin')"
+        )
+    if conf.metrics_token and len(conf.metrics_token) < 16:
+        problems.append("SUPPORT_METRICS_TOKEN must be empty (off) or at least 16 characters")
     if problems:
         raise ImproperlyConfigured("Invalid support settings: " + "; ".join(problems))
 

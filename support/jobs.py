@@ -36,6 +36,8 @@ ASK_ANSWER = "support.ask_answer"
 # Learning (issue 14).
 EXAMPLES_FROM_CONVERSATION = "support.examples_from_conversation"
 EXAMPLE_FROM_FEEDBACK = "support.example_from_feedback"
+# Reports (issue 16).
+REPORT_ROLLUP = "support.report_rollup"
 
 
 def _send(name: str, kwargs: dict[str, Any], countdown: float | None) -> None:

@@ -52,7 +52,11 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
-        indexes = [models.Index(fields=("status", "created_at"))]
+        indexes = [
+            models.Index(fields=("status", "created_at")),
+            # Reports: a returning customer (a durable resolution) is found by address.
+            models.Index(fields=("customer_email",), name="conversation_customer_email"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=5),
@@ -371,6 +375,27 @@ class ReplyEmail(models.Model):
 
     def __str__(self) -> str:
         return f"message {self.message_id} to {self.to}"
+
+
+class ReportDay(models.Model):
+    """The daily rollup of the reports: one local day and channel's counts, sums and duration
+    histograms (support.reports; docs/reports.md), recomputed while the day can still change."""
+
+    day = models.DateField()
+    channel = models.CharField(max_length=16, choices=Conversation.Channel.choices)
+    # The time zone and windows the row was computed with: a row on another basis is recomputed.
+    basis = models.CharField(max_length=200)
+    figures = models.JSONField(default=dict)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("day", "channel")
+        constraints = [
+            models.UniqueConstraint(fields=("day", "channel"), name="reportday_unique_day_channel"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day.isoformat()} {self.channel}"
 
 
 # API tokens, webhooks and the e-mail channel (issue 17): one app, their models live there.

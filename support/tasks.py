@@ -10,7 +10,7 @@ from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import jobs, knowledge, outcomes, replies
+from . import jobs, knowledge, outcomes, replies, reports
 from .conf import get_support_settings
 from .exceptions import GenerationUnavailable
 from .handoff import agents
@@ -173,3 +173,9 @@ def example_from_feedback_task(*, message_id: int) -> int | None:
 
     example = example_from_feedback(message_id=message_id)
     return example.pk if example is not None else None
+
+
+# Periodic (CELERY_BEAT_SCHEDULE): the report's daily rollup; a repeated run only recomputes.
+@shared_task(name=jobs.REPORT_ROLLUP, acks_late=True, soft_time_limit=300, time_limit=360)
+def report_rollup_task() -> dict[str, object]:
+    return reports.report_rollup_run().as_dict()

@@ -361,6 +361,20 @@ SUPPORT_IMAP_FIRST_SYNC_DAYS = env.int("SUPPORT_IMAP_FIRST_SYNC_DAYS", default=3
 SUPPORT_EXAMPLES_AUTO_APPROVE = env.list("SUPPORT_EXAMPLES_AUTO_APPROVE", default=["rated_helpful"])
 # Share of conversations (by split key) whose examples are held back for the gate, never trained on.
 SUPPORT_EXAMPLES_HELD_BACK_PERCENT = env.int("SUPPORT_EXAMPLES_HELD_BACK_PERCENT", default=20)
+# --- Reports and metrics (docs/reports.md, docs/operations.md) ---------------------------------
+# Report days and hours are local to this zone.
+SUPPORT_REPORT_TIME_ZONE = env.str("SUPPORT_REPORT_TIME_ZONE", default=TIME_ZONE)
+# A last answer the customer left without asking for more counts as an assumed resolution after
+# this long, and a resolution as durable when the customer did not come back for these days.
+SUPPORT_REPORT_ASSUMED_AFTER_S = env.int("SUPPORT_REPORT_ASSUMED_AFTER_S", default=24 * 3600)
+SUPPORT_REPORT_DURABLE_DAYS = env.int("SUPPORT_REPORT_DURABLE_DAYS", default=7)
+# What one vCPU-hour costs (the compute cost of an answer), in SUPPORT_REPORT_CURRENCY.
+SUPPORT_REPORT_VCPU_HOUR_PRICE = env.float("SUPPORT_REPORT_VCPU_HOUR_PRICE", default=0.04)
+SUPPORT_REPORT_CURRENCY = env.str("SUPPORT_REPORT_CURRENCY", default="USD")
+SUPPORT_REPORT_ROLLUP_INTERVAL_S = env.int("SUPPORT_REPORT_ROLLUP_INTERVAL_S", default=600)
+# Bearer token a Prometheus scraper sends to /metrics; empty: only staff allowed to view
+# reports can read it (docs/operations.md).
+SUPPORT_METRICS_TOKEN = env.str("SUPPORT_METRICS_TOKEN", default="")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["support.api.auth.BearerTokenAuthentication"],
@@ -404,6 +418,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "support.mail_outbox_sweep",
         "schedule": 60.0,
         "options": {"expires": 60.0},
+    },
+    # The report's daily rollups (docs/reports.md): today and the days with new activity.
+    "support.report_rollup": {
+        "task": "support.report_rollup",
+        "schedule": float(SUPPORT_REPORT_ROLLUP_INTERVAL_S),
+        "options": {"expires": float(SUPPORT_REPORT_ROLLUP_INTERVAL_S)},
     },
     "support.imap_poll": {
         "task": "support.imap_poll",
