@@ -132,6 +132,9 @@ NOT_IN_SUITE: dict[str, str] = {
     "the dev dialogues), run by hand while tuning; `answers` measures the rule it chose",
     "decline_fit": "a cross-validated fit of the decline thresholds over the dev dialogues, run by "
     "hand while tuning; `answers` measures the thresholds it chose",
+    "grounding_fit": "a fit of the threshold that grounds an example's answer on a chunk (or "
+    "makes it a knowledge gap) over the dev dialogues, run by hand while tuning; "
+    "docs/learning.md records the choice",
 }
 # The shared eval knowledge base (bench/_common.py), built before the scripts that use it so a
 # cold build is not charged to one script's budget.
