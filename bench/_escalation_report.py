@@ -24,7 +24,9 @@ def section(e: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def provenance(results: Mapping[str, Any], e: Mapping[str, Any], results_file: str) -> list[str]:
+def provenance(
+    results: Mapping[str, Any], e: Mapping[str, Any], results_file: str | None = None
+) -> list[str]:
     """A note when the escalation figures come from a rerun of the script alone, at another
     commit than the suite run the page is rendered from (`[]` otherwise)."""
     mine = fig.dig(e, "git", "commit")
@@ -32,10 +34,12 @@ def provenance(results: Mapping[str, Any], e: Mapping[str, Any], results_file: s
     if not mine or mine == suite:
         return []
     dirty = " (with uncommitted changes)" if fig.dig(e, "git", "dirty") else ""
+    # The script's default output file, unless told.
+    results_file = results_file or f"bench/results/escalation-{str(e.get('date', ''))[:10]}.json"
     return [
-        f"*This section is from a rerun of the script alone on {str(e.get('date', ''))[:10]} at "
-        f"commit `{mine}`{dirty} (`{results_file}`), after the rules changed; the rest of the "
-        "page is from the suite run named at the top.*",
+        f"Measured outside the suite run above (the next `make bench` replaces this section "
+        f"with the suite's own figures): `python bench/escalation.py` on "
+        f"{str(e.get('date', ''))[:10]} at commit `{mine}`{dirty}, results `{results_file}`.",
         "",
     ]
 

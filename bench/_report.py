@@ -1167,8 +1167,12 @@ def section_escalation(results: Mapping[str, Any]) -> list[str]:
     note = _status_note(results, "escalation")
     if note:
         return [*lines, note, ""]
+    # Imported here: _escalation_report builds on this module's formatters.
+    from bench import _escalation_report
+
     e = fig.result(results, "escalation")
     sample = e.get("sample") or 1
+    lines += _escalation_report.provenance(results, e)
     lines += [
         f"`python bench/escalation.py`: {num(e.get('messages'))} labelled customer messages "
         "(`../shared/eval/escalation/messages.jsonl`"
@@ -1224,7 +1228,7 @@ def section_escalation(results: Mapping[str, Any]) -> list[str]:
             f"`customer_request`/`frustration` ({pct(d.get('rate'), 1)}).",
             "",
         ]
-    return lines
+    return lines + _escalation_report.section(e)
 
 
 def section_chat_load(results: Mapping[str, Any], images: Sequence[str], img: str) -> list[str]:

@@ -73,6 +73,21 @@ def test_a_rerun_of_the_script_alone_says_so(results: dict[str, Any]) -> None:
     esc["date"] = "2026-12-02T21:00:00+00:00"
     esc["git"] = {"commit": "bbbbbbbbbbbb", "dirty": False}
     note = escalation_report.provenance(results, esc, "bench/results/escalation-x.json")
-    assert "rerun of the script alone on 2026-12-02 at commit `bbbbbbbbbbbb`" in note[0]
+    assert "Measured outside the suite run above" in note[0]
+    assert (
+        "on 2026-12-02 at commit `bbbbbbbbbbbb`, results `bench/results/escalation-x.json`"
+        in (note[0])
+    )
     esc["git"] = {"commit": "aaaaaaaaaaaa", "dirty": False}
     assert escalation_report.provenance(results, esc, "r.json") == []
+
+
+def test_the_benchmarks_page_has_the_register_section(results: dict[str, Any]) -> None:
+    from bench import _report
+
+    esc = results["scripts"]["escalation"]["result"]
+    esc["register"] = _register(0.867, 13)
+    page = _report.render_benchmarks(results, results_file="bench/results/x.json")
+    assert "## Escalation (`bench/escalation.py`)" in page
+    assert "### Real customer register" in page
+    assert "Measured outside the suite run" not in page  # same commit as the suite run
