@@ -390,6 +390,9 @@ class ReportDay(models.Model):
 
     class Meta:
         ordering = ("day", "channel")
+        # Rows are written by the service only; the permission opens the reports and /metrics.
+        default_permissions = ()
+        permissions = [("view_reports", "Can view the support reports and /metrics")]
         constraints = [
             models.UniqueConstraint(fields=("day", "channel"), name="reportday_unique_day_channel"),
         ]

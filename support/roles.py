@@ -1,9 +1,11 @@
-"""The two staff roles and the model permissions each one carries."""
+"""The staff roles and the model permissions each one carries."""
 
 from __future__ import annotations
 
 SUPPORT_AGENTS = "Support agents"
 KNOWLEDGE_ADMINS = "Knowledge admins"
+# Reads the reports (docs/reports.md) and /metrics; sees no conversation through them.
+SUPPORT_MANAGERS = "Support managers"
 
 # (group, app_label, codename). Agents work conversations and escalations and may read the
 # knowledge base; knowledge admins manage documents and see no conversations.
@@ -41,11 +43,12 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "view_example",
         "change_example",
     ),
+    SUPPORT_MANAGERS: ("view_reports",),
 }
 
 
 def roles_ensure() -> None:
-    """Create or repair both groups with exactly their permissions (idempotent).
+    """Create or repair every group with exactly their permissions (idempotent).
 
     The data migration does this on `migrate`; this is for databases flushed since (tests) and
     for `manage.py roles_sync` after a permission change.

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET
 
 from . import health, selectors
 from .conf import get_support_settings
+from .reports.metrics import metrics_allowed, metrics_exposition
 
 
 @require_GET
@@ -26,6 +27,23 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "checks": {r.name: {"ok": r.ok, "detail": r.detail} for r in results},
     }
     return JsonResponse(body, status=503 if failing else 200)
+
+
+@require_GET
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics (docs/operations.md): for the token's scraper or reports staff."""
+    if not metrics_allowed(
+        authorization=request.headers.get("Authorization", ""), user=request.user
+    ):
+        response = HttpResponse("Forbidden: send the metrics token or sign in.\n", status=403)
+        if not request.user.is_authenticated:
+            response.status_code = 401
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        response["Content-Type"] = "text/plain; charset=utf-8"
+        return response
+    body, content_type = metrics_exposition()
+    return HttpResponse(body, content_type=content_type)
 
 
 @require_GET

@@ -88,10 +88,13 @@ class Builder:
         *,
         claimed_by: Any = None,
         claimed_at: datetime | None = None,
+        state: str | None = None,
     ) -> Escalation:
         esc = Escalation.objects.create(conversation=conv, reasons=reasons)
+        if state is None:
+            state = Escalation.State.CLAIMED if claimed_by else Escalation.State.OPEN
         Escalation.objects.filter(pk=esc.pk).update(
-            created_at=when, claimed_by=claimed_by, claimed_at=claimed_at
+            created_at=when, claimed_by=claimed_by, claimed_at=claimed_at, state=state
         )
         self.message(conv, Message.Role.SYSTEM, when, "queued", reason=LineKind.QUEUED)
         if claimed_by is not None and claimed_at is not None:
@@ -131,7 +134,7 @@ def build_day() -> dict[str, Any]:
     ask = b.customer(c3, at(10, 12, 1), "A person please")
     b.escalation(
         c3, at(10, 12, 1), ["customer_request", "low_confidence"],
-        claimed_by=agent, claimed_at=at(10, 12, 5),
+        claimed_by=agent, claimed_at=at(10, 12, 5), state=Escalation.State.RESOLVED,
     )  # fmt: skip
     b.message(c3, Message.Role.AGENT, at(10, 12, 7), "Hello, I can help.", author=agent)
     b.message(c3, Message.Role.AGENT, at(10, 12, 8), "note", author=agent, internal=True)
