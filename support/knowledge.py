@@ -28,6 +28,7 @@ from .ingest.document import ParsedDocument
 from .ingest.errors import IngestError, IngestErrorCode
 from .ingest.sandbox import ParseLimits, parse_isolated
 from .learning.grounding import groundings_relink
+from .learning.memory import memory_build, memory_fingerprint
 from .models import Chunk, KnowledgeDocument
 from .search import index as search_index
 from .search.embedder import Embedder
@@ -399,6 +400,7 @@ class IndexBuildResult:
     version: int
     chunks: int
     seconds: float
+    memory_keys: int = 0  # questions of approved examples in the version's question memory
 
 
 def _indexable_chunks() -> QuerySet[Chunk]:
@@ -407,11 +409,16 @@ def _indexable_chunks() -> QuerySet[Chunk]:
     )
 
 
-def _fingerprint() -> str:
+def _chunks_fingerprint() -> str:
     agg = _indexable_chunks().aggregate(n=Count("pk"), top=Max("pk"), total=Sum("pk"))
     # The suffix names what a build writes; a new one makes the first rebuild after an upgrade
     # run even on unchanged chunks ("o": with opening-chunk ids).
     return f"{agg['n']}:{agg['top']}:{agg['total']}:o"
+
+
+def _fingerprint() -> str:
+    """What an index version is built from: the indexable chunks and the question memory."""
+    return f"{_chunks_fingerprint()}|m:{memory_fingerprint()}"
 
 
 def index_sync() -> IndexBuildResult | None:
@@ -420,8 +427,9 @@ def index_sync() -> IndexBuildResult | None:
     Web and worker processes on one machine share SUPPORT_DATA_DIR and see every published
     version. A worker on another machine (no shared disk) has only what it built itself: this
     check, run periodically by every serving process (`index_sync_loop_start`), lets it catch up
-    from the embeddings stored in the database. Cheap when nothing changed: one aggregate
-    query and a manifest read.
+    from the embeddings stored in the database, and with the question memory of the approved
+    examples. Cheap when nothing changed: one aggregate query, one read of the training
+    examples' grounding rows (ids and times) and a manifest read.
     """
     conf = get_support_settings()
     current = search_index.current_version(conf.index_dir)
@@ -479,19 +487,34 @@ def index_sync_loop_stop(timeout: float = 5.0) -> None:
 def index_rebuild(*, force: bool = False) -> IndexBuildResult:
     """Build a new index version from the stored embeddings of every READY document.
 
+    The version carries the question memory of the approved examples (docs/learning.md).
     Written to new files and published atomically; serving processes switch before their next
     search. Disabled and failed documents are left out. Skipped (returning the current version)
-    when the indexable chunks are unchanged since the current version, so a burst of queued
-    rebuilds after a bulk upload costs one build.
+    when the indexable chunks and the memory's examples are unchanged since the current version,
+    so a burst of queued rebuilds after a bulk upload costs one build. When only the examples
+    changed (one approved, rejected or edited), the new version shares the chunks' files with the
+    current one and only the memory is built.
     """
     started = time.perf_counter()
     conf = get_support_settings()
-    fingerprint = _fingerprint()
+    chunks_fingerprint = _chunks_fingerprint()
+    fingerprint = f"{chunks_fingerprint}|m:{memory_fingerprint()}"
+    metadata = {"fingerprint": fingerprint, "chunks": chunks_fingerprint}
     current = search_index.current_version(conf.index_dir)
     if current is not None and not force:
         manifest = search_index.read_manifest(conf.index_dir, current)
         if manifest.metadata.get("fingerprint") == fingerprint:
-            return IndexBuildResult(current, manifest.count, time.perf_counter() - started)
+            return IndexBuildResult(
+                current, manifest.count, time.perf_counter() - started, manifest.memory_keys
+            )
+        if manifest.metadata.get("chunks") == chunks_fingerprint:
+            indexed = set(_indexable_chunks().values_list("pk", flat=True))
+            memory = memory_build(indexed_chunk_ids=indexed, index_dir=conf.index_dir)
+            version = search_index.republish(
+                conf.index_dir, current, memory=memory, metadata=metadata, lock_timeout=120
+            )
+            keys = len(memory) if memory is not None else 0
+            return IndexBuildResult(version, manifest.count, time.perf_counter() - started, keys)
     rows = list(
         _indexable_chunks()
         .order_by("pk")
@@ -508,6 +531,7 @@ def index_rebuild(*, force: bool = False) -> IndexBuildResult:
     # BM25 sees the title and headings too: product names often live there.
     texts = [" ".join([r[4] or "", " ".join(r[3] or []), r[2]]) for r in rows]
     conf.index_dir.mkdir(parents=True, exist_ok=True)
+    memory = memory_build(indexed_chunk_ids=set(ids.tolist()), index_dir=conf.index_dir)
     version = search_index.build(
         conf.index_dir,
         ids,
@@ -515,7 +539,9 @@ def index_rebuild(*, force: bool = False) -> IndexBuildResult:
         texts=texts,
         opening_ids=[r[0] for r in rows if r[5] == 0],
         hnsw_threshold=conf.hnsw_threshold,
-        metadata={"fingerprint": fingerprint},
+        metadata=metadata,
+        memory=memory,
         lock_timeout=120,
     )
-    return IndexBuildResult(version, len(rows), time.perf_counter() - started)
+    keys = len(memory) if memory is not None else 0
+    return IndexBuildResult(version, len(rows), time.perf_counter() - started, keys)

@@ -65,17 +65,23 @@ class SearchResult:
 
 
 def passages_search(
-    *, query: str, k: int = 5, exclude_document_ids: Collection[int] = ()
+    *,
+    query: str,
+    k: int = 5,
+    exclude_document_ids: Collection[int] = (),
+    memory: bool = True,
 ) -> SearchResult:
     """Hybrid (dense + BM25) search; disabled or deleted documents never appear, nor those in
-    `exclude_document_ids` (an evaluation that withholds a page, a staged change)."""
+    `exclude_document_ids` (an evaluation that withholds a page, a staged change). With
+    `memory` the question memory of the index version re-ranks (docs/learning.md); without,
+    only the chunks' own texts count (the grounding of an answer)."""
     started = time.perf_counter()
     hidden = Q(document__status=KnowledgeDocument.Status.DISABLED)
     if exclude_document_ids:
         hidden |= Q(document_id__in=list(exclude_document_ids))
     deny = list(Chunk.objects.filter(hidden).values_list("pk", flat=True))
     try:
-        result = get_searcher().search(query, k=k + 5, deny_ids=deny or None)
+        result = get_searcher().search(query, k=k + 5, deny_ids=deny or None, memory=memory)
     except IndexNotReady:
         return SearchResult(query, (), 0.0, None, (time.perf_counter() - started) * 1000)
     ids = [h.chunk_id for h in result.hits]

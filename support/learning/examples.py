@@ -31,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 
+from .. import jobs
 from ..answers.words import strip_citations
 from ..conf import get_support_settings
 from ..handoff.escalation_rules.decide import accepts_person_offer
@@ -188,6 +189,12 @@ def _store(
     return example
 
 
+def memory_changed() -> None:
+    """The question memory's examples changed: publish a new index version on commit (the
+    rebuild is skipped when nothing it reads changed, so a burst of calls costs one build)."""
+    jobs.index_rebuild_enqueue()
+
+
 def _turn(message: Message) -> dict[str, str]:
     return {
         "role": "user" if message.role == Message.Role.CUSTOMER else "agent",
@@ -281,7 +288,7 @@ def examples_from_conversation(*, conversation_id: UUID) -> Example | None:
         return existing
     grounding = grounding_choose(answer=exchange.answer, citations=exchange.citations)
     try:
-        return _store(
+        example = _store(
             source=Source.AGENT_REPLY,
             exchange=exchange,
             grounding=grounding,
@@ -291,6 +298,9 @@ def examples_from_conversation(*, conversation_id: UUID) -> Example | None:
         )
     except IntegrityError:  # a concurrent run stored it first
         return Example.objects.filter(answer_message=reply).first()
+    if example.state == State.APPROVED:
+        memory_changed()
+    return example
 
 
 # --- source: a bot answer rated helpful -------------------------------------------------------
@@ -334,9 +344,11 @@ def example_from_feedback(*, message_id: int) -> Example | None:
     existing = Example.objects.filter(answer_message=msg).first()
     if feedback is None or feedback.value != "up":
         if existing is not None and existing.reviewed_by_id is None:
-            Example.objects.filter(pk=existing.pk).update(
-                state=State.REJECTED, reviewed_at=timezone.now(), updated_at=timezone.now()
-            )
+            with transaction.atomic():
+                Example.objects.filter(pk=existing.pk).update(
+                    state=State.REJECTED, reviewed_at=timezone.now(), updated_at=timezone.now()
+                )
+                memory_changed()
             existing.refresh_from_db()
         return existing
     if existing is not None or msg.action not in ANSWER_ACTIONS:
@@ -346,7 +358,7 @@ def example_from_feedback(*, message_id: int) -> Example | None:
         return None
     grounding = grounding_choose(answer=exchange.answer, citations=exchange.citations)
     try:
-        return _store(
+        example = _store(
             source=Source.RATED_HELPFUL,
             exchange=exchange,
             grounding=grounding,
@@ -356,6 +368,9 @@ def example_from_feedback(*, message_id: int) -> Example | None:
         )
     except IntegrityError:
         return Example.objects.filter(answer_message=msg).first()
+    if example.state == State.APPROVED:
+        memory_changed()
+    return example
 
 
 # --- source: an import ------------------------------------------------------------------------
@@ -538,7 +553,9 @@ def examples_import(
     """Import past exchanges, one JSON object per line (text, or bytes decoded line by line
     as UTF-8); yields what became of each line as it
     goes (a bad line is an "error" result, never the end of the import). `approve` (or
-    "import" in SUPPORT_EXAMPLES_AUTO_APPROVE) stores them approved; `summary` is filled in."""
+    "import" in SUPPORT_EXAMPLES_AUTO_APPROVE) stores them approved; `summary` is filled in.
+    The question memory is not rebuilt here: the command does it once at the end (or the next
+    index sync does)."""
     totals = summary if summary is not None else ImportSummary()
     approve = approve or _auto_approved(Source.IMPORT)
     public = public_values()  # once: an import changes no chunk
@@ -554,16 +571,20 @@ def examples_import(
 
 # --- review -----------------------------------------------------------------------------------
 def examples_review(*, example_ids: Sequence[int], state: str, by: Any) -> int:
-    """Approve or reject examples (in bulk) as `by`; returns how many changed state."""
+    """Approve or reject examples (in bulk) as `by`; returns how many changed state. The
+    question memory is rebuilt on commit when any did."""
     if state not in (State.APPROVED, State.REJECTED):
         raise ValueError(f"examples can be approved or rejected, not {state!r}")
     now = timezone.now()
     with transaction.atomic():
-        return (
+        changed = (
             Example.objects.filter(pk__in=list(example_ids))
             .exclude(state=state)
             .update(state=state, reviewed_by=by, reviewed_at=now, updated_at=now)
         )
+        if changed:
+            memory_changed()
+        return changed
 
 
 def example_edit(
@@ -574,7 +595,8 @@ def example_edit(
     by: Any = None,
 ) -> Example:
     """Change an example's answer text (redacted again) and/or its grounding chunks (chosen by a
-    reviewer; none left makes it a knowledge gap). The state stays as it is."""
+    reviewer; none left makes it a knowledge gap). The state stays as it is; a new grounding of
+    an approved example rebuilds the question memory on commit."""
     with transaction.atomic():
         example = Example.objects.select_for_update().get(pk=example_id)
         fields = ["updated_at"]
@@ -604,6 +626,8 @@ def example_edit(
                 example.grounding_method = grounding.method
                 example.knowledge_gap = grounding.knowledge_gap
                 fields += ["grounding_method", "knowledge_gap"]
+                if example.state == State.APPROVED:
+                    memory_changed()
         example.save(update_fields=fields)
     return example
 

@@ -155,7 +155,10 @@ def grounding_candidates(
             get_index_reader().snapshot()
         except IndexNotReady:
             return []  # nothing indexed yet: no model to load, nothing to support the answer
-        result = passages_search(query=body, k=k, exclude_document_ids=exclude_document_ids)
+        # The knowledge base's own texts: what examples taught must not ground new examples.
+        result = passages_search(
+            query=body, k=k, exclude_document_ids=exclude_document_ids, memory=False
+        )
         orders = dict(
             Chunk.objects.filter(pk__in=[p.chunk_id for p in result.passages]).values_list(
                 "pk", "order"

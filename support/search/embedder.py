@@ -180,6 +180,12 @@ class SentenceTransformerEmbedder:
         vector: NDArray[np.float32] = self._encode([self.query_prefix + text], 1)[0]
         return vector
 
+    def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Embed many queries at once (question-memory keys): (len(texts), dimension)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._encode([self.query_prefix + t for t in texts], self.batch_size)
+
     def _encode(self, items: list[str], batch_size: int) -> NDArray[np.float32]:
         model = self._get_model()
         # sentence-transformers already length-sorts inside one encode() call, so one call over

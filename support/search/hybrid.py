@@ -28,6 +28,15 @@ Rejected there, each within ±0.02 of its baseline:
 BM25 title weighting, k1/b, Porter stemming, filler-word query cleaning, pseudo-relevance
 feedback (dense Rocchio, RM3), neighbour-score smoothing, page-level aggregation.
 
+Question memory (support.search.memory, docs/learning.md): the questions of approved examples
+are extra keys of their grounding chunks. A chunk that a key points at scores
+
+    score = max(fused, memory_weight * best key score)
+
+and is added to the candidates when neither retriever found it. The confidence is computed
+from the chunks' own texts only, so a key match re-ranks but never makes a question look
+answerable that the knowledge base's text does not answer.
+
 Confidence: a logistic model of the top dense cosine and of how much of the query's
 possible BM25 mass the best chunk matched, fitted on the eval set's answerable vs.
 unanswerable questions (see ConfidenceModel).
@@ -46,6 +55,7 @@ from numpy.typing import NDArray
 from support.search.embedder import Embedder
 from support.search.index import DenseHit, IndexReader, IndexSnapshot
 from support.search.lexical import Bm25Index, LexicalHit
+from support.search.memory import QuestionMemory
 
 FusionMethod = Literal["convex", "rrf"]
 
@@ -63,6 +73,11 @@ class FusionConfig:
     # often vague question asks (doc2dial span recall@5: 0.764 -> 0.796 at 256-token chunks,
     # 0.806 -> 0.843 at 448).
     opening_boost: float = 0.05
+    # Question memory: a chunk scores at least this share of its best key's score (0 turns the
+    # memory off). Chosen by bench/learning.py (cross-validated inside each training half).
+    memory_weight: float = 0.9
+    # Keys read per query; each names its chunks.
+    memory_keys: int = 20
 
 
 DEFAULT_FUSION: Final = FusionConfig()
@@ -130,13 +145,15 @@ def fuse(
     k: int,
     config: FusionConfig = DEFAULT_FUSION,
     opening: Callable[[Sequence[int]], NDArray[np.bool_]] | None = None,
+    memory: dict[int, float] | None = None,
 ) -> list[HybridHit]:
     """Fuse two candidate lists; `*_scores` must hold both scores for every candidate id.
 
-    `opening` tells which candidate ids open their document (they get `opening_boost`)."""
+    `opening` tells which candidate ids open their document (they get `opening_boost`);
+    `memory` holds the best question-memory key score of chunks (candidates too, then)."""
     dense_rank = {h.chunk_id: h.rank for h in dense}
     lexical_rank = {h.chunk_id: h.rank for h in lexical}
-    ids = list(dict.fromkeys([*dense_rank, *lexical_rank]))
+    ids = list(dict.fromkeys([*dense_rank, *lexical_rank, *(memory or {})]))
     if not ids:
         return []
     w = config.dense_weight
@@ -158,6 +175,9 @@ def fuse(
             for cid, opens in zip(ids, opening(ids).tolist(), strict=True):
                 if opens:
                     fused[cid] += config.opening_boost
+    if memory and config.memory_weight > 0:
+        for cid, key_score in memory.items():
+            fused[cid] = max(fused[cid], config.memory_weight * key_score)
     # Deterministic order: fused score, then dense score, then id.
     ordered = sorted(ids, key=lambda cid: (-fused[cid], -dense_scores.get(cid, 0.0), cid))[:k]
     return [
@@ -190,13 +210,21 @@ def hybrid_search(
     deny_ids: Iterable[int] | None = None,
     fusion: FusionConfig = DEFAULT_FUSION,
     confidence: ConfidenceModel = DEFAULT_CONFIDENCE,
+    memory: QuestionMemory | Literal[False] | None = None,
 ) -> HybridResult:
-    """Fused top-`k` from one snapshot (dense and lexical of the same version)."""
+    """Fused top-`k` from one snapshot (dense and lexical of the same version).
+
+    The snapshot's question memory is used unless `memory` is False (another memory may be
+    given instead: benchmarks)."""
     allow = None if allow_ids is None else np.fromiter(allow_ids, dtype=np.int64)
     deny = None if deny_ids is None else np.fromiter(deny_ids, dtype=np.int64)
     n = max(fusion.candidates, k)
     dense = snapshot.search(query_vector, n, allow_ids=allow, deny_ids=deny)
     dense_scores = {h.chunk_id: h.score for h in dense}
+    keys = snapshot.memory if memory is None else (memory or None)
+    memory_scores = _memory_scores(
+        keys, query_vector, query_text, fusion=fusion, allow=allow, deny=deny, snapshot=snapshot
+    )
     lexical_hits: list[LexicalHit] = []
     lexical_scores: dict[int, float] = {}
     coverage = 0.0
@@ -206,7 +234,12 @@ def hybrid_search(
         lexical_hits = bm25.top_k(all_scores, n, allow_ids=allow, deny_ids=deny)
         lexical_scores = {h.chunk_id: h.score for h in lexical_hits}
         missing_lexical = np.fromiter(
-            (cid for cid in dense_scores if cid not in lexical_scores), dtype=np.int64
+            (
+                cid
+                for cid in dict.fromkeys([*dense_scores, *memory_scores])
+                if cid not in lexical_scores
+            ),
+            dtype=np.int64,
         )
         if len(missing_lexical):
             pos = bm25.positions(missing_lexical)
@@ -214,7 +247,11 @@ def hybrid_search(
             lexical_scores.update(zip(missing_lexical.tolist(), values.tolist(), strict=True))
         if lexical_hits:
             coverage = lexical_coverage(bm25, query_text, lexical_hits[0].score)
-    missing_dense = [h.chunk_id for h in lexical_hits if h.chunk_id not in dense_scores]
+    missing_dense = [
+        cid
+        for cid in dict.fromkeys([*(h.chunk_id for h in lexical_hits), *memory_scores])
+        if cid not in dense_scores
+    ]
     if missing_dense:
         sims = snapshot.scores(query_vector, missing_dense)
         dense_scores.update(zip(missing_dense, sims.tolist(), strict=True))
@@ -226,7 +263,10 @@ def hybrid_search(
         k=k,
         config=fusion,
         opening=snapshot.opens_document if snapshot.opening is not None else None,
+        memory=memory_scores,
     )
+    # From the chunks' own texts (the best of all allowed chunks), never from a key: see the
+    # module docstring.
     top_cosine = dense[0].score if dense else 0.0
     return HybridResult(
         hits=tuple(hits),
@@ -236,6 +276,32 @@ def hybrid_search(
         index_version=snapshot.version,
         fusion=fusion,
     )
+
+
+def _memory_scores(
+    memory: QuestionMemory | None,
+    query_vector: NDArray[np.float32],
+    query_text: str,
+    *,
+    fusion: FusionConfig,
+    allow: NDArray[np.int64] | None,
+    deny: NDArray[np.int64] | None,
+    snapshot: IndexSnapshot,
+) -> dict[int, float]:
+    """The best key score of each chunk the memory names for the query, restricted to the
+    chunks this search may return (allowed, not denied, in this snapshot)."""
+    if memory is None or fusion.memory_weight <= 0 or fusion.method != "convex" or not len(memory):
+        return {}
+    scores = memory.chunk_scores(query_vector, query_text, top_keys=fusion.memory_keys)
+    if not scores:
+        return {}
+    ids = np.fromiter(scores, dtype=np.int64, count=len(scores))
+    keep = snapshot.contains(ids)
+    if allow is not None:
+        keep &= np.isin(ids, allow)
+    if deny is not None and len(deny):
+        keep &= ~np.isin(ids, deny)
+    return {int(cid): scores[int(cid)] for cid in ids[keep]}
 
 
 class HybridSearcher:
@@ -262,8 +328,10 @@ class HybridSearcher:
         k: int = 10,
         allow_ids: Iterable[int] | None = None,
         deny_ids: Iterable[int] | None = None,
+        memory: bool = True,
     ) -> HybridResult:
-        """Top `k` chunks for `query`; ids outside `allow_ids` or in `deny_ids` never appear."""
+        """Top `k` chunks for `query`; ids outside `allow_ids` or in `deny_ids` never appear.
+        `memory=False` searches the chunks' own texts only (no question memory)."""
         vector = self.embedder.encode_query(query)
         return hybrid_search(
             self.reader.snapshot(),
@@ -274,4 +342,5 @@ class HybridSearcher:
             deny_ids=deny_ids,
             fusion=self.fusion,
             confidence=self.confidence,
+            memory=None if memory else False,
         )

@@ -6,12 +6,15 @@ Layout of an index directory::
     index-v7.faiss          IndexIDMap2(IndexFlatIP | IndexHNSWFlat(IP)) keyed by int64 chunk id
     lexical-v7.npz          BM25 postings (optional; see support.search.lexical)
     opening-v7.npy          sorted ids of the chunks that open their document (optional)
+    memory-v7.npz           question memory: approved examples' questions as keys of their
+    memlex-v7.npz           chunks, vectors + chunk lists and BM25 (optional; search.memory)
     manifest-v7.json        what was built, how, and with which parameters
     .build.lock             fcntl lock: one writer at a time across processes
 
 Rules that keep serving safe (STYLE.md: never write to an index that is being served):
 
-* `build` never touches a file of an existing version. It writes every file of version N+1
+* `build` (and `republish`, a new version with the chunks of an existing one and a new
+  question memory) never touches a file of an existing version. It writes every file of version N+1
   under a temporary name, fsyncs, `os.replace`s it into place, writes the manifest last and
   only then flips `CURRENT`. A crash leaves either the old version or the new one current.
 * `IndexReader` loads whole files into memory (no mmap), so pruning old files never pulls
@@ -42,11 +45,12 @@ from numpy.typing import NDArray
 
 from support.exceptions import SupportError
 from support.search.lexical import TOKENIZER_VERSION, Bm25Index, Bm25Params
+from support.search.memory import QuestionMemory
 
 CURRENT_FILE: Final = "CURRENT"
 LOCK_FILE: Final = ".build.lock"
 _VERSION_FILE_RE: Final = re.compile(
-    r"^(?:index|lexical|manifest|opening)-v(\d+)\.(?:faiss|npz|json|npy)$"
+    r"^(?:index|lexical|manifest|opening|memory|memlex)-v(\d+)\.(?:faiss|npz|json|npy)$"
 )
 _TMP_MARK: Final = ".tmp-"
 # faiss's bundled stubs miss the search-parameter classes; go through an untyped alias there.
@@ -90,6 +94,9 @@ class IndexManifest:
     bm25_k1: float | None = None
     bm25_b: float | None = None
     tokenizer_version: int | None = None
+    memory_file: str | None = None
+    memory_lexical_file: str | None = None
+    memory_keys: int = 0
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -159,6 +166,10 @@ def manifest_file_name(version: int) -> str:
     return f"manifest-v{version}.json"
 
 
+def memory_file_names(version: int) -> tuple[str, str]:
+    return f"memory-v{version}.npz", f"memlex-v{version}.npz"
+
+
 def build(
     directory: str | os.PathLike[str],
     ids: Sequence[int] | NDArray[np.int64],
@@ -172,6 +183,7 @@ def build(
     ef_search: int = DEFAULT_EF_SEARCH,
     bm25_params: Bm25Params | None = None,
     metadata: Mapping[str, Any] | None = None,
+    memory: QuestionMemory | None = None,
     keep: int = 2,
     lock_timeout: float | None = None,
 ) -> int:
@@ -182,7 +194,8 @@ def build(
     `opening_ids`, a subset of `ids`, marks the chunks that open their document (searches can
     give them a prior, see hybrid.FusionConfig.opening_boost).
     An HNSW graph is used when there are more than `hnsw_threshold` vectors, else an exact
-    flat index. Blocks while another process builds in the same directory (at most
+    flat index. `memory` (keys pointing at some of `ids`) is written with the version and
+    loaded with it. Blocks while another process builds in the same directory (at most
     `lock_timeout` seconds when given, then raises IndexBuildBusy). Keeps the newest `keep`
     versions on disk and deletes older ones.
     """
@@ -220,6 +233,7 @@ def build(
         if opening is not None:
             opening_name = opening_file_name(version)
             _atomic_write(root / opening_name, lambda tmp: _save_array(tmp, opening))
+        memory_names = _write_memory(root, version, memory)
         manifest = IndexManifest(
             version=version,
             kind=kind,
@@ -235,14 +249,97 @@ def build(
             bm25_k1=params.k1 if lexical is not None else None,
             bm25_b=params.b if lexical is not None else None,
             tokenizer_version=TOKENIZER_VERSION if lexical is not None else None,
+            memory_file=memory_names[0] if memory_names else None,
+            memory_lexical_file=memory_names[1] if memory_names else None,
+            memory_keys=len(memory) if memory_names and memory is not None else 0,
             metadata=dict(metadata or {}),
         )
-        _atomic_write_text(root / manifest_file_name(version), manifest.to_json())
-        # Publishing point: readers switch on their next search.
-        _atomic_write_text(root / CURRENT_FILE, f"{version}\n")
-        _fsync_dir(root)
-        _prune(root, keep=keep)
+        _publish(root, manifest, keep=keep)
     return version
+
+
+def republish(
+    directory: str | os.PathLike[str],
+    base_version: int,
+    *,
+    memory: QuestionMemory | None,
+    metadata: Mapping[str, Any] | None = None,
+    keep: int = 2,
+    lock_timeout: float | None = None,
+) -> int:
+    """Publish a new version with the chunks of `base_version` (its FAISS, BM25 and opening
+    files, hard-linked or copied, never rewritten) and a new question memory; return its number.
+
+    What an approved or rejected example costs: no graph is built again. Published like `build`.
+    """
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    root = Path(directory)
+    with build_lock(root, timeout=lock_timeout):
+        base = read_manifest(root, base_version)
+        version = _next_version(root)
+        names: dict[str, str | None] = {
+            "index_file": index_file_name(version),
+            "lexical_file": lexical_file_name(version) if base.lexical_file else None,
+            "opening_file": opening_file_name(version) if base.opening_file else None,
+        }
+        for attr, name in names.items():
+            old = getattr(base, attr)
+            if name is not None and old:
+                _atomic_write(root / name, lambda tmp, old=old: _link_or_copy(root / old, tmp))
+        memory_names = _write_memory(root, version, memory)
+        data = asdict(base)
+        data.update(names)
+        data.update(
+            version=version,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            memory_file=memory_names[0] if memory_names else None,
+            memory_lexical_file=memory_names[1] if memory_names else None,
+            memory_keys=len(memory) if memory_names and memory is not None else 0,
+            metadata=dict(metadata if metadata is not None else base.metadata),
+        )
+        _publish(root, IndexManifest(**data), keep=keep)
+    return version
+
+
+def _publish(root: Path, manifest: IndexManifest, *, keep: int) -> None:
+    """Write the manifest, then flip CURRENT (the caller holds the build lock)."""
+    _atomic_write_text(root / manifest_file_name(manifest.version), manifest.to_json())
+    # Publishing point: readers switch on their next search.
+    _atomic_write_text(root / CURRENT_FILE, f"{manifest.version}\n")
+    _fsync_dir(root)
+    _prune(root, keep=keep)
+
+
+def _write_memory(
+    root: Path, version: int, memory: QuestionMemory | None
+) -> tuple[str, str] | None:
+    if memory is None or not len(memory):
+        return None
+    names = memory_file_names(version)
+    # One writer, two files: the keys' BM25 first, so a crash never leaves keys without it
+    # (and the manifest, written last, names both or neither).
+    lexical_tmp = root / f"{names[1]}{_TMP_MARK}{os.getpid()}"
+    try:
+        _atomic_write(root / names[0], lambda tmp: memory.save(tmp, lexical_tmp))
+        with open(lexical_tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(lexical_tmp, root / names[1])
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lexical_tmp.unlink()
+    return names
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    # A hard link shares the bytes: readers load whole files, and pruning the old name keeps
+    # the new one. Copy where links are not allowed.
+    try:
+        os.link(source, target)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, target)
 
 
 @contextlib.contextmanager
@@ -417,6 +514,8 @@ class IndexSnapshot:
     ef_search: int
     # Sorted ids of the chunks that open their document; None for an index built without them.
     opening: NDArray[np.int64] | None = None
+    # Approved examples' questions as extra keys of their chunks; None without examples.
+    memory: QuestionMemory | None = None
 
     @property
     def version(self) -> int:
@@ -525,6 +624,11 @@ class IndexSnapshot:
             for rank, i in enumerate(top, start=1)
         ]
 
+    def contains(self, chunk_ids: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Which of `chunk_ids` this snapshot holds."""
+        found: NDArray[np.bool_] = np.isin(chunk_ids, self._all_ids())
+        return found
+
     def _all_ids(self) -> NDArray[np.int64]:
         return np.asarray(faiss.vector_to_array(self.dense.id_map), dtype=np.int64)
 
@@ -547,12 +651,18 @@ def load_snapshot(
     opening = None
     if manifest.opening_file:
         opening = np.load(root / manifest.opening_file, allow_pickle=False).astype(np.int64)
+    memory = None
+    if manifest.memory_file and manifest.memory_lexical_file:
+        memory = QuestionMemory.load(
+            root / manifest.memory_file, root / manifest.memory_lexical_file
+        )
     return IndexSnapshot(
         manifest=manifest,
         dense=dense,
         lexical=lexical,
         ef_search=ef_search or manifest.ef_search or DEFAULT_EF_SEARCH,
         opening=opening,
+        memory=memory,
     )
 
 

@@ -3,6 +3,8 @@
 One JSON object per line (the contract is in docs/learning.md); one output line per input line
 (imported / duplicate / error with the reason), then a summary. A bad line never stops the
 rest. Exit status 0 once the file was read, whatever its lines held; 1 when it could not be.
+When examples were approved, a new index version with their question memory is published
+(as `kb_ingest` does for documents).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, BinaryIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from support import knowledge
 from support.learning.examples import ImportSummary, examples_import
 
 
@@ -42,3 +45,8 @@ class Command(BaseCommand):
             ):
                 self.stdout.write(result.render())
         self.stdout.write(summary.render())
+        if summary.approved:
+            built = knowledge.index_rebuild()
+            self.stdout.write(
+                f"index version {built.version}: question memory of {built.memory_keys} question(s)"
+            )
