@@ -11,12 +11,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import knowledge
 from .conf import get_support_settings
 from .exceptions import DocumentRejected
+from .golden.gate import gate_report_held
+from .golden_admin import gate_report_render  # also registers the golden-question admin
 from .models import Chunk, Conversation, Escalation, Feedback, KnowledgeDocument, Message
 
 
@@ -210,9 +212,18 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = tuple(f for f in fields if f not in ("title", "source_url"))
     inlines = (ChunkInline,)
     actions = ("reindex_documents", "disable_documents", "enable_documents")
+    change_form_template = "admin/support/knowledgedocument/change_form.html"
 
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj: KnowledgeDocument) -> str:
+        if obj.pending_removal:
+            # Served until the index without it passes the golden questions (support.golden).
+            deleting = obj.pending_removal == KnowledgeDocument.Removal.DELETE
+            return format_html(
+                "{} — <strong>{} pending</strong> (golden questions)",
+                obj.get_status_display(),
+                "deletion" if deleting else "disable",
+            )
         if obj.status == KnowledgeDocument.Status.PROCESSING:
             return format_html("processing ({}%)", obj.progress)
         if obj.status == KnowledgeDocument.Status.FAILED:
@@ -240,6 +251,33 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if not self.has_add_permission(request):
             raise PermissionDenied
         return redirect("admin:support_knowledgedocument_upload")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        # A held change of the index that includes this document: its report and the decisions.
+        context = dict(extra_context or {})
+        if object_id.isdigit():
+            report = gate_report_held(document_id=int(object_id))
+            if report is not None:
+                context["gate_report_html"] = gate_report_render(request, report)
+        return super().change_view(request, object_id, form_url, context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        report = gate_report_held()
+        if report is not None:
+            link = reverse("admin:support_gatereport_change", args=[report.pk])
+            messages.warning(
+                request,
+                format_html(
+                    "A change of the knowledge base is held back by the golden questions: "
+                    '<a href="{}">report #{}</a> (customers still get index version {}).',
+                    link,
+                    report.pk,
+                    report.before_version,
+                ),
+            )
+        return super().changelist_view(request, extra_context)
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
@@ -285,9 +323,18 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         description="Disable selected documents (never retrieved)", permissions=["change"]
     )
     def disable_documents(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        for pk in queryset.values_list("pk", flat=True):
+        docs = [
             knowledge.document_set_enabled(document_id=pk, enabled=False)
-        messages.success(request, "Disabled; they leave the index now.")
+            for pk in queryset.values_list("pk", flat=True)
+        ]
+        if any(d.pending_removal for d in docs):
+            messages.warning(
+                request,
+                "Marked for disabling: they are served until the index without them passes "
+                "the golden questions.",
+            )
+        else:
+            messages.success(request, "Disabled; they leave the index now.")
 
     @admin.action(description="Enable selected documents", permissions=["change"])
     def enable_documents(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
@@ -298,9 +345,29 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def delete_model(self, request: HttpRequest, obj: KnowledgeDocument) -> None:
         knowledge.document_delete(document_id=obj.pk)
 
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> Any:
+        if KnowledgeDocument.objects.filter(pk=obj_id).exists():
+            # Marked only: the golden questions decide first (support.golden.gate).
+            messages.warning(
+                request,
+                f"“{obj_display}” is still served: it is deleted once the index without it "
+                "passes the golden questions.",
+            )
+            return redirect("admin:support_knowledgedocument_change", obj_id)
+        return super().response_delete(request, obj_display, obj_id)
+
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        for pk in list(queryset.values_list("pk", flat=True)):
-            knowledge.document_delete(document_id=pk)
+        waiting = [
+            pk
+            for pk in list(queryset.values_list("pk", flat=True))
+            if not knowledge.document_delete(document_id=pk)
+        ]
+        if waiting:
+            messages.warning(
+                request,
+                f"{len(waiting)} document(s) are still served: they are deleted once the index "
+                "without them passes the golden questions.",
+            )
 
 
 @admin.register(Chunk)

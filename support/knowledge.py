@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -22,6 +23,8 @@ from . import jobs, webhooks
 from .backends import get_embedder
 from .conf import SupportSettings, get_support_settings
 from .exceptions import DocumentRejected
+from .golden import gate
+from .golden.questions import golden_active_exists
 from .ingest.chunking import ChunkDraft, chunk, embedding_token_counter
 from .ingest.detect import safe_filename, sniff
 from .ingest.document import ParsedDocument
@@ -332,10 +335,27 @@ def _queue_index_rebuild() -> None:
     jobs.index_rebuild_enqueue()
 
 
+def _removal_gated(doc: KnowledgeDocument) -> bool:
+    # Only a document in the index changes what is served; with golden questions its removal
+    # waits for them (support.golden.gate).
+    return (
+        doc.status == KnowledgeDocument.Status.READY
+        and doc.chunk_count > 0
+        and golden_active_exists()
+    )
+
+
 @transaction.atomic
 def document_set_enabled(*, document_id: int, enabled: bool) -> KnowledgeDocument:
-    """Disable (never retrieved again) or re-enable a document; rebuilds the index on commit."""
+    """Disable (never retrieved again) or re-enable a document; rebuilds the index on commit.
+
+    With golden questions, disabling an indexed document only marks it (`pending_removal`):
+    it is served until the index without it passes the gate. Enabling cancels a pending
+    removal."""
     doc = KnowledgeDocument.objects.select_for_update().get(pk=document_id)
+    if enabled and doc.pending_removal:
+        doc.pending_removal = ""
+        doc.save(update_fields=["pending_removal", "updated_at"])
     if enabled and doc.status == KnowledgeDocument.Status.DISABLED:
         doc.status = (
             KnowledgeDocument.Status.READY if doc.chunk_count else KnowledgeDocument.Status.PENDING
@@ -344,8 +364,14 @@ def document_set_enabled(*, document_id: int, enabled: bool) -> KnowledgeDocumen
         if doc.status == KnowledgeDocument.Status.PENDING:
             jobs.document_ingest_enqueue(document_id=doc.pk)
     elif not enabled and doc.status != KnowledgeDocument.Status.DISABLED:
-        doc.status = KnowledgeDocument.Status.DISABLED
-        doc.save(update_fields=["status", "updated_at"])
+        if _removal_gated(doc):
+            if not doc.pending_removal:
+                doc.pending_removal = KnowledgeDocument.Removal.DISABLE
+                doc.save(update_fields=["pending_removal", "updated_at"])
+        else:
+            doc.status = KnowledgeDocument.Status.DISABLED
+            doc.pending_removal = ""
+            doc.save(update_fields=["status", "pending_removal", "updated_at"])
     _queue_index_rebuild()
     return doc
 
@@ -382,30 +408,64 @@ def documents_ingest_queue(*, document_ids: Sequence[int]) -> None:
         jobs.documents_ingest_enqueue(document_ids=ids[start : start + INGEST_TASK_DOCUMENTS])
 
 
-def document_delete(*, document_id: int) -> None:
-    """Delete a document, its chunks and its stored file; its chunks leave the index on commit."""
+def document_delete(*, document_id: int) -> bool:
+    """Delete a document, its chunks and its stored file; its chunks leave the index on commit.
+
+    With golden questions an indexed document is only marked for deletion (`pending_removal`)
+    and deleted once the index without it passes the gate: returns False then, True when it
+    was deleted (or did not exist)."""
     with transaction.atomic():
         doc = KnowledgeDocument.objects.select_for_update().filter(pk=document_id).first()
         if doc is None:
-            return
-        storage, name = doc.file.storage, doc.file.name
-        doc.delete()
+            return True
+        if _removal_gated(doc):
+            doc.pending_removal = KnowledgeDocument.Removal.DELETE
+            doc.save(update_fields=["pending_removal", "updated_at"])
+            _queue_index_rebuild()
+            return False
+        _document_delete_now(doc)
         _queue_index_rebuild()
-        if name:
-            transaction.on_commit(lambda: storage.delete(name))
+    return True
+
+
+def _document_delete_now(doc: KnowledgeDocument) -> None:
+    storage, name = doc.file.storage, doc.file.name
+    doc.delete()
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))
+
+
+def _removals_apply(document_ids: Sequence[int]) -> None:
+    """Apply the pending removals a just-published version was built without."""
+    if not document_ids:
+        return
+    with transaction.atomic():
+        for doc in KnowledgeDocument.objects.select_for_update().filter(pk__in=list(document_ids)):
+            if doc.pending_removal == KnowledgeDocument.Removal.DELETE:
+                _document_delete_now(doc)
+            elif doc.pending_removal == KnowledgeDocument.Removal.DISABLE:
+                doc.status = KnowledgeDocument.Status.DISABLED
+                doc.pending_removal = ""
+                doc.save(update_fields=["status", "pending_removal", "updated_at"])
 
 
 @dataclass(frozen=True, slots=True)
 class IndexBuildResult:
-    version: int
+    version: int  # the version served after the call
     chunks: int
     seconds: float
     memory_keys: int = 0  # questions of approved examples in the version's question memory
+    # A new version waits for a decision (support.golden.gate): `version` is the old one.
+    held: bool = False
+    report_id: int | None = None
 
 
 def _indexable_chunks() -> QuerySet[Chunk]:
+    # A document whose removal is pending is served but left out of the next version.
     return Chunk.objects.filter(
-        document__status=KnowledgeDocument.Status.READY, embedding__isnull=False
+        document__status=KnowledgeDocument.Status.READY,
+        document__pending_removal="",
+        embedding__isnull=False,
     )
 
 
@@ -438,6 +498,8 @@ def index_sync() -> IndexBuildResult | None:
         if manifest.metadata.get("fingerprint") == _fingerprint():
             return None
     result = index_rebuild()
+    if result.held:
+        return None  # behind the database on purpose: the change waits for a decision
     logger.info("index on this machine was behind the database: built version %s", result.version)
     return result
 
@@ -484,37 +546,124 @@ def index_sync_loop_stop(timeout: float = 5.0) -> None:
         loop.join(timeout)
 
 
+# A rebuild waits at most this long for another one on this machine (gate included).
+GATE_LOCK_TIMEOUT_S = 300
+
+
 def index_rebuild(*, force: bool = False) -> IndexBuildResult:
     """Build a new index version from the stored embeddings of every READY document.
 
     The version carries the question memory of the approved examples (docs/learning.md).
     Written to new files and published atomically; serving processes switch before their next
-    search. Disabled and failed documents are left out. Skipped (returning the current version)
-    when the indexable chunks and the memory's examples are unchanged since the current version,
-    so a burst of queued rebuilds after a bulk upload costs one build. When only the examples
-    changed (one approved, rejected or edited), the new version shares the chunks' files with the
-    current one and only the memory is built.
+    search. Disabled and failed documents are left out, and so are those whose removal is
+    pending. Skipped (returning the current version) when the indexable chunks and the memory's
+    examples are unchanged since the current version, so a burst of queued rebuilds after a
+    bulk upload costs one build. When only the examples changed (one approved, rejected or
+    edited), the new version shares the chunks' files with the current one and only the memory
+    is built. When the chunks changed and golden questions are active, the new version is
+    staged first and published only if it passes the gate (support.golden.gate); a held
+    version leaves the current one served (`held`). Pending removals are applied once the
+    version without them is published.
     """
     started = time.perf_counter()
     conf = get_support_settings()
-    chunks_fingerprint = _chunks_fingerprint()
-    fingerprint = f"{chunks_fingerprint}|m:{memory_fingerprint()}"
-    metadata = {"fingerprint": fingerprint, "chunks": chunks_fingerprint}
-    current = search_index.current_version(conf.index_dir)
-    if current is not None and not force:
-        manifest = search_index.read_manifest(conf.index_dir, current)
-        if manifest.metadata.get("fingerprint") == fingerprint:
+    root = conf.index_dir
+    root.mkdir(parents=True, exist_ok=True)
+    # One change at a time on this machine: a second rebuild waits, then finds the first's
+    # result (published, or held) and has nothing left to do.
+    with search_index.build_lock(
+        root, timeout=GATE_LOCK_TIMEOUT_S, name=search_index.GATE_LOCK_FILE
+    ):
+        chunks_fingerprint = _chunks_fingerprint()
+        fingerprint = f"{chunks_fingerprint}|m:{memory_fingerprint()}"
+        metadata = {"fingerprint": fingerprint, "chunks": chunks_fingerprint}
+        current = search_index.current_version(root)
+        if current is not None and not force:
+            manifest = search_index.read_manifest(root, current)
+            if manifest.metadata.get("fingerprint") == fingerprint:
+                return IndexBuildResult(
+                    current, manifest.count, time.perf_counter() - started, manifest.memory_keys
+                )
+            if manifest.metadata.get("chunks") == chunks_fingerprint:
+                # Only the examples changed: a learned change, not one of the knowledge base.
+                indexed = set(_indexable_chunks().values_list("pk", flat=True))
+                memory = memory_build(indexed_chunk_ids=indexed, index_dir=root)
+                version = search_index.republish(
+                    root, current, memory=memory, metadata=metadata, lock_timeout=120
+                )
+                keys = len(memory) if memory is not None else 0
+                return IndexBuildResult(
+                    version, manifest.count, time.perf_counter() - started, keys
+                )
+        prior = gate.kb_change_prior(fingerprint=fingerprint)
+        if current is not None and prior.verdict == "held":
+            held = search_index.read_manifest(root, current)
             return IndexBuildResult(
-                current, manifest.count, time.perf_counter() - started, manifest.memory_keys
+                current,
+                held.count,
+                time.perf_counter() - started,
+                held.memory_keys,
+                held=True,
+                report_id=prior.report.pk if prior.report else None,
             )
-        if manifest.metadata.get("chunks") == chunks_fingerprint:
-            indexed = set(_indexable_chunks().values_list("pk", flat=True))
-            memory = memory_build(indexed_chunk_ids=indexed, index_dir=conf.index_dir)
-            version = search_index.republish(
-                conf.index_dir, current, memory=memory, metadata=metadata, lock_timeout=120
+        # The removals this version is built without; applied once it is published, unless
+        # a held change is only being served where no index existed yet (a new machine).
+        removal_ids = (
+            []
+            if prior.verdict == "held"
+            else list(
+                KnowledgeDocument.objects.exclude(pending_removal="").values_list("pk", flat=True)
             )
-            keys = len(memory) if memory is not None else 0
-            return IndexBuildResult(version, manifest.count, time.perf_counter() - started, keys)
+        )
+        gated = current is not None and prior.verdict == "evaluate" and golden_active_exists()
+        staged = _approved_staged(root, prior, fingerprint)
+        if staged is not None:
+            # Published anyway (or approved elsewhere): the held version itself, if still here.
+            search_index.publish(root, staged.version, lock_timeout=120)
+            version, chunks, keys = staged.version, staged.count, staged.memory_keys
+        else:
+            version, chunks, keys = _index_build(metadata, publish=not gated)
+        if gated:
+            assert current is not None
+            outcome = gate.kb_change_gate(
+                staged_version=version,
+                published_version=current,
+                fingerprint=fingerprint,
+                removal_ids=removal_ids,
+            )
+            if not outcome.publish:
+                served = search_index.read_manifest(root, current)
+                return IndexBuildResult(
+                    current,
+                    served.count,
+                    time.perf_counter() - started,
+                    served.memory_keys,
+                    held=True,
+                    report_id=outcome.report.pk if outcome.report else None,
+                )
+            search_index.publish(root, version, lock_timeout=120)
+        _removals_apply(removal_ids)
+    return IndexBuildResult(version, chunks, time.perf_counter() - started, keys)
+
+
+def _approved_staged(
+    root: Path, prior: gate.KbPrior, fingerprint: str
+) -> search_index.IndexManifest | None:
+    """The staged version of an approved report when it is on this disk, built from exactly
+    this database state."""
+    if prior.verdict != "approved" or prior.report is None or prior.report.after_version is None:
+        return None
+    version = prior.report.after_version
+    if not search_index.staged_exists(root, version):
+        return None
+    manifest = search_index.read_manifest(root, version)
+    return manifest if manifest.metadata.get("fingerprint") == fingerprint else None
+
+
+def _index_build(metadata: dict[str, str], *, publish: bool) -> tuple[int, int, int]:
+    """Write a new version from the indexable chunks and the question memory (published, or
+    only staged); returns its number, chunk count and memory keys."""
+    conf = get_support_settings()
     rows = list(
         _indexable_chunks()
         .order_by("pk")
@@ -530,7 +679,6 @@ def index_rebuild(*, force: bool = False) -> IndexBuildResult:
         vectors = np.zeros((0, dim), dtype=np.float32)
     # BM25 sees the title and headings too: product names often live there.
     texts = [" ".join([r[4] or "", " ".join(r[3] or []), r[2]]) for r in rows]
-    conf.index_dir.mkdir(parents=True, exist_ok=True)
     memory = memory_build(indexed_chunk_ids=set(ids.tolist()), index_dir=conf.index_dir)
     version = search_index.build(
         conf.index_dir,
@@ -542,6 +690,7 @@ def index_rebuild(*, force: bool = False) -> IndexBuildResult:
         metadata=metadata,
         memory=memory,
         lock_timeout=120,
+        publish=publish,
     )
     keys = len(memory) if memory is not None else 0
-    return IndexBuildResult(version, len(rows), time.perf_counter() - started, keys)
+    return version, len(rows), keys

@@ -151,6 +151,10 @@ class KnowledgeDocument(models.Model):
         FAILED = "failed", "Failed"
         DISABLED = "disabled", "Disabled"
 
+    class Removal(models.TextChoices):
+        DISABLE = "disable", "Disable"
+        DELETE = "delete", "Delete"
+
     title = models.CharField(max_length=300, blank=True)
     file = models.FileField(upload_to=_document_upload_to, max_length=300)
     original_filename = models.CharField(max_length=255)
@@ -168,6 +172,11 @@ class KnowledgeDocument(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
+    # A disable or delete waiting for the golden questions (support.golden): still served until
+    # the index without the document is published, then applied.
+    pending_removal = models.CharField(
+        max_length=8, choices=Removal.choices, blank=True, default=""
+    )
 
     class Meta:
         ordering = ("-created_at",)
@@ -400,6 +409,9 @@ class ReportDay(models.Model):
     def __str__(self) -> str:
         return f"{self.day.isoformat()} {self.channel}"
 
+
+# Golden questions and the reports of the gate (issue 14).
+from .models_golden import *  # noqa: E402, F403
 
 # API tokens, webhooks and the e-mail channel (issue 17): one app, their models live there.
 from .models_integrations import *  # noqa: E402, F403

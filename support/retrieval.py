@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -12,8 +14,41 @@ from django.db.models import Q
 
 from .backends import get_index_reader, get_searcher
 from .models import Chunk, KnowledgeDocument
-from .search.index import IndexNotReady
-from .search.lexical import tokenize
+from .search.embedder import Embedder
+from .search.index import IndexNotReady, IndexSnapshot
+from .search.lexical import Bm25Index, tokenize
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedIndex:
+    snapshot: IndexSnapshot
+    embedder: Embedder | None = None
+
+
+# Per context (a thread, a task): serving threads of the same process never see another's pin.
+_pinned: ContextVar[PinnedIndex | None] = ContextVar("support_pinned_index", default=None)
+
+
+@contextlib.contextmanager
+def index_pinned(snapshot: IndexSnapshot, *, embedder: Embedder | None = None) -> Iterator[None]:
+    """Every search in this context (passages, the BM25 vocabulary and IDFs the answer decision
+    reads) uses `snapshot`, and `embedder` for queries when given, instead of the published
+    index: how the gate runs the serving code against a staged version."""
+    token = _pinned.set(PinnedIndex(snapshot, embedder))
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
+
+
+def _lexical() -> Bm25Index | None:
+    pinned = _pinned.get()
+    if pinned is not None:
+        return pinned.snapshot.lexical
+    try:
+        return get_index_reader().snapshot().lexical
+    except IndexNotReady:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +116,15 @@ def passages_search(
         hidden |= Q(document_id__in=list(exclude_document_ids))
     deny = list(Chunk.objects.filter(hidden).values_list("pk", flat=True))
     try:
-        result = get_searcher().search(query, k=k + 5, deny_ids=deny or None, memory=memory)
+        pinned = _pinned.get()
+        result = get_searcher().search(
+            query,
+            k=k + 5,
+            deny_ids=deny or None,
+            memory=memory,
+            snapshot=pinned.snapshot if pinned else None,
+            embedder=pinned.embedder if pinned else None,
+        )
     except IndexNotReady:
         return SearchResult(query, (), 0.0, None, (time.perf_counter() - started) * 1000)
     ids = [h.chunk_id for h in result.hits]
@@ -153,10 +196,7 @@ def unknown_identifiers(text: str) -> list[str]:
     """
     letters = [c for c in text if c.isalpha()]
     shouting = bool(letters) and sum(c.isupper() for c in letters) > 0.5 * len(letters)
-    try:
-        lexical = get_index_reader().snapshot().lexical
-    except IndexNotReady:
-        return []
+    lexical = _lexical()
     if lexical is None:
         return []
     unknown = []
@@ -175,10 +215,7 @@ def term_idfs(text: str) -> dict[str, float]:
     """The BM25 terms of `text` with their IDF in the current index; a term no chunk holds
     gets the highest IDF there is (rarer than anything the knowledge base says). Empty
     without an index."""
-    try:
-        lexical = get_index_reader().snapshot().lexical
-    except IndexNotReady:
-        return {}
+    lexical = _lexical()
     if lexical is None:
         return {}
     return {term: lexical.idf(term) for term in dict.fromkeys(tokenize(text))}

@@ -42,6 +42,12 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         # The review queue of examples the bot learns from (support.learning).
         "view_example",
         "change_example",
+        # Golden questions and the gate's reports (support.golden).
+        "view_goldenquestion",
+        "add_goldenquestion",
+        "change_goldenquestion",
+        "delete_goldenquestion",
+        "view_gatereport",
     ),
     SUPPORT_MANAGERS: ("view_reports",),
 }

@@ -162,6 +162,7 @@ class DocumentSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "error",
             "chunk_count",
             "checksum",
+            "pending_removal",
             "created_at",
             "updated_at",
             "indexed_at",

@@ -380,11 +380,18 @@ class DocumentDetail(ApiView):
             s.DocumentSerializer(get_object_or_404(KnowledgeDocument, pk=document_id)).data
         )
 
-    @extend_schema(summary="Delete a document and its chunks", responses={204: None})
+    @extend_schema(
+        summary="Delete a document and its chunks",
+        description="With golden questions an indexed document is deleted once the index "
+        "without it passes them: 202 with the document (`pending_removal: delete`) until then.",
+        responses={204: None, 202: s.DocumentSerializer},
+    )
     def delete(self, request: Request, document_id: int) -> Response:
         get_object_or_404(KnowledgeDocument, pk=document_id)
-        knowledge.document_delete(document_id=document_id)
-        return Response(status=204)
+        if knowledge.document_delete(document_id=document_id):
+            return Response(status=204)
+        doc = get_object_or_404(KnowledgeDocument, pk=document_id)
+        return Response(s.DocumentSerializer(doc).data, status=202)
 
 
 class DocumentAction(ApiView):

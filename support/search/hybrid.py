@@ -329,12 +329,18 @@ class HybridSearcher:
         allow_ids: Iterable[int] | None = None,
         deny_ids: Iterable[int] | None = None,
         memory: bool = True,
+        snapshot: IndexSnapshot | None = None,
+        embedder: Embedder | None = None,
     ) -> HybridResult:
         """Top `k` chunks for `query`; ids outside `allow_ids` or in `deny_ids` never appear.
-        `memory=False` searches the chunks' own texts only (no question memory)."""
-        vector = self.embedder.encode_query(query)
+        `memory=False` searches the chunks' own texts only (no question memory).
+
+        `snapshot` searches that version instead of the reader's newest (a staged version the
+        gate evaluates), `embedder` embeds the query instead of the searcher's own (the model
+        that version's vectors were made with)."""
+        vector = (embedder or self.embedder).encode_query(query)
         return hybrid_search(
-            self.reader.snapshot(),
+            snapshot if snapshot is not None else self.reader.snapshot(),
             vector,
             query,
             k=k,

@@ -9,7 +9,9 @@ Layout of an index directory::
     memory-v7.npz           question memory: approved examples' questions as keys of their
     memlex-v7.npz           chunks, vectors + chunk lists and BM25 (optional; search.memory)
     manifest-v7.json        what was built, how, and with which parameters
+    discarded-v8.mark       a staged version that was discarded (its number stays taken)
     .build.lock             fcntl lock: one writer at a time across processes
+    .gate.lock              fcntl lock: one staged change evaluated at a time (support.golden)
 
 Rules that keep serving safe (STYLE.md: never write to an index that is being served):
 
@@ -17,6 +19,10 @@ Rules that keep serving safe (STYLE.md: never write to an index that is being se
   question memory) never touches a file of an existing version. It writes every file of version N+1
   under a temporary name, fsyncs, `os.replace`s it into place, writes the manifest last and
   only then flips `CURRENT`. A crash leaves either the old version or the new one current.
+* A version can be **staged**: `build(..., publish=False)` writes it the same way but leaves
+  `CURRENT` alone, so nothing serves it; `load_snapshot` can still search it (the golden
+  questions are run against it before the swap). `publish` flips `CURRENT` to it later;
+  `discard` deletes a staged version's files. Neither touches the version being served.
 * `IndexReader` loads whole files into memory (no mmap), so pruning old files never pulls
   data from under a search. It checks `CURRENT` with one `stat` before each search and swaps
   its snapshot reference under a lock; searches in flight keep the snapshot they started with.
@@ -49,8 +55,9 @@ from support.search.memory import QuestionMemory
 
 CURRENT_FILE: Final = "CURRENT"
 LOCK_FILE: Final = ".build.lock"
+GATE_LOCK_FILE: Final = ".gate.lock"
 _VERSION_FILE_RE: Final = re.compile(
-    r"^(?:index|lexical|manifest|opening|memory|memlex)-v(\d+)\.(?:faiss|npz|json|npy)$"
+    r"^(?:index|lexical|manifest|opening|memory|memlex|discarded)-v(\d+)\.(?:faiss|npz|json|npy|mark)$"
 )
 _TMP_MARK: Final = ".tmp-"
 # faiss's bundled stubs miss the search-parameter classes; go through an untyped alias there.
@@ -170,6 +177,10 @@ def memory_file_names(version: int) -> tuple[str, str]:
     return f"memory-v{version}.npz", f"memlex-v{version}.npz"
 
 
+def discarded_file_name(version: int) -> str:
+    return f"discarded-v{version}.mark"
+
+
 def build(
     directory: str | os.PathLike[str],
     ids: Sequence[int] | NDArray[np.int64],
@@ -186,8 +197,12 @@ def build(
     memory: QuestionMemory | None = None,
     keep: int = 2,
     lock_timeout: float | None = None,
+    publish: bool = True,
 ) -> int:
     """Build a new index version from scratch, publish it atomically and return its number.
+
+    With `publish=False` the version is only staged: every file is written, `CURRENT` is not
+    flipped and nothing is pruned (see `publish` and `discard`).
 
     `vectors` must be L2-normalised float32 rows aligned with the unique int64 `ids`. When
     `texts` (aligned with `ids`) is given, a BM25 index of the same version is written too.
@@ -254,7 +269,11 @@ def build(
             memory_keys=len(memory) if memory_names and memory is not None else 0,
             metadata=dict(metadata or {}),
         )
-        _publish(root, manifest, keep=keep)
+        if publish:
+            _publish(root, manifest, keep=keep)
+        else:
+            _atomic_write_text(root / manifest_file_name(version), manifest.to_json())
+            _fsync_dir(root)
     return version
 
 
@@ -305,8 +324,12 @@ def republish(
 def _publish(root: Path, manifest: IndexManifest, *, keep: int) -> None:
     """Write the manifest, then flip CURRENT (the caller holds the build lock)."""
     _atomic_write_text(root / manifest_file_name(manifest.version), manifest.to_json())
-    # Publishing point: readers switch on their next search.
-    _atomic_write_text(root / CURRENT_FILE, f"{manifest.version}\n")
+    _flip(root, manifest.version, keep=keep)
+
+
+def _flip(root: Path, version: int, *, keep: int) -> None:
+    # Publishing point: readers switch on their next search. Called with the build lock held.
+    _atomic_write_text(root / CURRENT_FILE, f"{version}\n")
     _fsync_dir(root)
     _prune(root, keep=keep)
 
@@ -342,11 +365,77 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def staged_exists(directory: str | os.PathLike[str], version: int) -> bool:
+    """Every file of `version`'s manifest is on disk (a staged or published version)."""
+    root = Path(directory)
+    try:
+        manifest = read_manifest(root, version)
+    except (FileNotFoundError, ValueError, TypeError):
+        return False
+    names = [
+        manifest.index_file,
+        manifest.lexical_file,
+        manifest.opening_file,
+        manifest.memory_file,
+        manifest.memory_lexical_file,
+    ]
+    return all((root / name).is_file() for name in names if name)
+
+
+def publish(
+    directory: str | os.PathLike[str],
+    version: int,
+    *,
+    keep: int = 2,
+    lock_timeout: float | None = None,
+) -> None:
+    """Make a version already on disk (staged, or an older one) the one served, atomically.
+
+    Raises IndexNotReady when its files are gone (pruned or discarded since).
+    """
+    root = Path(directory)
+    with build_lock(root, timeout=lock_timeout):
+        if not staged_exists(root, version):
+            raise IndexNotReady(f"Index version {version} is not on disk in {root}")
+        if current_version(root) != version:
+            _flip(root, version, keep=keep)
+
+
+def discard(directory: str | os.PathLike[str], version: int) -> bool:
+    """Delete the files of a staged version; False (and nothing deleted) when it is the version
+    being served or is already gone."""
+    root = Path(directory)
+    with build_lock(root):
+        if current_version(root) == version:
+            return False
+        names = [
+            index_file_name(version),
+            lexical_file_name(version),
+            opening_file_name(version),
+            *memory_file_names(version),
+            manifest_file_name(version),
+        ]
+        if not any((root / name).exists() for name in names):
+            return False
+        # A mark keeps the number taken: version numbers never repeat (a reader that once
+        # loaded a number never mistakes another build for it). Pruned like any old version.
+        _atomic_write_text(root / discarded_file_name(version), "")
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                (root / name).unlink()
+        _fsync_dir(root)
+        return True
+
+
 @contextlib.contextmanager
-def build_lock(directory: Path, *, timeout: float | None = None) -> Iterator[None]:
-    """Exclusive cross-process lock on `directory` (fcntl.flock on .build.lock)."""
+def build_lock(
+    directory: Path, *, timeout: float | None = None, name: str = LOCK_FILE
+) -> Iterator[None]:
+    """Exclusive cross-process lock on `directory` (fcntl.flock on .build.lock, or `name`).
+
+    Not re-entrant: a process holding one lock file must not take the same one again."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if timeout is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -631,6 +720,10 @@ class IndexSnapshot:
 
     def _all_ids(self) -> NDArray[np.int64]:
         return np.asarray(faiss.vector_to_array(self.dense.id_map), dtype=np.int64)
+
+    def ids(self) -> frozenset[int]:
+        """Every chunk id in this version."""
+        return frozenset(self._all_ids().tolist())
 
 
 def load_snapshot(
