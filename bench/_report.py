@@ -34,6 +34,7 @@ SCRIPT_TITLES = {
     "chat_load": "live chat under load",
     "warmup": "first answer after a start",
     "conversations": "scripted conversations",
+    "reports": "reports over 100,000 conversations",
 }
 
 
@@ -207,6 +208,22 @@ def headline_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 f"{sec(on.get('first_ttft_s'))} ({times(on.get('ratio'), 1)} a warm answer)",
                 f"warm-up off: {sec(off.get('first_ttft_s'))} "
                 f"({times(off.get('ratio'), 1)} a warm answer); target ≤ ×2",
+            )
+        )
+    pg = next(
+        (
+            x
+            for x in fig.result(results, "reports").get("runs") or []
+            if x.get("database") == "postgresql" and x.get("report_s") is not None
+        ),
+        None,
+    )
+    if pg:
+        rows.append(
+            (
+                f"Report of a month ({num(pg.get('conversations'))} conversations, PostgreSQL)",
+                ms(pg["report_s"] * 1000, 0),
+                f"filling the rollup from raw rows: {sec(pg.get('fill_s'), 1)}; target < 1 s",
             )
         )
     levels = fig.result(results, "chat_load").get("levels") or []
@@ -1386,6 +1403,76 @@ def section_conversations(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def section_reports(results: Mapping[str, Any]) -> list[str]:
+    lines = ["## Reports (`bench/reports.py`)", ""]
+    note = _status_note(results, "reports")
+    if note:
+        return [*lines, note, ""]
+    r = fig.result(results, "reports")
+    m = r.get("machine") or {}
+    lines += [
+        f"`python bench/reports.py` seeds {num(r.get('conversations'))} conversations over "
+        f"{num(r.get('days'))} days with `bulk_create` into a fresh database (the mix is in the "
+        "script's docstring: declines, thumbs, hand-overs with claims, replies and ratings, "
+        "returning customers) and times the reports of docs/reports.md. *fill* is the first "
+        "report of the month with an empty rollup table: every day computed from the raw rows "
+        "by grouped queries and stored; *one day* is what a beat run costs per changed day; "
+        "*month from the rollup* is `report_build` over the month once the days are stored "
+        "(median of 5); *`report --json`* runs the command in a fresh process, Django's start "
+        "included (a bare `manage.py check` beside it); *beat run* is `report_rollup_run` an "
+        "hour after the last message; the metrics columns are the first `/metrics` snapshot of "
+        "a process (it reads the whole history) and the next one. Load average at the start: "
+        f"{num(m.get('loadavg_1m'), 2)} on {num(m.get('cpus'))} CPUs.",
+        "",
+    ]
+    rows = []
+    for run in r.get("runs") or []:
+        if "skipped" in run or "error" in run:
+            why = run.get("skipped") or "failed (see the results file)"
+            rows.append([run.get("database", "?"), why, "", "", "", "", "", ""])
+            continue
+        rows.append(
+            [
+                run["database"],
+                sec(run.get("seed_s"), 0),
+                f"{sec(run.get('fill_s'), 1)} ({sec(run.get('fill_per_day_s'))}/day)",
+                sec(run.get("day_refresh_s")),
+                ms((run.get("report_s") or 0) * 1000, 0),
+                f"{sec(run.get('command_s'))} ({sec(run.get('django_start_s'))})",
+                f"{sec(run.get('beat_run_s'))} ({num(run.get('beat_days'))} days)",
+                f"{sec(run.get('metrics_first_scrape_s'))} / "
+                f"{ms((run.get('metrics_next_scrape_s') or 0) * 1000, 0)}",
+            ]
+        )
+    lines += [
+        table(
+            [
+                "database",
+                "seed",
+                "fill",
+                "one day",
+                "month from the rollup",
+                "`report --json` (bare start)",
+                "beat run",
+                "metrics first / next",
+            ],
+            rows,
+            "lrrrrrrr",
+        ),
+        "",
+    ]
+    pg = next((x for x in r.get("runs") or [] if x.get("database") == "postgresql"), None)
+    if pg and pg.get("report_s") is not None:
+        target = r.get("target_report_s") or 1.0
+        met = "met" if pg["report_s"] < target else "**not met**"
+        lines += [
+            f"Target (issue 16): a month of {num(r.get('conversations'))} conversations read in "
+            f"under {num(target, 0)} s on PostgreSQL: {met} ({ms(pg['report_s'] * 1000, 0)}).",
+            "",
+        ]
+    return lines
+
+
 def render_benchmarks(
     results: Mapping[str, Any],
     *,
@@ -1405,6 +1492,7 @@ def render_benchmarks(
         *section_warmup(results),
         *section_answers(results),
         *section_conversations(results),
+        *section_reports(results),
         *section_cost(results),
         *section_escalation(results),
         *section_chat_load(results, images, img_prefix),

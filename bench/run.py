@@ -95,13 +95,15 @@ SCRIPTS: tuple[Script, ...] = (
     # Trimmed to make room for warmup: answers' and retrieval_tune's full budgets (their full
     # runs took 155-242 s and 128-210 s of 420 and 360, bench/results/2026-11-28*.json) and the
     # quick ones of answers and chat_load (whose full run, every level, took 81-94 s).
-    Script("answers", ("--quick",), (), 70, 330),
+    # Its quick budget gave 15 s to reports' quick run.
+    Script("answers", ("--quick",), (), 55, 330),
     Script(
         "chat_load",
         ("--quick", "--levels", "1,4", "--idle", "100", "--idle-hold", "5"),
         (),
         45,
-        300,
+        # Trimmed from 300 to make room for reports (its full runs took 81-94 s).
+        150,
     ),
     # Fresh processes with the warm-up off and on: the first answer after a start.
     Script("warmup", ("--quick",), (), 35, 150),
@@ -113,6 +115,15 @@ SCRIPTS: tuple[Script, ...] = (
         600,
         why_full_only="full suite only (35 scripted conversations with the real models take about "
         "10 minutes)",
+    ),
+    # The reports of a month on SQLite and, with DATABASE_URL, PostgreSQL: 20,000 conversations
+    # in the suite (100,000 take about 4 minutes per database, by hand: docs/benchmarks.md).
+    Script(
+        "reports",
+        ("--quick", "--backends", "sqlite"),
+        ("--conversations", "20000"),
+        15,
+        150,
     ),
     Script(
         "retrieval_tune",

@@ -193,3 +193,42 @@ def test_warmup_section_says_why_it_is_missing(results: dict[str, Any]) -> None:
     page = report.render_benchmarks(results, results_file="r.json")
     section = page.split("## First answer after a start", 1)[1].split("\n## ", 1)[0]
     assert "Not run in this suite run." in section
+
+
+def test_reports_section_and_headline(results: dict[str, Any]) -> None:
+    run = {
+        "database": "postgresql",
+        "conversations": 100_000,
+        "seed_s": 180.0,
+        "fill_s": 40.5,
+        "fill_per_day_s": 1.35,
+        "day_refresh_s": 1.2,
+        "report_s": 0.052,
+        "command_s": 3.4,
+        "django_start_s": 3.0,
+        "beat_run_s": 6.0,
+        "beat_days": 7,
+        "metrics_first_scrape_s": 2.5,
+        "metrics_next_scrape_s": 0.02,
+    }
+    results["scripts"]["reports"] = {
+        "status": "ok",
+        "result": {
+            "conversations": 100_000,
+            "days": 30,
+            "target_report_s": 1.0,
+            "machine": {"cpus": 2, "loadavg_1m": 5.9},
+            "runs": [run, {"database": "sqlite", "error": "boom"}],
+        },
+    }
+    page = report.render_benchmarks(results, results_file="r.json")
+    assert "## Reports (`bench/reports.py`)" in page
+    assert "| postgresql | 180 s | 40.5 s (1.35 s/day) | 1.20 s | 52 ms |" in page
+    assert "| sqlite | failed (see the results file) |" in page
+    assert "under 1 s on PostgreSQL: met (52 ms)" in page
+    figures = {figure: value for figure, value, _ in report.headline_rows(results)}
+    assert figures["Report of a month (100,000 conversations, PostgreSQL)"] == "52 ms"
+    results["scripts"].pop("reports")
+    page = report.render_benchmarks(results, results_file="r.json")
+    section = page.split("## Reports (`bench/reports.py`)", 1)[1].split("\n## ", 1)[0]
+    assert "Not run in this suite run." in section
