@@ -32,6 +32,7 @@ from django.db.models.functions import Cast, Coalesce, ExtractHour
 
 from ..handoff.escalation_rules.state import LineKind
 from ..models import Conversation, Escalation, Feedback, Message
+from . import histogram
 from .sql import EpochMs, bucket_of
 from .tally import Tally
 
@@ -167,88 +168,66 @@ def _conversations(out: dict[str, Tally], start: datetime, end: datetime, window
         last_answer_feedback=Coalesce(
             _first(answers, "feedback__value", last=True), Value(""), output_field=CharField()
         ),
-        rating0=Coalesce("rating", Value(0)),
         has_return=Exists(returns),
     )
-    now_ms = windows.now.timestamp() * 1000
-    assumed_ms = windows.assumed_after.total_seconds() * 1000
     durable_ms = windows.durable.total_seconds() * 1000
-    bot_resolved = Q(has_answer=True, escalated=False, last_turn=F("last_answer")) & ~Q(
-        last_answer_feedback=Feedback.Value.DOWN
-    )
-    said_so = Q(last_answer_feedback=Feedback.Value.UP) | Q(rating0__gte=4)
-    confirmed = bot_resolved & said_so
-    unconfirmed = bot_resolved & ~said_so
     rows = rows.annotate(
         hour=ExtractHour("first_at", tzinfo=windows.zone),
-        answer_age_ms=Value(now_ms) - EpochMs(F("last_answer_at")),
-        resolved_age_ms=Value(now_ms) - EpochMs(F("resolved_at")),
         came_back_bot=_returned_by_email("last_answer_at", durable_ms),
         came_back_person=_returned_by_email("resolved_at", durable_ms),
     )
-    is_bot_resolved = confirmed | (unconfirmed & Q(answer_age_ms__gte=assumed_ms))
-    person = Q(status=Conversation.Status.RESOLVED, resolved_at__isnull=False)
-    totals = _grouped(
-        rows.values("channel").annotate(
-            conversations=Count("pk"),
-            involved=Count("pk", filter=Q(has_bot=True)),
-            answered=Count("pk", filter=Q(has_answer=True)),
-            declined_conv=Count("pk", filter=Q(has_decline=True)),
-            handed_over=Count("pk", filter=Q(escalated=True)),
-            bot_confirmed=Count("pk", filter=confirmed),
-            bot_assumed=Count("pk", filter=unconfirmed & Q(answer_age_ms__gte=assumed_ms)),
-            bot_awaiting=Count("pk", filter=unconfirmed & Q(answer_age_ms__lt=assumed_ms)),
-            reopened=Count("pk", filter=Q(has_return=True)),
-            person_resolved=Count("pk", filter=person),
-            durable_known_bot=Count(
-                "pk", filter=is_bot_resolved & Q(answer_age_ms__gte=durable_ms)
-            ),
-            durable_bot=Count(
-                "pk",
-                filter=is_bot_resolved & Q(answer_age_ms__gte=durable_ms, came_back_bot=False),
-            ),
-            durable_known_person=Count("pk", filter=person & Q(resolved_age_ms__gte=durable_ms)),
-            durable_person=Count(
-                "pk",
-                filter=person & Q(resolved_age_ms__gte=durable_ms, came_back_person=False),
-            ),
-            rated=Count("pk", filter=Q(rating__isnull=False)),
-            rating_sum=Sum("rating"),
-            **{f"rating_{v}": Count("pk", filter=Q(rating=v)) for v in range(1, 6)},
+    # One pass: every per-conversation subquery is evaluated once per row. (Referenced from
+    # many filtered aggregates, Django repeats each subquery in every one of them, which
+    # PostgreSQL plans far worse than SQLite.) The counts are added up below.
+    fields = (
+        "channel", "hour", "first_at", "first_bot_at", "has_bot", "has_answer", "has_decline",
+        "escalated", "last_turn", "last_answer", "last_answer_at", "last_answer_feedback",
+        "rating", "status", "resolved_at", "has_return", "came_back_bot", "came_back_person",
+    )  # fmt: skip
+    now = windows.now
+    for values in rows.values_list(*fields).order_by().iterator(chunk_size=2000):
+        r = dict(zip(fields, values, strict=True))
+        t = out[r["channel"]]
+        t.count("conversations")
+        t.hour("conversations", r["hour"], 1)
+        t.count("involved", int(r["has_bot"]))
+        t.count("answered", int(r["has_answer"]))
+        t.count("declined_conv", int(r["has_decline"]))
+        t.count("reopened", int(r["has_return"]))
+        if r["escalated"]:
+            t.count("handed_over")
+            t.hour("handed_over", r["hour"], 1)
+        if r["has_bot"] and r["first_bot_at"] is not None:
+            _one(t, "bot_first_response", r["first_bot_at"] - r["first_at"])
+        resolved_bot = (
+            r["has_answer"]
+            and not r["escalated"]
+            and r["last_turn"] == r["last_answer"]
+            and r["last_answer_feedback"] != Feedback.Value.DOWN
         )
-    )
-    for row in totals:
-        tally = out[row.pop("channel")]
-        tally.count("bot_resolved", row["bot_confirmed"] + row["bot_assumed"])
-        tally.count("rating_sum", row.pop("rating_sum") or 0)
-        for name, n in row.items():
-            tally.count(name.replace("rating_", "rating.") if name[-1].isdigit() else name, n)
-    for row in _grouped(
-        rows.values("channel", "hour").annotate(
-            n=Count("pk"),
-            handed=Count("pk", filter=Q(escalated=True)),
-            resolved=Count("pk", filter=is_bot_resolved),
-        )
-    ):
-        tally = out[row["channel"]]
-        tally.hour("conversations", row["hour"], row["n"])
-        tally.hour("handed_over", row["hour"], row["handed"])
-        tally.hour("bot_resolved", row["hour"], row["resolved"])
-    _grouped_buckets(
-        out,
-        rows.filter(has_bot=True),
-        "bot_first_response",
-        EpochMs(F("first_bot_at")) - EpochMs(F("first_at")),
-    )
-    _grouped_buckets(
-        out, rows.filter(person), "resolution", EpochMs(F("resolved_at")) - EpochMs(F("first_at"))
-    )
-    _grouped_buckets(
-        out,
-        rows.filter(is_bot_resolved),
-        "bot_resolution",
-        EpochMs(F("last_answer_at")) - EpochMs(F("first_at")),
-    )
+        if resolved_bot:
+            said_so = r["last_answer_feedback"] == Feedback.Value.UP or (r["rating"] or 0) >= 4
+            age = now - r["last_answer_at"]
+            if said_so or age >= windows.assumed_after:
+                t.count("bot_confirmed" if said_so else "bot_assumed")
+                t.count("bot_resolved")
+                t.hour("bot_resolved", r["hour"], 1)
+                _one(t, "bot_resolution", r["last_answer_at"] - r["first_at"])
+                if age >= windows.durable:
+                    t.count("durable_known_bot")
+                    t.count("durable_bot", int(not r["came_back_bot"]))
+            else:
+                t.count("bot_awaiting")
+        if r["status"] == Conversation.Status.RESOLVED and r["resolved_at"] is not None:
+            t.count("person_resolved")
+            _one(t, "resolution", r["resolved_at"] - r["first_at"])
+            if now - r["resolved_at"] >= windows.durable:
+                t.count("durable_known_person")
+                t.count("durable_person", int(not r["came_back_person"]))
+        if r["rating"] is not None:
+            t.count("rated")
+            t.count("rating_sum", r["rating"])
+            t.count(f"rating.{r['rating']}")
     # Reasons: each handed-over conversation counts once per reason any hand-over lists.
     seen: dict[str, dict[str, set[Any]]] = {}
     for channel, conversation_id, reasons in Escalation.objects.filter(
@@ -259,6 +238,11 @@ def _conversations(out: dict[str, Tally], start: datetime, end: datetime, window
     for channel, by_reason in seen.items():
         for reason, conversations in by_reason.items():
             out[channel].count(f"reason.{reason}", len(conversations))
+
+
+def _one(tally: Tally, name: str, duration: timedelta) -> None:
+    ms = duration.total_seconds() * 1000
+    tally.bucket(name, histogram.bucket_index(ms), 1, ms)
 
 
 def _returned_by_email(point: str, durable_ms: float) -> Case:
