@@ -193,7 +193,9 @@ def test_the_admin_imports_a_file_and_lists_the_questions(
 
 
 def test_the_golden_questions_run_against_the_served_index(
-    golden: list[GoldenQuestion], demo_kb: dict[str, KnowledgeDocument]
+    golden: list[GoldenQuestion],
+    demo_kb: dict[str, KnowledgeDocument],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     cases = golden_cases()
     assert len(cases) == len(GOLDEN_LINES)
@@ -208,6 +210,14 @@ def test_the_golden_questions_run_against_the_served_index(
     assert measures["declined_when_should"] == 1.0
     assert measures["answered_when_should_decline"] == 0
     assert measures["questions"] == 7 and measures["answerable"] == 5
+
+    call_command("golden_run", "--json")
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert printed["recall_at_5"] == 1.0 and len(printed["results"]) == 7
+    call_command("golden_run")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith(f"index version {run.version}: 7 question(s); recall@5 1.000")
+    assert all(line.startswith("ok\t") for line in lines[:-1])
 
     # The same version on both sides: nothing is worse, the gate passes, nothing was gained.
     same = evaluate.gate_evaluate(
@@ -324,10 +334,16 @@ def test_disabling_a_document_golden_questions_need_is_held_and_both_decisions_w
 
 
 def test_an_added_document_that_answers_a_should_be_declined_question_is_kept_out(
-    golden: list[GoldenQuestion], demo_kb: dict[str, KnowledgeDocument]
+    golden: list[GoldenQuestion],
+    demo_kb: dict[str, KnowledgeDocument],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     served = _served()
-    mobile = _upload("mobile.md", MOBILE_MD)
+    # The command line says so too.
+    (Path(get_support_settings().data_dir) / "mobile.md").write_bytes(MOBILE_MD)
+    call_command("kb_ingest", str(Path(get_support_settings().data_dir) / "mobile.md"))
+    assert "held back by the golden questions" in capsys.readouterr().out
+    mobile = KnowledgeDocument.objects.get(original_filename="mobile.md")
     assert mobile.status == "ready"
     assert _served() == served
     report = GateReport.objects.get(decision="held")
@@ -407,3 +423,40 @@ def test_without_golden_questions_changes_behave_as_before(
     knowledge.document_set_enabled(document_id=billing.pk, enabled=True)
     assert _served() == served + 4
     assert GateReport.objects.count() == 0
+
+
+def test_the_api_answers_202_while_a_deletion_waits_and_the_report_pages_render(
+    golden: list[GoldenQuestion], demo_kb: dict[str, KnowledgeDocument]
+) -> None:
+    from tests.api.conftest import make_api
+
+    kadmin = knowledge_admin_user()
+    api = make_api(kadmin, ["read", "knowledge"])
+    billing = demo_kb["billing.md"]
+    response = api.delete(f"/api/v1/documents/{billing.pk}/")
+    assert response.status_code == 202
+    assert response.json()["pending_removal"] == "delete"
+    assert api.get(f"/api/v1/documents/{billing.pk}/").json()["status"] == "ready"
+    report = GateReport.objects.get(decision="held")
+
+    admin = Client()
+    admin.force_login(kadmin)
+    listing = admin.get(reverse("admin:support_gatereport_changelist"))
+    assert listing.status_code == 200 and f"Gate report #{report.pk}" in listing.content.decode()
+    page = admin.get(reverse("admin:support_gatereport_change", args=[report.pk])).content.decode()
+    assert "Publish anyway" in page and "When is my bill paid?" in page
+    assert "left_top_5" in page and "recall@5" in page
+    # Publishing is a POST of someone who may change documents.
+    assert (
+        admin.get(reverse("admin:support_gatereport_publish", args=[report.pk])).status_code == 405
+    )
+    viewer = Client()
+    from tests.factories import agent_user
+
+    viewer.force_login(agent_user())
+    assert (
+        viewer.post(reverse("admin:support_gatereport_publish", args=[report.pk])).status_code
+        == 403
+    )
+    report.refresh_from_db()
+    assert report.decision == "held"

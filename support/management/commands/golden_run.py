@@ -1,5 +1,6 @@
-"""`manage.py golden_run [--version N] [--json]`: the golden questions against an index version
-(default: the one served), through the search and the answer decision, without generation.
+"""`manage.py golden_run [--index-version N] [--json]`: the golden questions against an index
+version (default: the one served), through the search and the answer decision, without
+generation.
 
 Prints one line per question (rank of the expected document, declined or not) and the summary
 (recall@5, declined when they should be, answered when they should be declined).
@@ -21,14 +22,16 @@ class Command(BaseCommand):
     help = "Run the golden questions against the served (or another) index version."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--version", type=int, help="an index version on disk (staged too)")
+        parser.add_argument(
+            "--index-version", type=int, help="an index version on disk (staged ones too)"
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             target = (
-                target_version(options["version"])
-                if options["version"] is not None
+                target_version(options["index_version"])
+                if options["index_version"] is not None
                 else target_published()
             )
         except (SupportError, FileNotFoundError) as exc:

@@ -49,6 +49,12 @@ class Command(BaseCommand):
                 f"{outcome.error}".rstrip()
             )
         built = knowledge.index_rebuild()
-        self.stdout.write(f"index version {built.version}: {built.chunks} chunks")
+        if built.held:
+            self.stdout.write(
+                f"index version {built.version} kept: the new one is held back by the golden "
+                f"questions (gate report #{built.report_id}, see the admin)"
+            )
+        else:
+            self.stdout.write(f"index version {built.version}: {built.chunks} chunks")
         if failed:
             raise CommandError(f"{failed} of {len(files)} file(s) failed")
