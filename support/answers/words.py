@@ -38,8 +38,13 @@ def strip_citations(text: str) -> str:
 
 
 def terms(text: str) -> set[str]:
-    """Stemmed content words: what a question and a fact must share."""
-    return {light_stem(w) for w in content_words(text)}
+    """Stemmed content words: what a question and a fact must share. A compound of letters is
+    one term however it is written ("Wi-Fi" and "wifi", "e-mail" and "email")."""
+    return {light_stem(_joined(w)) for w in content_words(text)}
+
+
+def _joined(word: str) -> str:
+    return word.replace("-", "") if "-" in word and word.replace("-", "").isalpha() else word
 
 
 def answer_sentences(text: str) -> list[str]:

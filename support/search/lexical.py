@@ -4,7 +4,8 @@ The tokenizer lowercases and emits every "compound" run such as ``ERR-4032``, ``
 ``#123456`` or ``v2.3.1`` as one token (so an exact code match earns its own, rare, IDF), and
 also emits the alphanumeric sub-parts (``err``, ``4032``) so partial mentions still match.
 Plain words go through a light stopword list and Harman's S-stemmer (plurals only); compound
-tokens are never stemmed.
+tokens are never stemmed. A query term the index lacks is replaced by the form the knowledge
+base uses, when there is one (`_variants`: "wifi" -> "wi-fi", "miss" -> "missed").
 
 The index is postings in CSC layout (term -> rows) held in three flat numpy arrays; a query
 adds one slice per query term into a dense score vector, so cost is proportional to the
@@ -26,7 +27,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from support.text import SEARCH_STOPWORDS, plural_stem
+from support.text import SEARCH_STOPWORDS, light_stem, plural_stem
 
 TOKENIZER_VERSION: Final = 1
 
@@ -90,6 +91,7 @@ class Bm25Index:
         "_rows",
         "_sorted_ids",
         "_tf",
+        "_variants",
         "_weights",
         "ids",
         "params",
@@ -125,6 +127,7 @@ class Bm25Index:
         self._weights = (tf32 * (params.k1 + 1.0) / (tf32 + norm[rows])).astype(np.float32)
         self._id_order = np.argsort(ids, kind="stable")
         self._sorted_ids = ids[self._id_order]
+        self._variants = _variants(vocab, df)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -241,7 +244,7 @@ class Bm25Index:
         """BM25 score of every chunk (row order) for `query`; zeros when nothing matches."""
         scores = np.zeros(len(self.ids), dtype=np.float32)
         for term, qtf in _query_terms(query).items():
-            t = self.vocab.get(term)
+            t = self._column(term)
             if t is None:
                 continue
             start, end = self._indptr[t], self._indptr[t + 1]
@@ -260,9 +263,18 @@ class Bm25Index:
         unseen_idf = math.log1p((n + 0.5) / 0.5)
         total = 0.0
         for term, qtf in _query_terms(query).items():
-            t = self.vocab.get(term)
+            t = self._column(term)
             total += qtf * (float(self._idf[t]) if t is not None else unseen_idf)
         return total
+
+    def _column(self, term: str) -> int | None:
+        """The index column of a query term: the term itself, else the one form of it the
+        knowledge base uses ("wifi" for "wi-fi", "miss" for "missed"; see `_variants`)."""
+        t = self.vocab.get(term)
+        if t is None:
+            variant = self._variants.get(term) or self._variants.get(light_stem(term))
+            t = None if variant is None else self.vocab.get(variant)
+        return t
 
     def search(
         self,
@@ -310,6 +322,28 @@ class Bm25Index:
             LexicalHit(chunk_id=int(self.ids[row]), score=float(scores[row]), rank=rank)
             for rank, row in enumerate(top, start=1)
         ]
+
+
+def _variants(vocab: dict[str, int], df: NDArray[np.float64]) -> dict[str, str]:
+    """For query terms the index does not hold: the spelling the knowledge base uses.
+
+    Keys are a hyphenated compound of letters written together ("wifi" -> "wi-fi", "email" ->
+    "e-mail") and the light stem of a plain word ("miss" and "missing" -> "missed"); when
+    several terms share a key the most frequent wins. Only a term missing from the index is
+    looked up, so a query that matches as written scores exactly as before.
+    """
+    out: dict[str, tuple[float, str]] = {}
+    for term, col in vocab.items():
+        if term.isalpha():
+            key = light_stem(term)
+        elif "-" in term and term.replace("-", "").isalpha():
+            key = term.replace("-", "")
+        else:
+            continue
+        best = out.get(key)
+        if best is None or df[col] > best[0]:
+            out[key] = (float(df[col]), term)
+    return {key: term for key, (_, term) in out.items()}
 
 
 def _query_terms(query: str) -> dict[str, int]:

@@ -88,3 +88,28 @@ def test_max_score_penalises_terms_missing_from_the_index(corpus: dict[int, str]
 
     assert top / index.max_score("refund policy") > 0.5
     assert top / index.max_score("refund policy for quantum teleporters") < 0.5
+
+
+def test_a_query_word_the_index_lacks_matches_the_form_the_knowledge_base_uses() -> None:
+    texts = {
+        1: "Wi-Fi is slower through walls and floors.",
+        2: "If a payment fails we try again after 5 days. Missed payments add a late fee.",
+        3: "Your router has a power button on the back.",
+    }
+    index = Bm25Index.build(list(texts), list(texts.values()))
+    # "wifi" is written "Wi-Fi" in the knowledge base, "miss" only as "missed".
+    assert [h.chunk_id for h in index.search("slow wifi", 3)] == [1]
+    assert [h.chunk_id for h in index.search("what if I miss a payment", 3)] == [2]
+    # The substitute counts as the term in the coverage reference too.
+    assert index.max_score("wifi") == pytest.approx(index.idf("wi-fi"))
+    assert index.max_score("wifi") < index.max_score("teleporter")  # not an unseen term
+    # A word the index holds as written is never replaced, and unknown words still miss.
+    assert [h.chunk_id for h in index.search("router", 3)] == [3]
+    assert index.search("teleporter", 3) == []
+
+
+def test_a_substitute_survives_save_and_load(tmp_path: Path) -> None:
+    index = Bm25Index.build([1, 2], ["Set up your e-mail account.", "Call us."])
+    index.save(tmp_path / "lex.npz")
+    loaded = Bm25Index.load(tmp_path / "lex.npz")
+    assert [h.chunk_id for h in loaded.search("email", 2)] == [1]
