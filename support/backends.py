@@ -15,14 +15,16 @@ from django.utils.module_loading import import_string
 
 from .conf import get_support_settings
 from .llm.base import ChatModel
+from .search import retrievers
 from .search.embedder import Embedder
 from .search.hybrid import HybridSearcher
-from .search.index import IndexReader
+from .search.index import IndexManifest, IndexReader
 
 T = TypeVar("T")
 
 _lock = threading.RLock()
 _instances: dict[str, Any] = {}
+_SPECIALISED = "embedder:"
 
 
 def _get(name: str, build: Any) -> Any:
@@ -49,6 +51,45 @@ def get_embedder() -> Embedder:
     return _get("embedder", build)  # type: ignore[no-any-return]
 
 
+def _specialised_embedder(model: retrievers.RetrieverModel) -> Embedder:
+    """One embedder per specialised model folder (a promotion adds one, a rollback goes back)."""
+
+    def build() -> Embedder:
+        from .search.embedder import SentenceTransformerEmbedder
+
+        conf = get_support_settings()
+        # A promotion or rollback leaves the previous specialised model unused: let it go
+        # (a search still holding it finishes with it).
+        for name in [n for n in _instances if n.startswith(_SPECIALISED)]:
+            del _instances[name]
+        return SentenceTransformerEmbedder(str(model.path), threads=conf.model_threads or None)
+
+    return _get(_SPECIALISED + model.label, build)  # type: ignore[no-any-return]
+
+
+def get_retrieval_embedder() -> Embedder:
+    """The embedder new knowledge-base embeddings are made with: the published specialised
+    model (SUPPORT_DATA_DIR/retrievers/CURRENT), else the configured one (`get_embedder`)."""
+    model = retrievers.current(get_support_settings().retrievers_dir)
+    return get_embedder() if model is None else _specialised_embedder(model)
+
+
+def embedder_for_manifest(manifest: IndexManifest) -> Embedder:
+    """The embedder that made an index version's vectors, so a query is embedded alike.
+
+    A version built before specialisation existed records no model: the configured one. A
+    version whose specialised model folder is gone falls back to the configured model too.
+    """
+    label = str(manifest.metadata.get("embedding_model") or "")
+    if retrievers.is_specialised_label(label):
+        root = get_support_settings().retrievers_dir
+        version = int(label.removeprefix(retrievers.PREFIX))
+        path = retrievers.model_dir(root, version)
+        if (path / "modules.json").is_file():
+            return _specialised_embedder(retrievers.RetrieverModel(version, path))
+    return get_embedder()
+
+
 def get_index_reader() -> IndexReader:
     """Serves the newest published index version of SUPPORT_DATA_DIR/index."""
     return _get(  # type: ignore[no-any-return]
@@ -57,9 +98,13 @@ def get_index_reader() -> IndexReader:
 
 
 def get_searcher() -> HybridSearcher:
-    """Dense + BM25 hybrid search over the current index."""
+    """Dense + BM25 hybrid search over the current index; queries are embedded with the
+    model that embedded the version searched."""
     return _get(  # type: ignore[no-any-return]
-        "searcher", lambda: HybridSearcher(get_index_reader(), get_embedder())
+        "searcher",
+        lambda: HybridSearcher(
+            get_index_reader(), get_embedder(), embedder_for=embedder_for_manifest
+        ),
     )
 
 

@@ -103,6 +103,14 @@ class SupportSettings:
     # Learning (issue 14): docs/learning.md.
     examples_auto_approve: tuple[str, ...]
     examples_held_back_percent: int
+    # Specialising the retriever (docs/learning.md, "A retriever specialised on the company").
+    specialise_threads: int
+    specialise_epochs: int
+    specialise_batch_size: int
+    specialise_learning_rate: float
+    specialise_hard_negatives: int
+    specialise_min_pairs: int
+    specialise_lock_expiry_s: int
     # Reports (docs/reports.md) and /metrics (docs/operations.md).
     report_time_zone: str
     report_assumed_after_s: int
@@ -128,6 +136,10 @@ class SupportSettings:
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def retrievers_dir(self) -> Path:
+        return self.data_dir / "retrievers"
 
     @property
     def model_cache_dir(self) -> Path:
@@ -265,6 +277,22 @@ def _validate(conf: SupportSettings) -> None:
         )
     if not 0 <= conf.examples_held_back_percent <= 50:
         problems.append("SUPPORT_EXAMPLES_HELD_BACK_PERCENT must be between 0 and 50")
+    if conf.specialise_threads < 0:
+        problems.append("SUPPORT_SPECIALISE_THREADS must be 0 (torch's default) or positive")
+    if conf.specialise_epochs < 1 or conf.specialise_batch_size < 2:
+        problems.append(
+            "SUPPORT_SPECIALISE_EPOCHS must be at least 1 and SUPPORT_SPECIALISE_BATCH_SIZE "
+            "at least 2 (in-batch negatives need a batch)"
+        )
+    if not 0.0 < conf.specialise_learning_rate < 1.0:
+        problems.append("SUPPORT_SPECIALISE_LEARNING_RATE must be between 0 and 1")
+    if conf.specialise_hard_negatives < 0 or conf.specialise_min_pairs < 1:
+        problems.append(
+            "SUPPORT_SPECIALISE_HARD_NEGATIVES must be 0 or more and "
+            "SUPPORT_SPECIALISE_MIN_PAIRS at least 1"
+        )
+    if conf.specialise_lock_expiry_s < 60:
+        problems.append("SUPPORT_SPECIALISE_LOCK_EXPIRY_S must be at least 60")
     try:
         ZoneInfo(conf.business_time_zone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -36,6 +36,7 @@ ASK_ANSWER = "support.ask_answer"
 # Learning (issue 14).
 EXAMPLES_FROM_CONVERSATION = "support.examples_from_conversation"
 EXAMPLE_FROM_FEEDBACK = "support.example_from_feedback"
+SPECIALISE = "support.specialise"
 # Reports (issue 16).
 REPORT_ROLLUP = "support.report_rollup"
 
@@ -104,3 +105,8 @@ def ask_answer_enqueue(*, request_id: str, question: str, history: list[dict[str
     """Answer a question for a waiting API request. Not deferred to a commit: the request
     waits for the answer on the channel layer and writes nothing."""
     _send(ASK_ANSWER, {"request_id": request_id, "question": question, "history": history}, None)
+
+
+def specialise_enqueue(*, run_id: int) -> None:
+    """Run a queued retriever specialisation (queue `training`)."""
+    _on_commit(SPECIALISE, run_id=run_id)

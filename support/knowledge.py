@@ -20,7 +20,7 @@ from django.utils import timezone
 from numpy.typing import NDArray
 
 from . import jobs, webhooks
-from .backends import get_embedder
+from .backends import get_retrieval_embedder
 from .conf import SupportSettings, get_support_settings
 from .exceptions import DocumentRejected
 from .golden import gate
@@ -34,6 +34,7 @@ from .learning.grounding import groundings_relink
 from .learning.memory import memory_build, memory_fingerprint
 from .models import Chunk, KnowledgeDocument
 from .search import index as search_index
+from .search import retrievers
 from .search.embedder import Embedder
 
 logger = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def _prepare(document_id: int, conf: SupportSettings) -> _Prepared | IngestOutco
 def _embed_and_store(
     group: list[_Prepared], report: Callable[[Sequence[int], int], None]
 ) -> dict[int, IngestOutcome]:
-    embedder = get_embedder()
+    embedder = get_retrieval_embedder()
     ids = [p.document_id for p in group]
     try:
         report(ids, 10)
@@ -472,8 +473,11 @@ def _indexable_chunks() -> QuerySet[Chunk]:
 def _chunks_fingerprint() -> str:
     agg = _indexable_chunks().aggregate(n=Count("pk"), top=Max("pk"), total=Sum("pk"))
     # The suffix names what a build writes; a new one makes the first rebuild after an upgrade
-    # run even on unchanged chunks ("o": with opening-chunk ids).
-    return f"{agg['n']}:{agg['top']}:{agg['total']}:o"
+    # run even on unchanged chunks ("o": with opening-chunk ids; then the specialised model the
+    # vectors come from, so a promotion or rollback is caught up with by index_sync).
+    model = retrievers.current(get_support_settings().retrievers_dir)
+    suffix = f":{model.label}" if model is not None else ""
+    return f"{agg['n']}:{agg['top']}:{agg['total']}:o{suffix}"
 
 
 def _fingerprint() -> str:
@@ -667,19 +671,30 @@ def _index_build(metadata: dict[str, str], *, publish: bool) -> tuple[int, int, 
     rows = list(
         _indexable_chunks()
         .order_by("pk")
-        .values_list("pk", "embedding", "text", "heading_path", "document__title", "order")
+        .values_list(
+            "pk", "embedding", "text", "heading_path", "document__title", "order", "embedding_model"
+        )
     )
+    embedder = get_retrieval_embedder()
+    model = retrievers.current(conf.retrievers_dir)
+    rows = _reembed_stale(rows, embedder, model)
+    # Which model made these vectors: searches embed their query with it.
+    metadata = {
+        **metadata,
+        "embedding_model": model.label if model is not None else embedder.model_name,
+    }
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    dim = get_embedder().dimension
+    dim = embedder.dimension
     if rows:
         vectors = np.frombuffer(
             b"".join(bytes(cast(bytes, r[1])) for r in rows), dtype="<f4"
         ).reshape(len(rows), -1)
     else:
         vectors = np.zeros((0, dim), dtype=np.float32)
-    # BM25 sees the title and headings too: product names often live there.
-    texts = [" ".join([r[4] or "", " ".join(r[3] or []), r[2]]) for r in rows]
-    memory = memory_build(indexed_chunk_ids=set(ids.tolist()), index_dir=conf.index_dir)
+    texts = [_lexical_text(r[4], r[3], r[2]) for r in rows]
+    memory = memory_build(
+        indexed_chunk_ids=set(ids.tolist()), index_dir=conf.index_dir, embedder=embedder
+    )
     version = search_index.build(
         conf.index_dir,
         ids,
@@ -694,3 +709,110 @@ def _index_build(metadata: dict[str, str], *, publish: bool) -> tuple[int, int, 
     )
     keys = len(memory) if memory is not None else 0
     return version, len(rows), keys
+
+
+_Row = tuple[Any, ...]
+
+
+def _reembed_stale(
+    rows: list[_Row], embedder: Embedder, model: retrievers.RetrieverModel | None
+) -> list[_Row]:
+    """Embed again, and store, the chunks whose vectors another model made than the one in use.
+
+    Only a specialised model's promotion or rollback makes such chunks (a document ingested
+    while it happened): with a specialised model in use, every chunk not made by it; with the
+    shipped model, every chunk made by a specialised one. Labels of the shipped model are not
+    compared, so nothing is re-embedded on installations that never specialised.
+    """
+
+    def stale(label: str) -> bool:
+        return label != model.label if model is not None else retrievers.is_specialised_label(label)
+
+    todo = [i for i, r in enumerate(rows) if stale(r[6] or "")]
+    if not todo:
+        return rows
+    texts = [_embedding_text(rows[i][4] or "", tuple(rows[i][3] or ()), rows[i][2]) for i in todo]
+    vectors = _encode(embedder, texts, lambda _pct: None)
+    label = embedder.model_name
+    out = list(rows)
+    updates = []
+    for j, i in enumerate(todo):
+        blob = vectors[j].tobytes()
+        out[i] = (*rows[i][:1], blob, *rows[i][2:6], label)
+        updates.append(Chunk(pk=rows[i][0], embedding=blob, embedding_model=label))
+    Chunk.objects.bulk_update(updates, ["embedding", "embedding_model"], batch_size=500)
+    logger.info("re-embedded %d chunk(s) made by another model with %s", len(todo), label)
+    return out
+
+
+def _lexical_text(title: str | None, heading_path: Sequence[str] | None, text: str) -> str:
+    # BM25 sees the title and headings too: product names often live there.
+    return " ".join([title or "", " ".join(heading_path or []), text])
+
+
+@dataclass(frozen=True, slots=True)
+class IndexInputs:
+    """What an index version is built from, except the vectors (learning.specialise embeds
+    these texts with another model and builds a staged version of its own)."""
+
+    ids: list[int]
+    embedding_texts: list[str]  # as ingestion embeds them (title and headings first)
+    lexical_texts: list[str]
+    opening_ids: list[int]
+
+
+def index_inputs() -> IndexInputs:
+    """The chunks of every READY document, in index order, with their texts."""
+    rows = list(
+        _indexable_chunks()
+        .order_by("pk")
+        .values_list("pk", "text", "heading_path", "document__title", "order")
+    )
+    return IndexInputs(
+        ids=[r[0] for r in rows],
+        embedding_texts=[_embedding_text(r[3] or "", tuple(r[2] or ()), r[1]) for r in rows],
+        lexical_texts=[_lexical_text(r[3], r[2], r[1]) for r in rows],
+        opening_ids=[r[0] for r in rows if r[4] == 0],
+    )
+
+
+def chunk_embeddings_store(
+    *, chunk_ids: Sequence[int], vectors: NDArray[np.float32], model_name: str
+) -> int:
+    """Replace the stored embeddings of the chunks that still exist; returns how many.
+
+    A chunk re-ingested meanwhile has a new primary key and is not touched: the next
+    `index_rebuild` embeds it with the model in use (`_reembed_stale`).
+    """
+    existing = set(Chunk.objects.filter(pk__in=list(chunk_ids)).values_list("pk", flat=True))
+    updates = [
+        Chunk(
+            pk=cid,
+            embedding=np.ascontiguousarray(vectors[i], dtype="<f4").tobytes(),
+            embedding_model=model_name,
+        )
+        for i, cid in enumerate(chunk_ids)
+        if cid in existing
+    ]
+    with transaction.atomic():
+        Chunk.objects.bulk_update(updates, ["embedding", "embedding_model"], batch_size=500)
+    return len(updates)
+
+
+def index_publish_model() -> IndexBuildResult:
+    """Build and publish a new index version from the stored embeddings after the retriever
+    model changed (a promotion or rollback by learning.specialise, which ran its own gate):
+    not held by the knowledge-base gate. Under the same lock as `index_rebuild`."""
+    started = time.perf_counter()
+    root = get_support_settings().index_dir
+    root.mkdir(parents=True, exist_ok=True)
+    with search_index.build_lock(
+        root, timeout=GATE_LOCK_TIMEOUT_S, name=search_index.GATE_LOCK_FILE
+    ):
+        chunks_fingerprint = _chunks_fingerprint()
+        metadata = {
+            "fingerprint": f"{chunks_fingerprint}|m:{memory_fingerprint()}",
+            "chunks": chunks_fingerprint,
+        }
+        version, chunks, keys = _index_build(metadata, publish=True)
+    return IndexBuildResult(version, chunks, time.perf_counter() - started, keys)

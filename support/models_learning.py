@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-__all__ = ["Example", "ExampleGrounding"]
+__all__ = ["Example", "ExampleGrounding", "SpecialiseRun"]
 
 
 class Example(models.Model):
@@ -159,3 +159,55 @@ class ExampleGrounding(models.Model):
 
     def __str__(self) -> str:
         return f"example {self.example_id} -> {self.document_id}#{self.chunk_order}"
+
+
+class SpecialiseRun(models.Model):
+    """One run of specialising the retriever (learning.specialise): its progress while it
+    runs, then its gate report. The row with `holds_lock` set is the one run allowed at a time."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PROMOTED = "promoted", "Promoted"
+        REFUSED = "refused", "Refused by the gate"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # The lock: at most one row holds it (a partial unique constraint); released when the run
+    # ends, or taken over once `heartbeat_at` is older than SUPPORT_SPECIALISE_LOCK_EXPIRY_S.
+    holds_lock = models.BooleanField(default=False)
+    cancel_requested = models.BooleanField(default=False)
+    force = models.BooleanField(default=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    stage = models.CharField(max_length=40, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent of the whole run
+    message = models.TextField(blank=True)
+    # The gate's report (SpecialiseReport.to_json): before/after per slice, the questions that
+    # got worse, what was trained on.
+    report = models.JSONField(default=dict, blank=True)
+    model_version = models.PositiveIntegerField(null=True, blank=True)
+    index_version = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("holds_lock",),
+                condition=Q(holds_lock=True),
+                name="specialise_one_run_at_a_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Specialise run {self.pk} ({self.status})"

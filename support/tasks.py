@@ -179,3 +179,16 @@ def example_from_feedback_task(*, message_id: int) -> int | None:
 @shared_task(name=jobs.REPORT_ROLLUP, acks_late=True, soft_time_limit=300, time_limit=360)
 def report_rollup_task() -> dict[str, object]:
     return reports.report_rollup_run().as_dict()
+
+
+# Queue "training" (its own worker, concurrency 1, niced). Not acks_late: a run whose worker
+# died is not redelivered (its lock expires; the next run starts afresh). A soft time-out fails
+# the run like any error: nothing served changes before its promotion step.
+@shared_task(name=jobs.SPECIALISE, soft_time_limit=3600, time_limit=3660)
+def specialise_task(*, run_id: int) -> str:
+    from .learning.specialise import SpecialiseCancelled, run_execute
+
+    try:
+        return "promoted" if run_execute(run_id=run_id).promoted else "refused"
+    except SpecialiseCancelled:
+        return "cancelled"

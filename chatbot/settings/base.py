@@ -169,6 +169,8 @@ CELERY_TASK_ROUTES = {
     # Learning: they embed the answer, like ingestion.
     "support.examples_from_conversation": {"queue": "support.ingest"},
     "support.example_from_feedback": {"queue": "support.ingest"},
+    # Fine-tuning the retriever: its own worker (-Q training, concurrency 1, niced).
+    "support.specialise": {"queue": "training"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "support.default"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -361,6 +363,19 @@ SUPPORT_IMAP_FIRST_SYNC_DAYS = env.int("SUPPORT_IMAP_FIRST_SYNC_DAYS", default=3
 SUPPORT_EXAMPLES_AUTO_APPROVE = env.list("SUPPORT_EXAMPLES_AUTO_APPROVE", default=["rated_helpful"])
 # Share of conversations (by split key) whose examples are held back for the gate, never trained on.
 SUPPORT_EXAMPLES_HELD_BACK_PERCENT = env.int("SUPPORT_EXAMPLES_HELD_BACK_PERCENT", default=20)
+# Specialising the retriever on approved examples (manage.py specialise, queue "training").
+# torch threads for training; 0 leaves torch's default (all cores): a training worker should
+# leave the serving processes room, so the compose file's training worker sets 1.
+SUPPORT_SPECIALISE_THREADS = env.int("SUPPORT_SPECIALISE_THREADS", default=0)
+SUPPORT_SPECIALISE_EPOCHS = env.int("SUPPORT_SPECIALISE_EPOCHS", default=1)
+SUPPORT_SPECIALISE_BATCH_SIZE = env.int("SUPPORT_SPECIALISE_BATCH_SIZE", default=16)
+SUPPORT_SPECIALISE_LEARNING_RATE = env.float("SUPPORT_SPECIALISE_LEARNING_RATE", default=2e-5)
+# Top-ranked chunks of the current index that do not ground the example, per training pair.
+SUPPORT_SPECIALISE_HARD_NEGATIVES = env.int("SUPPORT_SPECIALISE_HARD_NEGATIVES", default=1)
+# Fewer training pairs than this and a run stops before training (nothing to learn from).
+SUPPORT_SPECIALISE_MIN_PAIRS = env.int("SUPPORT_SPECIALISE_MIN_PAIRS", default=8)
+# A run whose heartbeat is older than this is taken as dead and no longer holds the lock.
+SUPPORT_SPECIALISE_LOCK_EXPIRY_S = env.int("SUPPORT_SPECIALISE_LOCK_EXPIRY_S", default=1800)
 # --- Reports and metrics (docs/reports.md, docs/operations.md) ---------------------------------
 # Report days and hours are local to this zone.
 SUPPORT_REPORT_TIME_ZONE = env.str("SUPPORT_REPORT_TIME_ZONE", default=TIME_ZONE)

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from ..answers.pipeline import answer_compose
 from ..answers.reasons import AnswerAction
-from ..backends import get_embedder, get_index_reader
+from ..backends import embedder_for_manifest, get_index_reader
 from ..conf import get_support_settings
 from ..retrieval import index_pinned, passages_search
 from ..search.embedder import Embedder
@@ -62,7 +62,7 @@ class Case:
 @dataclass(frozen=True, slots=True)
 class Target:
     """What a run searches: one loaded index version, and the embedder its vectors were made
-    with (None: the serving embedder)."""
+    with (None: the one its manifest names, backends.embedder_for_manifest)."""
 
     snapshot: IndexSnapshot
     embedder: Embedder | None = None
@@ -210,7 +210,7 @@ def slice_run(
     *, name: str, cases: Sequence[Case], target: Target, embedder: Embedder | None = None
 ) -> SliceRun:
     """Every case answered (without generation) against `target`; reads only."""
-    query_embedder = embedder or target.embedder or get_embedder()
+    query_embedder = embedder or target.embedder or embedder_for_manifest(target.snapshot.manifest)
     with index_pinned(target.snapshot, embedder=query_embedder):
         results = tuple(_case_run(case) for case in cases)
     return SliceRun(name, target.version, results)
@@ -355,8 +355,9 @@ def gate_evaluate(
         from .questions import golden_cases
 
         slices = {GOLDEN: golden_cases()}
-    before_inner = before.embedder or get_embedder()
-    after_inner = after.embedder or get_embedder()
+    # A target without its own embedder embeds with the model that made its vectors.
+    before_inner = before.embedder or embedder_for_manifest(before.snapshot.manifest)
+    after_inner = after.embedder or embedder_for_manifest(after.snapshot.manifest)
     before_embedder = _QueryCache(before_inner)
     # One cache when both sides embed queries with the same model.
     after_embedder = before_embedder if after_inner is before_inner else _QueryCache(after_inner)

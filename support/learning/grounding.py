@@ -25,7 +25,7 @@ import numpy as np
 from django.db.models import Q
 
 from ..answers.words import content_words, strip_citations
-from ..backends import get_embedder, get_index_reader
+from ..backends import get_index_reader, get_retrieval_embedder
 from ..models import Chunk, KnowledgeDocument
 from ..models_learning import Example, ExampleGrounding
 from ..retrieval import passages_search
@@ -132,7 +132,7 @@ def grounding_candidates(
     if not words:
         return []
     if document_id is not None:
-        embedder = get_embedder()
+        embedder = get_retrieval_embedder()
         vector = np.asarray(embedder.encode_query(body), dtype=np.float32).reshape(-1)
         chunks = list(
             Chunk.objects.filter(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ..backends import get_embedder
+from ..backends import get_retrieval_embedder
 from ..models_learning import ExampleGrounding
 from ..search import index as search_index
 from ..search.embedder import Embedder
@@ -85,11 +85,16 @@ def _previous_vectors(index_dir: Path, dimension: int) -> dict[str, NDArray[np.f
 
 
 def memory_build(
-    *, indexed_chunk_ids: Collection[int], index_dir: Path | None = None
+    *,
+    indexed_chunk_ids: Collection[int],
+    index_dir: Path | None = None,
+    embedder: Embedder | None = None,
 ) -> QuestionMemory | None:
     """The question memory of the approved training examples whose grounding chunks are in
     `indexed_chunk_ids`; None when there is no such example. Key vectors of the current
-    version's memory in `index_dir` are reused for unchanged questions."""
+    version's memory in `index_dir` are reused for unchanged questions. Keys are embedded with
+    `embedder` (the model of the version being built; default: the one new embeddings are made
+    with, backends.get_retrieval_embedder)."""
     by_example: dict[int, tuple[str, list[int]]] = {}
     for example_id, question, chunk_id in _key_rows():
         if chunk_id not in indexed_chunk_ids:
@@ -100,7 +105,7 @@ def memory_build(
     usable = [(eid, q, c) for eid, (q, c) in by_example.items() if q.strip() and c]
     if not usable:
         return None
-    embedder = get_embedder()
+    embedder = embedder or get_retrieval_embedder()
     dimension = embedder.dimension
     model = embedder.model_name
     hashes = [_text_hash(model, q) for _, q, _ in usable]

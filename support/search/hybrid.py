@@ -53,7 +53,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from support.search.embedder import Embedder
-from support.search.index import DenseHit, IndexReader, IndexSnapshot
+from support.search.index import DenseHit, IndexManifest, IndexReader, IndexSnapshot
 from support.search.lexical import Bm25Index, LexicalHit
 from support.search.memory import QuestionMemory
 
@@ -306,7 +306,10 @@ def _memory_scores(
 
 class HybridSearcher:
     """Query text in, fused hits out: embeds the query and searches the reader's newest
-    snapshot. Thread-safe; the embedder and reader load their resources lazily."""
+    snapshot. Thread-safe; the embedder and reader load their resources lazily.
+
+    `embedder_for`, when given, picks the embedder for the snapshot searched (the model that
+    embedded that index version, see support.search.retrievers); else `embedder` is used."""
 
     def __init__(
         self,
@@ -315,9 +318,11 @@ class HybridSearcher:
         *,
         fusion: FusionConfig = DEFAULT_FUSION,
         confidence: ConfidenceModel = DEFAULT_CONFIDENCE,
+        embedder_for: Callable[[IndexManifest], Embedder] | None = None,
     ) -> None:
         self.reader = reader
         self.embedder = embedder
+        self.embedder_for = embedder_for
         self.fusion = fusion
         self.confidence = confidence
 
@@ -337,10 +342,19 @@ class HybridSearcher:
 
         `snapshot` searches that version instead of the reader's newest (a staged version the
         gate evaluates), `embedder` embeds the query instead of the searcher's own (the model
-        that version's vectors were made with)."""
-        vector = (embedder or self.embedder).encode_query(query)
+        that version's vectors were made with); without it `embedder_for` picks it from the
+        version's manifest."""
+        pick = self.embedder_for
+        if embedder is None and pick is None:
+            # Embedding first warms the model even before the first index exists.
+            vector = self.embedder.encode_query(query)
+            snapshot = snapshot if snapshot is not None else self.reader.snapshot()
+        else:
+            snapshot = snapshot if snapshot is not None else self.reader.snapshot()
+            chosen = embedder if embedder is not None else pick(snapshot.manifest)  # type: ignore[misc]
+            vector = chosen.encode_query(query)
         return hybrid_search(
-            snapshot if snapshot is not None else self.reader.snapshot(),
+            snapshot,
             vector,
             query,
             k=k,

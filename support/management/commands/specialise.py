@@ -1,0 +1,124 @@
+"""`manage.py specialise [--retrieval] [--json] [--force]` and `specialise --rollback`.
+
+Trains what is enabled (the retriever: `--retrieval`, which is also what runs without a flag,
+being the only learned model so far), runs the gate, promotes or not (docs/learning.md). Exit
+status 0 whether promoted or not; 1 only when it could not run (another run holds the lock, no
+knowledge base, nothing to roll back to). `--json` prints the report: `promoted`, `before` and
+`after` per slice, `trained_on`, `held_back`, `seconds` (and more).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from support.learning.specialise import (
+    SpecialiseBusy,
+    SpecialiseCancelled,
+    SpecialiseReport,
+    SpecialiseUnavailable,
+    retriever_rollback,
+    specialise,
+)
+
+
+class Command(BaseCommand):
+    help = "Specialise the retriever on approved examples; promoted only if the gate allows."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--retrieval", action="store_true", help="fine-tune the retriever")
+        parser.add_argument("--json", action="store_true", help="print the report as JSON")
+        parser.add_argument(
+            "--force", action="store_true", help="promote even if the gate refuses (logged)"
+        )
+        parser.add_argument(
+            "--rollback",
+            action="store_true",
+            help="serve the previous retriever version again (no training)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            if options["rollback"]:
+                result = retriever_rollback()
+                label = (
+                    f"retriever-v{result.model_version}"
+                    if result.model_version
+                    else ("the shipped model")
+                )
+                if options["json"]:
+                    self.stdout.write(
+                        json.dumps(
+                            {
+                                "rolled_back_to": result.model_version,
+                                "index_version": result.index_version,
+                                "seconds": round(result.seconds, 2),
+                            }
+                        )
+                    )
+                else:
+                    self.stdout.write(
+                        f"rolled back to {label}; index version {result.index_version}"
+                    )
+                return
+            report = specialise(
+                force=options["force"], progress=None if options["json"] else _Bar()
+            )
+        except (SpecialiseBusy, SpecialiseUnavailable, SpecialiseCancelled) as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(report.to_json(), sort_keys=True))
+        else:
+            self.stdout.write(_render(report))
+
+
+class _Bar:
+    """A tqdm bar per stage on standard error."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._stage = ""
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage != self._stage:
+            if self._bar is not None:
+                self._bar.close()
+            self._stage = stage
+            self._bar = tqdm(total=total or None, desc=stage, unit="step", leave=True)
+        bar = self._bar
+        if total and bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+        if total and done >= total:
+            bar.close()
+            self._bar = None
+            self._stage = ""
+
+
+def _render(report: SpecialiseReport) -> str:
+    lines = [
+        f"{'promoted' if report.promoted else 'not promoted'}: {report.reason}",
+        f"trained on {report.trained_on} pair(s) in {report.training_seconds:.1f} s "
+        f"({report.steps} step(s)); held back {report.held_back}; {report.seconds:.1f} s in all",
+    ]
+    for name, before in report.before.items():
+        after = report.after[name]
+        lines.append(
+            f"  {name:<10} n={before.n:<4} recall@5 {before.recall_at_5:.3f} -> "
+            f"{after.recall_at_5:.3f}   MRR@10 {before.mrr_at_10:.3f} -> {after.mrr_at_10:.3f}"
+        )
+    for item in report.worse[:20]:
+        lines.append(
+            f"  worse: #{item['example']} rank {item['rank_before']} -> {item['rank_after']}: "
+            f"{item['question']}"
+        )
+    if report.promoted:
+        lines.append(
+            f"serving retriever-v{report.model_version} (index version {report.index_version})"
+        )
+    return "\n".join(lines)
