@@ -408,4 +408,5 @@ from . import (  # noqa: E402
     agent_admin,  # noqa: F401
     integrations_admin,  # noqa: F401  (API tokens, webhooks, e-mail)
     learning_admin,  # noqa: F401  (the review queue of examples)
+    reports_admin,  # noqa: F401  (the report page, for support managers)
 )

@@ -295,6 +295,8 @@ def _answers(out: dict[str, Tally], start: datetime, end: datetime, zone: tzinfo
         tally.count("replies", row.pop("bot_replies"))
         for name, n in row.items():
             tally.count(name, n)
+    for row in _grouped(rows.values("channel", "action").annotate(n=Count("pk"))):
+        out[row["channel"]].count(f"action.{row['action'] or 'none'}", row["n"])
     for row in _grouped(
         rows.filter(action=DECLINE).values("channel", "reason").annotate(n=Count("pk"))
     ):

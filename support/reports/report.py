@@ -13,7 +13,7 @@ from django.utils import timezone
 from .. import events
 from ..conf import get_support_settings
 from ..exceptions import SupportError
-from ..models import Conversation, Escalation
+from ..models import Conversation, Escalation, Message
 from . import histogram
 from .rollup import DayFigures, report_days_load
 from .tally import Tally
@@ -142,6 +142,10 @@ class Report:
                 "conversations": t.get("declined_conv"),
                 "conversation_rate": _rate(t.get("declined_conv"), conversations),
                 "reasons": {r: t.get(f"decline_reason.{r}") for r in t.names("decline_reason.")},
+            },
+            "actions": {
+                action: t.get(f"action.{action}")
+                for action in [*Message.Action.values, *t.names("action.")]
             },
             "speed": {
                 "bot_first_response": Duration.of(t, "bot_first_response").as_dict(),

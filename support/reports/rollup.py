@@ -20,7 +20,7 @@ from .tally import Tally
 logger = logging.getLogger(__name__)
 
 # Raise when what a row holds changes: rows of another version are recomputed when read.
-FIGURES_VERSION = 1
+FIGURES_VERSION = 2
 # A beat run looks back this many intervals for activity, so a late or skipped run loses none.
 LOOKBACK_INTERVALS = 3
 # Conversation ids per query (SQLite limits the parameters of one statement).

@@ -1,0 +1,138 @@
+"""The report page in the Django admin (docs/reports.md, "The report page"): the changelist of
+`ReportDay` is the report of a range, for staff with `support.view_reports` only.
+
+Thin: parse the filters, call `report_build` once, lay it out with `report_page_build`; the CSV
+export serves one of the same tables.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+
+from .conf import get_support_settings
+from .models import Conversation, ReportDay
+from .reports import InvalidReportRange, local_date, report_build
+from .reports.metrics import REPORTS_PERMISSION
+from .reports.page import ReportPage, report_page_build, table_csv
+
+DEFAULT_DAYS = 30
+
+
+def can_view_reports(user: Any) -> bool:
+    return bool(user.is_active and user.is_staff and user.has_perm(REPORTS_PERMISSION))
+
+
+def _require_manager(request: HttpRequest) -> None:
+    if not can_view_reports(request.user):
+        raise PermissionDenied("The reports are for support managers.")
+
+
+class ReportFilterForm(forms.Form):
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    channel = forms.ChoiceField(
+        required=False, choices=[("", "all channels"), *Conversation.Channel.choices]
+    )
+
+    @classmethod
+    def of(cls, request: HttpRequest) -> ReportFilterForm:
+        today = local_date(timezone.now(), get_support_settings().report_time_zone)
+        data = {
+            "start": (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat(),
+            "end": today.isoformat(),
+            "channel": "",
+            **{k: v for k, v in request.GET.items() if k in ("start", "end", "channel") and v},
+        }
+        return cls(data)
+
+
+@admin.register(ReportDay)
+class ReportAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """No rows to edit: the changelist is the report page."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_view_reports(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_view_reports(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        def wrap(view: Any) -> Any:
+            return self.admin_site.admin_view(view)
+
+        return [
+            path("", wrap(self.changelist_view), name="support_reportday_changelist"),
+            path("<slug:table>.csv", wrap(self.csv_view), name="support_report_csv"),
+        ]
+
+    def _page(self, request: HttpRequest) -> tuple[ReportFilterForm, ReportPage | None, str]:
+        form = ReportFilterForm.of(request)
+        if not form.is_valid():
+            return form, None, ""
+        start: date = form.cleaned_data["start"]
+        end: date = form.cleaned_data["end"]
+        try:
+            report = report_build(
+                start=start, end=end, channel=form.cleaned_data["channel"] or None
+            )
+        except InvalidReportRange as exc:
+            return form, None, exc.message
+        return form, report_page_build(report), ""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        _require_manager(request)
+        form, page, error = self._page(request)
+        query = request.GET.urlencode()
+        return TemplateResponse(
+            request,
+            "admin/support/reportday/report.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Support report",
+                "form": form,
+                "page": page,
+                "error": error,
+                "tables": [
+                    {
+                        "table": t,
+                        "rows": t.text_rows(),
+                        "csv_url": reverse("admin:support_report_csv", args=[t.key])
+                        + (f"?{query}" if query else ""),
+                    }
+                    for t in (page.tables if page else ())
+                ],
+            },
+        )
+
+    def csv_view(self, request: HttpRequest, table: str) -> HttpResponse:
+        _require_manager(request)
+        _, page, error = self._page(request)
+        found = page.table(table) if page else None
+        if found is None or page is None:
+            raise Http404(error or "No such table, or the filters are not valid.")
+        r = page.report
+        name = f"report-{table}-{r.start.isoformat()}-{r.end.isoformat()}"
+        if r.channel:
+            name += f"-{r.channel}"
+        response = HttpResponse(table_csv(found), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+        return response
