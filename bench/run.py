@@ -146,6 +146,9 @@ NOT_IN_SUITE: dict[str, str] = {
     "grounding_fit": "a fit of the threshold that grounds an example's answer on a chunk (or "
     "makes it a knowledge gap) over the dev dialogues, run by hand while tuning; "
     "docs/learning.md records the choice",
+    "gaps_fit": "a fit of the distance threshold that clusters knowledge-gap questions into "
+    "topics, on the doc2dial paraphrase groups (dev half, test half reported), run by hand while "
+    "tuning; docs/reports.md records the choice",
 }
 # The shared eval knowledge base (bench/_common.py), built before the scripts that use it so a
 # cold build is not charged to one script's budget.

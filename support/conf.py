@@ -119,6 +119,9 @@ class SupportSettings:
     report_currency: str
     report_rollup_interval_s: int
     metrics_token: str
+    # Knowledge gaps (docs/reports.md): the clustering cut and the default period.
+    gaps_distance_threshold: float
+    gaps_period_days: int
 
     @property
     def email_enabled(self) -> bool:
@@ -246,6 +249,7 @@ def _validate(conf: SupportSettings) -> None:
         "report_assumed_after_s",
         "report_durable_days",
         "report_rollup_interval_s",
+        "gaps_period_days",
     ):
         if getattr(conf, name) <= 0:
             problems.append(f"SUPPORT_{name.upper()} must be positive")
@@ -309,6 +313,8 @@ def _validate(conf: SupportSettings) -> None:
             f"SUPPORT_REPORT_TIME_ZONE {conf.report_time_zone!r} is not a known time zone "
             "(use an IANA name such as 'Europe/Berlin')"
         )
+    if not 0.0 < conf.gaps_distance_threshold < 2.0:
+        problems.append("SUPPORT_GAPS_DISTANCE_THRESHOLD must be above 0 and below 2")
     if conf.metrics_token and len(conf.metrics_token) < 16:
         problems.append("SUPPORT_METRICS_TOKEN must be empty (off) or at least 16 characters")
     if problems:

@@ -390,6 +390,10 @@ SUPPORT_REPORT_ROLLUP_INTERVAL_S = env.int("SUPPORT_REPORT_ROLLUP_INTERVAL_S", d
 # Bearer token a Prometheus scraper sends to /metrics; empty: only staff allowed to view
 # reports can read it (docs/operations.md).
 SUPPORT_METRICS_TOKEN = env.str("SUPPORT_METRICS_TOKEN", default="")
+# Knowledge gaps: questions closer than this cosine distance (average linkage) share a topic;
+# chosen on doc2dial paraphrase groups by bench/gaps_fit.py. The page's default period in days.
+SUPPORT_GAPS_DISTANCE_THRESHOLD = env.float("SUPPORT_GAPS_DISTANCE_THRESHOLD", default=0.375)
+SUPPORT_GAPS_PERIOD_DAYS = env.int("SUPPORT_GAPS_PERIOD_DAYS", default=30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["support.api.auth.BearerTokenAuthentication"],
