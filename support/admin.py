@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -20,15 +21,37 @@ from .exceptions import DocumentRejected
 from .golden.gate import gate_report_held
 from .golden_admin import gate_report_render  # also registers the golden-question admin
 from .models import Chunk, Conversation, Escalation, Feedback, KnowledgeDocument, Message
+from .selectors import answer_trace_get
+
+TRACE_URL = "admin:support_message_trace"
+
+
+def trace_link(obj: Message) -> str:
+    """The link to a bot message's trace (blank for other roles)."""
+    if obj.pk is None or obj.role != Message.Role.BOT:
+        return ""
+    return format_html('<a href="{}">trace</a>', reverse(TRACE_URL, args=[obj.pk]))
 
 
 class MessageInline(admin.TabularInline):  # type: ignore[type-arg]
     model = Message
     extra = 0
     can_delete = False
-    fields = ("created_at", "role", "text", "action", "retrieval_confidence", "internal")
+    fields = (
+        "created_at",
+        "role",
+        "text",
+        "action",
+        "retrieval_confidence",
+        "internal",
+        "trace_column",
+    )
     readonly_fields = fields
     show_change_link = True
+
+    @admin.display(description="Trace")
+    def trace_column(self, obj: Message) -> str:
+        return trace_link(obj)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -92,10 +115,12 @@ class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "retrieval_confidence",
         "grounded",
         "created_at",
+        "trace_column",
     )
     list_filter = ("role", "action", "grounded", "internal")
     search_fields = ("text",)
     readonly_fields = (
+        "trace_column",
         "conversation",
         "role",
         "client_id",
@@ -116,6 +141,43 @@ class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="Text")
     def short_text(self, obj: Message) -> str:
         return obj.text[:80]
+
+    @admin.display(description="Trace")
+    def trace_column(self, obj: Message) -> str:
+        return trace_link(obj)
+
+    def get_urls(self) -> list[Any]:
+        custom = [
+            path(
+                "<int:message_id>/trace/",
+                self.admin_site.admin_view(self.trace_view),
+                name="support_message_trace",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def trace_view(self, request: HttpRequest, message_id: int) -> HttpResponse:
+        """What produced one bot message: staff who may read messages only."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied("The trace is for staff who may read messages.")
+        found = answer_trace_get(message_id=message_id)
+        if found is None:
+            raise Http404("No bot message with this id.")
+        return TemplateResponse(
+            request,
+            "admin/support/message/trace.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Trace of bot message {found.message.pk}",
+                "t": found,
+                "raw_json": json.dumps(found.raw, indent=2, ensure_ascii=False, sort_keys=True),
+                "message_url": reverse("admin:support_message_change", args=[found.message.pk]),
+                "conversation_url": reverse(
+                    "admin:support_conversation_change", args=[found.message.conversation_id]
+                ),
+            },
+        )
 
 
 @admin.register(Escalation)

@@ -197,3 +197,120 @@ def test_refused_to_anonymous() -> None:
 
 def test_the_admin_index_links_the_page_for_a_manager(manager: Client) -> None:
     assert URL.encode() in manager.get("/admin/").content
+
+
+# --- the per-answer trace ----------------------------------------------------------------------
+@pytest.fixture
+def answered() -> dict[str, Any]:
+    from support.models import Chunk, Conversation, Message
+    from tests.factories import KnowledgeDocumentFactory
+
+    doc = KnowledgeDocumentFactory(title="Billing guide")
+    chunk = Chunk.objects.create(
+        document=doc, order=0, text="Refunds take <em>five</em> working days to arrive."
+    )
+    other = Chunk.objects.create(document=doc, order=1, text="Invoices are sent monthly.")
+    conv = Conversation.objects.create()
+    question = Message.objects.create(
+        conversation=conv, role=Message.Role.CUSTOMER, text="How long does a refund take?"
+    )
+    fact = "Refunds take five working days to arrive."
+    trace = {
+        "query": "how long does a refund take",
+        "index_version": 7,
+        "confidence": 0.8123,
+        "passages": [
+            {"chunk_id": chunk.pk, "document_id": doc.pk, "title": "Billing guide",
+             "score": 0.8123, "dense": 0.71, "lexical": 0.55},
+            {"chunk_id": other.pk, "document_id": doc.pk, "title": "Billing guide",
+             "score": 0.4012, "dense": 0.39, "lexical": 0.0},
+        ],
+        "decide": {"route": "generate", "reason": None, "top_fact": 0.66, "signals": {"gap": 0.4}},
+        "facts": [{"n": 1, "chunk_id": chunk.pk, "score": 0.66, "text": fact}],
+        "generate": {"prompt_version": "answer_v3", "prompt_tokens": 312, "text": "Five days [1].",
+                     "shown": True, "leaked": False, "failed": False, "problem": "", "tokens": 9},
+        "check": {"reason": "grounded", "support": 0.91, "problem": None},
+        "timings": {"retrieval_ms": 41.5, "ttft_ms": 610.0, "total_ms": 1450.0},
+        "cpu_ms": 1234.5,
+    }  # fmt: skip
+    bot = Message.objects.create(
+        conversation=conv,
+        role=Message.Role.BOT,
+        text="Refunds take five working days [1].",
+        in_reply_to=question,
+        action=Message.Action.ANSWER,
+        reason="grounded",
+        prompt_version="answer_v3",
+        retrieval_confidence=0.8123,
+        citations=[{"n": 1, "chunk_id": chunk.pk, "document_id": doc.pk}],
+        timings={"retrieval_ms": 41.5, "ttft_ms": 610.0, "total_ms": 1450.0},
+        trace=trace,
+    )
+    return {"bot": bot, "question": question, "chunk": chunk, "fact": fact, "conv": conv}
+
+
+def trace_url(message: Any) -> str:
+    return f"/admin/support/message/{message.pk}/trace/"
+
+
+@pytest.mark.parametrize("who", ["superuser", "agent"])
+def test_the_trace_shows_what_produced_the_answer(answered: dict[str, Any], who: str) -> None:
+    client = Client()
+    user = agent_user() if who == "agent" else UserFactory(is_superuser=True)
+    client.force_login(user)
+    response = client.get(trace_url(answered["bot"]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    t = response.context["t"]
+    assert t.query == "how long does a refund take"
+    assert [(p.chunk_id, p.score, p.cited) for p in t.passages] == [
+        (answered["chunk"].pk, 0.8123, True),
+        (answered["chunk"].pk + 1, 0.4012, False),
+    ]
+    assert "How long does a refund take?" in html
+    # The passage's text is escaped, never markup; the fact and the decisions are shown.
+    assert "Refunds take &lt;em&gt;five&lt;/em&gt; working days" in html
+    assert "Invoices are sent monthly." in html
+    assert answered["fact"] in html
+    assert "0.8123" in html and "0.4012" in html
+    assert "answer_v3" in html and "1234.5 ms" in html
+    assert 'data-trace-stage="decide"' in html and 'data-trace-stage="check"' in html
+    assert "ttft_ms" in html and "610.0" in html
+
+
+def test_bot_messages_link_their_trace(answered: dict[str, Any]) -> None:
+    client = Client()
+    client.force_login(UserFactory(is_superuser=True))
+    link = trace_url(answered["bot"]).encode()
+    conversation = client.get(f"/admin/support/conversation/{answered['conv'].pk}/change/")
+    assert conversation.status_code == 200 and link in conversation.content
+    listing = client.get("/admin/support/message/")
+    assert link in listing.content
+    # Only bot messages have one.
+    assert trace_url(answered["question"]).encode() not in listing.content
+    assert client.get(trace_url(answered["question"])).status_code == 404
+
+
+def test_the_trace_is_refused_to_non_staff_and_roles_without_messages(
+    answered: dict[str, Any],
+) -> None:
+    url = trace_url(answered["bot"])
+    anonymous = Client().get(url)
+    assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
+    not_staff = Client()
+    not_staff.force_login(UserFactory(is_staff=False))
+    assert not_staff.get(url).status_code == 302
+    for user in (knowledge_admin_user(), UserFactory(groups=[roles.SUPPORT_MANAGERS])):
+        client = Client()
+        client.force_login(user)
+        assert client.get(url).status_code == 403
+
+
+def test_an_old_answer_without_a_trace_still_opens(answered: dict[str, Any]) -> None:
+    bot = answered["bot"]
+    type(bot).objects.filter(pk=bot.pk).update(trace={}, retrieved=[{"chunk_id": None}])
+    client = Client()
+    client.force_login(UserFactory(is_superuser=True))
+    response = client.get(trace_url(bot))
+    assert response.status_code == 200
+    assert "no recorded decisions" in response.content.decode()
