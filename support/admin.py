@@ -471,4 +471,5 @@ from . import (  # noqa: E402
     integrations_admin,  # noqa: F401  (API tokens, webhooks, e-mail)
     learning_admin,  # noqa: F401  (the review queue of examples)
     reports_admin,  # noqa: F401  (the report page, for support managers)
+    specialise_admin,  # noqa: F401  (runs of specialising the retriever)
 )

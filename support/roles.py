@@ -48,6 +48,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "change_goldenquestion",
         "delete_goldenquestion",
         "view_gatereport",
+        # Runs of specialising the retriever: watch them; start and cancel (change).
+        "view_specialiserun",
+        "change_specialiserun",
     ),
     SUPPORT_MANAGERS: ("view_reports",),
 }

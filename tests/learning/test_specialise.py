@@ -404,3 +404,66 @@ def test_gate_promotes_only_when_better_overall_and_no_slice_worse() -> None:
     # MRR drop alone (recall@5 unchanged) is worse too.
     slower = after({"a": 2, "b": 6, "c": None}, {"g": 2, "d1": None})
     assert not spec.gate_decide(_evaluation(base, slower)).promote
+
+
+# --- the admin and the task ---------------------------------------------------------------------
+
+RUNS = "/admin/support/specialiserun/"
+
+
+def test_the_admin_starts_a_run_on_the_training_queue_and_shows_its_outcome(
+    spec_env: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from celery import current_app
+    from django.test import Client
+
+    from tests.factories import knowledge_admin_user
+
+    _copy_trainer(monkeypatch)  # the same weights: the gate finds nothing better
+    client = Client()
+    client.force_login(knowledge_admin_user(username="kim"))
+    assert client.get(RUNS).status_code == 200
+    routes = current_app.conf.task_routes
+    assert routes["support.specialise"] == {"queue": "training"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(RUNS + "start/", {"_start": "1"})
+    assert response.status_code == 302
+    run = SpecialiseRun.objects.get()
+    assert run.status == SpecialiseRun.Status.REFUSED and run.message == "no better overall"
+    assert run.requested_by is not None and run.requested_by.username == "kim"
+    page = client.get(RUNS + f"{run.pk}/change/").content.decode()
+    assert "no better overall" in page and "held_back: recall@5 1.0" in page
+    assert "report #" in page
+
+
+def test_the_admin_cancels_a_queued_run_and_agents_cannot_start_one(spec_env: Any) -> None:
+    from django.test import Client
+
+    from tests.factories import agent_user, knowledge_admin_user
+
+    run = spec.run_create()
+    client = Client()
+    client.force_login(knowledge_admin_user(username="kim"))
+    page = client.get(RUNS).content.decode()
+    assert f"Cancel run #{run.pk}" in page and 'http-equiv="refresh"' in page
+    client.post(RUNS + "start/", {"_cancel": "1", "run": str(run.pk)})
+    run.refresh_from_db()
+    assert run.cancel_requested
+    # The worker that picks it up stops before doing anything.
+    assert spec_task(run.pk) == "cancelled"
+    run.refresh_from_db()
+    assert run.status == SpecialiseRun.Status.CANCELLED and not run.holds_lock
+
+    other = Client()
+    other.force_login(agent_user(username="alex"))
+    assert other.post(RUNS + "start/", {"_start": "1"}).status_code == 403
+    assert not SpecialiseRun.objects.filter(holds_lock=True).exists()
+
+
+def spec_task(run_id: int) -> str:
+    from support.tasks import specialise_task
+
+    result: str = specialise_task.apply(kwargs={"run_id": run_id}).get()
+    return result
