@@ -323,7 +323,6 @@ def report_page_build(report: Report) -> ReportPage:
     """The tiles and tables of the report page (and of its CSV export) for one report."""
     d = report.as_dict()
     tables = (
-        _summary(d),
         _days(d),
         _hours(d),
         _reasons(d),
@@ -332,5 +331,6 @@ def report_page_build(report: Report) -> ReportPage:
         _speed(d),
         _ratings(d),
         _agents(d),
+        _summary(d),
     )
     return ReportPage(report=report, tiles=_tiles(d), tables=tables)

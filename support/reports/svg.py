@@ -91,7 +91,7 @@ def _x_labels(labels: Sequence[str], x_of: list[float], y: int) -> list[str]:
 def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series]) -> str:
     """Grouped vertical bars: one group per label, one bar per series."""
     height, x0, y0 = 240, 50, 190
-    plot_w, plot_h = WIDTH - x0 - 10, 170
+    plot_w, plot_h = WIDTH - x0 - 24, 170
     top = _nice_max(max((float(v) for s in series for v in s.values), default=0))
     group = plot_w / max(1, len(labels))
     bar = group * 0.8 / max(1, len(series))
@@ -116,7 +116,7 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series]) -> st
 def line_chart(title: str, labels: Sequence[str], series: Sequence[Series]) -> str:
     """One line per series over the labels (days, hours)."""
     height, x0, y0 = 240, 50, 190
-    plot_w, plot_h = WIDTH - x0 - 10, 170
+    plot_w, plot_h = WIDTH - x0 - 24, 170
     top = _nice_max(max((float(v) for s in series for v in s.values), default=0))
     n = len(labels)
     step = plot_w / max(1, n - 1)
