@@ -199,6 +199,16 @@ def headline_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 f"turns {num(conv.get('turns_passed'))} / {num(conv.get('turns'))}; target: all",
             )
         )
+    learned = fig.dig(fig.result(results, "learning"), "pooled") or {}
+    if learned.get("after"):
+        rows.append(
+            (
+                "Retrieval recall@5 after learning from past conversations (question memory, "
+                "2-fold by dialogue, every turn)",
+                num(fig.dig(learned, "after", "recall@5")),
+                f"before: {num(fig.dig(learned, 'before', 'recall@5'))}; target ≥ 0.90",
+            )
+        )
     warm = fig.dig(fig.result(results, "warmup"), "summary") or {}
     if warm.get("on") and warm.get("off"):
         on, off = warm["on"], warm["off"]
@@ -1473,6 +1483,90 @@ def section_reports(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def section_learning(results: Mapping[str, Any]) -> list[str]:
+    lines = ["## Learning from past conversations: question memory (`bench/learning.py`)", ""]
+    note = _status_note(results, "learning")
+    if note:
+        return [*lines, note, ""]
+    r = fig.result(results, "learning")
+    pooled = r.get("pooled") or {}
+    lines += [
+        "`python bench/learning.py` splits the doc2dial dialogues by dialogue into two halves. "
+        "One half's agent replies are imported as a help desk would have them "
+        "(`examples_import`: question, history and reply; no span, no document, so grounding is "
+        "inferred from the reply; the held-back split applies) and approved; "
+        "`index_rebuild` publishes the question memory. Then every turn of the other half is "
+        "searched as a standalone query, without the memory (before) and with it (after), and "
+        "the halves swap. The memory weight of each fold is chosen by cross-validation inside "
+        "its training half with the least key score that counts, never on the evaluated half; "
+        f"*shipped* uses the defaults ({num(r.get('shipped_memory_weight'), 1)} / "
+        f"{num(r.get('shipped_memory_min_score'), 2)}) instead. Declines are the retrieval "
+        f"decision (confidence below {num(r.get('threshold'), 2)}). "
+        f"{num(r.get('dialogues'))} dialogues, {num(r.get('turns'))} turns, "
+        f"{num(r.get('imported'))} replies imported, "
+        f"{num(r.get('held_back_percent'))} % of exchanges held back.",
+        "",
+    ]
+    rows = []
+    for fold in [*(r.get("folds") or []), {"fold": "pooled", **pooled}]:
+        b, a = fold.get("before") or {}, fold.get("after") or {}
+        cv = fold.get("weight_cv") or {}
+        rows.append(
+            [
+                fold.get("fold"),
+                (
+                    f"{num(cv.get('chosen'), 1)} / {num(cv.get('chosen_min_score'), 2)}"
+                    if cv
+                    else "—"
+                ),
+                num(b.get("answerable")),
+                f"{num(b.get('recall@5'))} → {num(a.get('recall@5'))}",
+                f"{num(b.get('mrr@10'))} → {num(a.get('mrr@10'))}",
+                f"{pct(b.get('unanswerable_declined'))} → {pct(a.get('unanswerable_declined'))}",
+                f"{pct(b.get('answerable_declined'))} → {pct(a.get('answerable_declined'))}",
+                num(fig.dig(fold, "after_shipped", "recall@5")),
+                num(fold.get("keys")) if "keys" in fold else "—",
+                sec(fold.get("memory_build_s"), 1) if "memory_build_s" in fold else "—",
+            ]
+        )
+    lines += [
+        table(
+            [
+                "fold",
+                "weight / least key score (CV)",
+                "answerable",
+                "recall@5",
+                "MRR@10",
+                "unanswerable declined",
+                "answerable declined",
+                "recall@5, shipped",
+                "keys",
+                "memory build",
+            ],
+            rows,
+            "llrrrrrrrr",
+        ),
+        "",
+    ]
+    first = pooled.get("first_turns") or {}
+    if first:
+        lines += [
+            f"First turns only: recall@5 {num(fig.dig(first, 'before', 'recall@5'))} → "
+            f"{num(fig.dig(first, 'after', 'recall@5'))}, MRR@10 "
+            f"{num(fig.dig(first, 'before', 'mrr@10'))} → "
+            f"{num(fig.dig(first, 'after', 'mrr@10'))}.",
+            "",
+        ]
+    met = "met" if r.get("target_met") else "**not met**"
+    lines += [
+        f"Target (issue 14): recall@5 ≥ {num(r.get('target_recall5'), 2)} on the evaluated "
+        f"halves: {met} ({num(fig.dig(pooled, 'after', 'recall@5'))}). Peak RSS "
+        f"{num(r.get('peak_rss_mb'), 0)} MiB, {sec(r.get('seconds'), 0)} in all.",
+        "",
+    ]
+    return lines
+
+
 def render_benchmarks(
     results: Mapping[str, Any],
     *,
@@ -1493,6 +1587,7 @@ def render_benchmarks(
         *section_answers(results),
         *section_conversations(results),
         *section_reports(results),
+        *section_learning(results),
         *section_cost(results),
         *section_escalation(results),
         *section_chat_load(results, images, img_prefix),

@@ -74,10 +74,14 @@ class FusionConfig:
     # 0.806 -> 0.843 at 448).
     opening_boost: float = 0.05
     # Question memory: a chunk scores at least this share of its best key's score (0 turns the
-    # memory off). Chosen by bench/learning.py (cross-validated inside each training half).
+    # memory off). Fixed before measuring; bench/learning.py cross-validates it inside each
+    # training half, and no value in 0.6-1.1 moves doc2dial recall@5 by a point (docs/learning.md).
     memory_weight: float = 0.9
     # Keys read per query; each names its chunks.
     memory_keys: int = 20
+    # Keys scoring below this count for nothing (0: every key counts; the score is then only
+    # limited by memory_weight).
+    memory_min_score: float = 0.0
 
 
 DEFAULT_FUSION: Final = FusionConfig()
@@ -292,7 +296,12 @@ def _memory_scores(
     chunks this search may return (allowed, not denied, in this snapshot)."""
     if memory is None or fusion.memory_weight <= 0 or fusion.method != "convex" or not len(memory):
         return {}
-    scores = memory.chunk_scores(query_vector, query_text, top_keys=fusion.memory_keys)
+    scores = memory.chunk_scores(
+        query_vector,
+        query_text,
+        top_keys=fusion.memory_keys,
+        min_score=fusion.memory_min_score,
+    )
     if not scores:
         return {}
     ids = np.fromiter(scores, dtype=np.int64, count=len(scores))

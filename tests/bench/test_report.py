@@ -232,3 +232,50 @@ def test_reports_section_and_headline(results: dict[str, Any]) -> None:
     page = report.render_benchmarks(results, results_file="r.json")
     section = page.split("## Reports (`bench/reports.py`)", 1)[1].split("\n## ", 1)[0]
     assert "Not run in this suite run." in section
+
+
+def test_learning_section_and_headline(results: dict[str, Any]) -> None:
+    def m(r5: float, mrr: float, una: float, ans: float) -> dict[str, Any]:
+        return {
+            "answerable": 500,
+            "recall@5": r5,
+            "mrr@10": mrr,
+            "unanswerable_declined": una,
+            "answerable_declined": ans,
+        }
+
+    fold = {
+        "fold": "A",
+        "weight_cv": {"chosen": 0.9, "chosen_min_score": 0.75},
+        "before": m(0.7, 0.55, 0.8, 0.1),
+        "after": m(0.78, 0.62, 0.8, 0.1),
+        "after_shipped": m(0.77, 0.6, 0.8, 0.1),
+        "keys": 400,
+        "memory_build_s": 3.25,
+    }
+    results["scripts"]["learning"] = {
+        "status": "ok",
+        "result": {
+            "folds": [fold, {**fold, "fold": "B"}],
+            "pooled": {
+                "before": m(0.7, 0.55, 0.8, 0.1),
+                "after": m(0.78, 0.62, 0.8, 0.1),
+                "after_shipped": m(0.77, 0.6, 0.8, 0.1),
+                "first_turns": {"before": m(0.8, 0.6, 0.8, 0.1), "after": m(0.85, 0.7, 0.8, 0.1)},
+            },
+            "shipped_memory_weight": 0.9,
+            "threshold": 0.3,
+            "target_recall5": 0.9,
+            "target_met": False,
+        },
+    }
+    page = report.render_benchmarks(results, results_file="r.json")
+    section = page.split("## Learning from past conversations", 1)[1].split("\n## ", 1)[0]
+    assert "| A | 0.9 / 0.75 | 500 | 0.700 → 0.780 | 0.550 → 0.620 | 80 % → 80 % |" in section
+    assert "| pooled | — | 500 |" in section
+    assert "**not met** (0.780)" in section
+    figures = {figure.split(" (")[0]: value for figure, value, _ in report.headline_rows(results)}
+    assert figures["Retrieval recall@5 after learning from past conversations"] == "0.780"
+    results["scripts"].pop("learning")
+    page = report.render_benchmarks(results, results_file="r.json")
+    assert "Not run in this suite run." in page.split("## Learning from past", 1)[1]

@@ -215,3 +215,5 @@ def test_memory_file_round_trip_and_chunk_scores(tmp_path: Any) -> None:
     scores = loaded.chunk_scores(vectors[0], "how do I reset it")
     assert set(scores) >= {1, 2}
     assert scores[1] == scores[2] == pytest.approx(1.0, abs=1e-5)
+    # Keys below the least score that counts name nothing.
+    assert loaded.chunk_scores(vectors[0], "how do I reset it", min_score=1.01) == {}
