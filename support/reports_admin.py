@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -19,12 +20,14 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from .conf import get_support_settings
-from .models import Conversation, ReportDay
+from .events import display_name
+from .models import Conversation, KnowledgeDocument, ReportDay
 from .reports import InvalidReportRange, local_date, report_build
 from .reports.metrics import REPORTS_PERMISSION
 from .reports.page import ReportPage, report_page_build, table_csv
 
 DEFAULT_DAYS = 30
+FILTERS = ("start", "end", "channel", "document", "agent")
 
 
 def can_view_reports(user: Any) -> bool:
@@ -36,11 +39,28 @@ def _require_manager(request: HttpRequest) -> None:
         raise PermissionDenied("The reports are for support managers.")
 
 
+class AgentChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{display_name(obj)} ({obj.get_username()})"
+
+
 class ReportFilterForm(forms.Form):
     start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
     channel = forms.ChoiceField(
         required=False, choices=[("", "all channels"), *Conversation.Channel.choices]
+    )
+    document = forms.ModelChoiceField(
+        required=False,
+        queryset=KnowledgeDocument.objects.order_by("title", "pk"),
+        empty_label="all documents",
+        help_text="conversations in which the bot cited it",
+    )
+    agent = AgentChoiceField(
+        required=False,
+        queryset=get_user_model().objects.filter(is_staff=True).order_by("username"),
+        empty_label="all agents",
+        help_text="conversations the agent claimed or wrote in",
     )
 
     @classmethod
@@ -50,7 +70,7 @@ class ReportFilterForm(forms.Form):
             "start": (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat(),
             "end": today.isoformat(),
             "channel": "",
-            **{k: v for k, v in request.GET.items() if k in ("start", "end", "channel") and v},
+            **{k: v for k, v in request.GET.items() if k in FILTERS and v},
         }
         return cls(data)
 
@@ -90,8 +110,13 @@ class ReportAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         start: date = form.cleaned_data["start"]
         end: date = form.cleaned_data["end"]
         try:
+            document, agent = form.cleaned_data["document"], form.cleaned_data["agent"]
             report = report_build(
-                start=start, end=end, channel=form.cleaned_data["channel"] or None
+                start=start,
+                end=end,
+                channel=form.cleaned_data["channel"] or None,
+                document=document.pk if document is not None else None,
+                agent=agent.pk if agent is not None else None,
             )
         except InvalidReportRange as exc:
             return form, None, exc.message
@@ -133,6 +158,10 @@ class ReportAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         name = f"report-{table}-{r.start.isoformat()}-{r.end.isoformat()}"
         if r.channel:
             name += f"-{r.channel}"
+        if r.document is not None:
+            name += f"-document{r.document}"
+        if r.agent is not None:
+            name += f"-agent{r.agent}"
         response = HttpResponse(table_csv(found), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
         return response

@@ -66,16 +66,26 @@ def local_date(moment: datetime, zone: tzinfo | str) -> date:
     return moment.astimezone(tz).date()
 
 
-def day_compute(*, day: date, windows: Windows) -> dict[str, Tally]:
-    """The figures of local `day`, one Tally per channel (every channel, empty or not)."""
+def day_compute(
+    *, day: date, windows: Windows, scope: QuerySet[Conversation] | None = None
+) -> dict[str, Tally]:
+    """The figures of local `day`, one Tally per channel (every channel, empty or not); with
+    `scope`, of those conversations only (a document or agent filter; never stored)."""
     start, end = windows.bounds(day)
     out = {channel: Tally() for channel in CHANNELS}
-    _conversations(out, start, end, windows)
-    _opened_without_message(out, start, end)
-    _answers(out, start, end, windows.zone)
-    _escalations(out, start, end)
-    _agents(out, start, end)
+    _conversations(out, start, end, windows, scope)
+    _opened_without_message(out, start, end, scope)
+    _answers(out, start, end, windows.zone, scope)
+    _escalations(out, start, end, scope)
+    _agents(out, start, end, scope)
     return out
+
+
+Scope = QuerySet[Conversation] | None
+
+
+def _scoped(rows: QuerySet[Any], scope: Scope, field: str = "conversation") -> QuerySet[Any]:
+    return rows if scope is None else rows.filter(**{f"{field}__in": scope.values("pk")})
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -121,7 +131,7 @@ def _grouped_buckets(
 
 
 # --- conversation measures (the cohort of the first customer message) --------------------------
-def _cohort(start: datetime, end: datetime) -> QuerySet[Conversation]:
+def _cohort(start: datetime, end: datetime, scope: Scope = None) -> QuerySet[Conversation]:
     """Conversations whose first customer message was sent in [start, end)."""
     earlier = _visible(OuterRef("conversation_id")).filter(role=CUSTOMER, pk__lt=OuterRef("pk"))
     firsts = (
@@ -131,10 +141,12 @@ def _cohort(start: datetime, end: datetime) -> QuerySet[Conversation]:
         .exclude(Exists(earlier))
         .values("conversation_id")
     )
-    return Conversation.objects.filter(pk__in=firsts)
+    return _scoped(Conversation.objects.filter(pk__in=firsts), scope, "pk")
 
 
-def _conversations(out: dict[str, Tally], start: datetime, end: datetime, windows: Windows) -> None:
+def _conversations(
+    out: dict[str, Tally], start: datetime, end: datetime, windows: Windows, scope: Scope
+) -> None:
     conv = OuterRef("pk")
     customer = _visible(conv).filter(role=CUSTOMER)
     bots = Message.objects.filter(conversation_id=conv, role=BOT)
@@ -154,7 +166,7 @@ def _conversations(out: dict[str, Tally], start: datetime, end: datetime, window
             next_ms__gte=EpochMs(F("created_at")) + windows.assumed_after.total_seconds() * 1000,
         )
     )
-    rows = _cohort(start, end).annotate(
+    rows = _cohort(start, end, scope).annotate(
         first_at=_first(customer, "created_at"),
         first_bot_at=_first(bots, "created_at"),
         has_bot=Exists(bots),
@@ -231,7 +243,7 @@ def _conversations(out: dict[str, Tally], start: datetime, end: datetime, window
     # Reasons: each handed-over conversation counts once per reason any hand-over lists.
     seen: dict[str, dict[str, set[Any]]] = {}
     for channel, conversation_id, reasons in Escalation.objects.filter(
-        conversation__in=_cohort(start, end)
+        conversation__in=_cohort(start, end, scope)
     ).values_list("conversation__channel", "conversation_id", "reasons"):
         for reason in reasons if isinstance(reasons, list) else ():
             seen.setdefault(channel, {}).setdefault(str(reason), set()).add(conversation_id)
@@ -260,10 +272,12 @@ def _returned_by_email(point: str, durable_ms: float) -> Case:
     )
 
 
-def _opened_without_message(out: dict[str, Tally], start: datetime, end: datetime) -> None:
+def _opened_without_message(
+    out: dict[str, Tally], start: datetime, end: datetime, scope: Scope
+) -> None:
     asked = Message.objects.filter(conversation_id=OuterRef("pk"), role=CUSTOMER, internal=False)
     for row in _grouped(
-        Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
+        _scoped(Conversation.objects.filter(created_at__gte=start, created_at__lt=end), scope, "pk")
         .exclude(Exists(asked))
         .values("channel")
         .annotate(n=Count("pk"))
@@ -272,8 +286,11 @@ def _opened_without_message(out: dict[str, Tally], start: datetime, end: datetim
 
 
 # --- answer measures (the day of the bot message) -----------------------------------------------
-def _answers(out: dict[str, Tally], start: datetime, end: datetime, zone: tzinfo) -> None:
-    rows = Message.objects.filter(role=BOT, created_at__gte=start, created_at__lt=end).annotate(
+def _answers(
+    out: dict[str, Tally], start: datetime, end: datetime, zone: tzinfo, scope: Scope
+) -> None:
+    day = Message.objects.filter(role=BOT, created_at__gte=start, created_at__lt=end)
+    rows = _scoped(day, scope).annotate(
         channel=F("conversation__channel"),
         hour=ExtractHour("created_at", tzinfo=zone),
         fb=F("feedback__value"),
@@ -314,14 +331,15 @@ def _answers(out: dict[str, Tally], start: datetime, end: datetime, zone: tzinfo
 
 
 # --- queue measures (the day of the hand-over) --------------------------------------------------
-def _escalations(out: dict[str, Tally], start: datetime, end: datetime) -> None:
+def _escalations(out: dict[str, Tally], start: datetime, end: datetime, scope: Scope) -> None:
     first_reply = (
         _visible(OuterRef("conversation_id"))
         .filter(role=AGENT, created_at__gte=OuterRef("created_at"))
         .order_by("pk")
         .values("created_at")[:1]
     )
-    rows = Escalation.objects.filter(created_at__gte=start, created_at__lt=end).annotate(
+    day = Escalation.objects.filter(created_at__gte=start, created_at__lt=end)
+    rows = _scoped(day, scope).annotate(
         channel=F("conversation__channel"), first_reply_at=Subquery(first_reply)
     )
     for row in _grouped(
@@ -338,9 +356,10 @@ def _escalations(out: dict[str, Tally], start: datetime, end: datetime) -> None:
 
 
 # --- per agent (the day of the action) ----------------------------------------------------------
-def _agents(out: dict[str, Tally], start: datetime, end: datetime) -> None:
-    day = Message.objects.filter(
-        created_at__gte=start, created_at__lt=end, author__isnull=False
+def _agents(out: dict[str, Tally], start: datetime, end: datetime, scope: Scope) -> None:
+    day = _scoped(
+        Message.objects.filter(created_at__gte=start, created_at__lt=end, author__isnull=False),
+        scope,
     ).annotate(channel=F("conversation__channel"))
     lines = day.filter(role=SYSTEM)
     for kind, name in ((LineKind.CLAIMED, "claimed"), (LineKind.ENDED, "resolved")):

@@ -3,11 +3,13 @@ docs/reports.md (rates, means, percentiles, cost, per agent, series)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .. import events
@@ -15,7 +17,7 @@ from ..conf import get_support_settings
 from ..exceptions import SupportError
 from ..models import Conversation, Escalation, Message
 from . import histogram
-from .rollup import DayFigures, report_days_load
+from .rollup import DayFigures, report_days_load, report_days_scoped
 from .tally import Tally
 
 # A range longer than this is refused: the rows of a year are read at most.
@@ -73,6 +75,8 @@ class Report:
     computed_at: datetime
     figures: Tally
     days: tuple[tuple[date, Tally], ...]
+    document: int | None = None
+    agent: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Every measure of docs/reports.md, as JSON (the `report --json` output)."""
@@ -101,6 +105,8 @@ class Report:
                 "to": self.end.isoformat(),
                 "time_zone": self.time_zone,
                 "channel": self.channel,
+                "document": self.document,
+                "agent": self.agent,
                 "computed_at": self.computed_at.isoformat(),
             },
             "volume": {
@@ -228,16 +234,45 @@ def _agents(t: Tally) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["claimed"], -r["replies"], r["name"]))
 
 
+def report_scope(
+    *, document: int | None = None, agent: int | None = None
+) -> QuerySet[Conversation] | None:
+    """The conversations a document or agent filter keeps (None: no filter). A document's: a
+    bot reply cited it. An agent's: they claimed a hand-over of it or wrote in it (a reply,
+    a note, a claimed or ended line)."""
+    if document is None and agent is None:
+        return None
+    rows = Conversation.objects.all()
+    if document is not None:
+        # Citations are a JSON list; its text is matched (a list has no containment query on
+        # SQLite). The key is followed by "," (SQLite's key order) or "}" (PostgreSQL's).
+        cites = Q()
+        for end in (",", "}"):
+            cites |= Q(citations__icontains=f'"document_id": {int(document)}{end}')
+        rows = rows.filter(
+            pk__in=Message.objects.filter(cites, role=Message.Role.BOT).values("conversation_id")
+        )
+    if agent is not None:
+        rows = rows.filter(
+            Q(pk__in=Message.objects.filter(author_id=agent).values("conversation_id"))
+            | Q(pk__in=Escalation.objects.filter(claimed_by_id=agent).values("conversation_id"))
+        )
+    return rows
+
+
 def report_build(
     *,
     start: date,
     end: date,
     channel: str | None = None,
+    document: int | None = None,
+    agent: int | None = None,
     refresh: bool = False,
     now: datetime | None = None,
 ) -> Report:
     """The measures of local days `start`..`end` (inclusive), for one channel or all: read
-    from the daily rollup, computing (and storing) the days that have no usable row."""
+    from the daily rollup, computing (and storing) the days that have no usable row. With a
+    document or agent, of the conversations `report_scope` keeps, computed from the tables."""
     if end < start:
         raise InvalidReportRange("The range ends before it starts.")
     if (end - start).days + 1 > MAX_DAYS:
@@ -246,8 +281,13 @@ def report_build(
         raise InvalidReportRange(
             f"Unknown channel {channel!r}: one of {', '.join(Conversation.Channel.values)}."
         )
-    loaded = report_days_load(start=start, end=end, refresh=refresh, now=now)
-    return report_from_days(loaded, start=start, end=end, channel=channel)
+    scope = report_scope(document=document, agent=agent)
+    if scope is None:
+        loaded = report_days_load(start=start, end=end, refresh=refresh, now=now)
+    else:
+        loaded = report_days_scoped(start=start, end=end, scope=scope, now=now)
+    report = report_from_days(loaded, start=start, end=end, channel=channel)
+    return dataclasses.replace(report, document=document, agent=agent)
 
 
 def report_from_days(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import Min
+from django.db.models import Min, QuerySet
 from django.utils import timezone
 
 from ..conf import get_support_settings
@@ -95,6 +95,23 @@ def report_days_refresh(*, days: Iterable[date], now: datetime | None = None) ->
             )
         done.append(DayFigures(day, channels, windows.now))
     return done
+
+
+def report_days_scoped(
+    *, start: date, end: date, scope: QuerySet[Conversation], now: datetime | None = None
+) -> list[DayFigures]:
+    """Every local day from `start` to `end`, computed now for the conversations of `scope`
+    only (a document or agent filter): the rollup holds all conversations, so these days are
+    aggregated from the tables and never stored."""
+    windows = report_windows(now=now)
+    days: list[DayFigures] = []
+    day = start
+    while day <= end:
+        days.append(
+            DayFigures(day, day_compute(day=day, windows=windows, scope=scope), windows.now)
+        )
+        day += timedelta(days=1)
+    return days
 
 
 def report_days_load(

@@ -314,3 +314,61 @@ def test_an_old_answer_without_a_trace_still_opens(answered: dict[str, Any]) -> 
     response = client.get(trace_url(bot))
     assert response.status_code == 200
     assert "no recorded decisions" in response.content.decode()
+
+
+# --- the document and agent filters -------------------------------------------------------------
+def cite(conv: Any, *document_ids: int) -> None:
+    from support.models import Message
+
+    citations = [
+        {"n": n, "document_id": d, "chunk_id": 100 + n, "title": f"doc {d}", "score": 0.5}
+        for n, d in enumerate(document_ids, start=1)
+    ]
+    Message.objects.filter(conversation=conv, role=Message.Role.BOT).update(citations=citations)
+
+
+def test_the_document_filter_keeps_the_conversations_citing_it(
+    day: dict[str, Any], manager: Client
+) -> None:
+    from tests.factories import KnowledgeDocumentFactory
+
+    billing, other = KnowledgeDocumentFactory(title="Billing"), KnowledgeDocumentFactory()
+    cite(day["c1"], billing.pk)  # confirmed bot resolution
+    cite(day["c4"], other.pk, billing.pk)  # thumbs down
+    cite(day["c2"], other.pk)
+    response = manager.get(URL, {**DAY, "document": billing.pk})
+    tables = page_tables(response.content.decode())
+    summary = {row[0]: row[1:] for row in tables["summary"][1:]}
+    assert summary["conversations"] == ["2", ""]
+    assert summary["bot resolutions"] == ["1", "50"]
+    assert summary["thumbs up"][0] == "1" and summary["thumbs down"][0] == "1"
+    assert "conversations citing “Billing”" in response.content.decode()
+    csv_rows = list(
+        csv.reader(io.StringIO(manager.get(f"{URL}summary.csv", {**DAY, "document": billing.pk})
+                               .content.decode()))
+    )  # fmt: skip
+    assert csv_rows == tables["summary"]
+    # The rollup is untouched by a filtered report: the whole day still reads 7.
+    whole = page_tables(manager.get(URL, DAY).content.decode())["summary"]
+    assert {row[0]: row[1] for row in whole[1:]}["conversations"] == "7"
+
+
+def test_the_agent_filter_keeps_the_conversations_the_agent_worked(
+    day: dict[str, Any], manager: Client
+) -> None:
+    response = manager.get(URL, {**DAY, "agent": day["agent"].pk})
+    tables = page_tables(response.content.decode())
+    summary = {row[0]: row[1:] for row in tables["summary"][1:]}
+    assert summary["conversations"] == ["1", ""]  # c3
+    assert summary["handed over"] == ["1", "100"]
+    assert summary["resolved by a person"][0] == "1"
+    assert [row[:5] for row in tables["agents"][1:]] == [["Sam", "1", "1", "1", "1"]]
+    nobody = UserFactory()
+    summary = page_tables(manager.get(URL, {**DAY, "agent": nobody.pk}).content.decode())
+    assert {row[0]: row[1] for row in summary["summary"][1:]}["conversations"] == "0"
+
+
+def test_an_unknown_document_or_agent_is_a_form_error(manager: Client) -> None:
+    response = manager.get(URL, {**DAY, "document": 999999, "agent": "x"})
+    assert response.status_code == 200
+    assert "errornote" in response.content.decode()
