@@ -251,3 +251,20 @@ def test_numbers_the_knowledge_base_publishes_are_not_redacted(
     example = Example.objects.get()
     assert example.question == "my invoice is missing, I am on [phone]"
     assert example.answer == line["answer"]  # billing.md publishes the hotline
+
+
+def test_an_approving_import_publishes_the_question_memory(
+    kb: dict[str, KnowledgeDocument], jsonl: Callable[..., Path]
+) -> None:
+    from support import backends
+    from support.learning.examples import examples_for_training
+
+    lines = run(jsonl(json.dumps(RESET), json.dumps(REFUND)), "--approve")
+    keys = examples_for_training().count()
+    assert lines[-1].endswith(f"question memory of {keys} question(s)")
+    memory = backends.get_index_reader().snapshot().memory
+    assert (len(memory) if memory is not None else 0) == keys
+    # RESET's opening turn hashes into the held-back slice, REFUND's does not.
+    held_back = set(Example.objects.filter(held_back=True).values_list("pk", flat=True))
+    assert keys == 1 and len(held_back) == 1
+    assert not held_back & set(memory.example_ids.tolist() if memory is not None else [])
