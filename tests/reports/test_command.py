@@ -57,3 +57,13 @@ def test_text_names_every_section(settings: Any) -> None:
 def test_bad_dates_are_an_error_not_a_traceback(args: tuple[str, ...]) -> None:
     with pytest.raises(CommandError):
         run(*args)
+
+
+def test_the_agent_filter_of_the_command(settings: Any) -> None:
+    settings.SUPPORT_REPORT_TIME_ZONE = "UTC"
+    built = build_day()
+    day = D.isoformat()
+    data = json.loads(run("--from", day, "--to", day, "--agent", str(built["agent"].pk), "--json"))
+    assert data["range"]["agent"] == built["agent"].pk
+    assert data["volume"]["conversations"] == 1  # c3, the one Sam claimed
+    assert data["handoffs"]["handed_over"] == 1

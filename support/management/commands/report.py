@@ -34,6 +34,12 @@ class Command(BaseCommand):
         parser.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD")
         parser.add_argument("--channel", choices=Conversation.Channel.values, default=None)
         parser.add_argument(
+            "--document", type=int, default=None, help="only conversations citing this document id"
+        )
+        parser.add_argument(
+            "--agent", type=int, default=None, help="only conversations this user id worked"
+        )
+        parser.add_argument(
             "--refresh", action="store_true", help="recompute every day of the range first"
         )
         parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -44,6 +50,8 @@ class Command(BaseCommand):
                 start=_day(options["start"]),
                 end=_day(options["end"]),
                 channel=options["channel"],
+                document=options["document"],
+                agent=options["agent"],
                 refresh=options["refresh"],
             )
         except SupportError as exc:
