@@ -159,6 +159,9 @@ NOT_IN_SUITE: dict[str, str] = {
     "grounding_fit": "a fit of the threshold that grounds an example's answer on a chunk (or "
     "makes it a knowledge gap) over the dev dialogues, run by hand while tuning; "
     "docs/learning.md records the choice",
+    "specialise_retrieval": "a 2-fold fine-tune of the retriever on one half of the dev "
+    "dialogues' agent replies, evaluated on the other half (minutes of CPU training per fold), "
+    "run by hand; docs/learning.md records the result",
     "gaps_fit": "a fit of the distance threshold that clusters knowledge-gap questions into "
     "topics, on the doc2dial paraphrase groups (dev half, test half reported), run by hand while "
     "tuning; docs/reports.md records the choice",
