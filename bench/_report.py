@@ -1428,7 +1428,8 @@ def section_reports(results: Mapping[str, Any]) -> list[str]:
         "report of the month with an empty rollup table: every day computed from the raw rows "
         "by grouped queries and stored; *one day* is what a beat run costs per changed day; "
         "*month from the rollup* is `report_build` over the month once the days are stored "
-        "(median of 5); *`report --json`* runs the command in a fresh process, Django's start "
+        "(median of 5); *report page* is the admin report page of the month as a manager "
+        "opens it (tables, SVG charts and template; median of 5); *`report --json`* runs the command in a fresh process, Django's start "
         "included (a bare `manage.py check` beside it); *beat run* is `report_rollup_run` an "
         "hour after the last message; the metrics columns are the first `/metrics` snapshot of "
         "a process (it reads the whole history) and the next one. Load average at the start: "
@@ -1439,7 +1440,7 @@ def section_reports(results: Mapping[str, Any]) -> list[str]:
     for run in r.get("runs") or []:
         if "skipped" in run or "error" in run:
             why = run.get("skipped") or "failed (see the results file)"
-            rows.append([run.get("database", "?"), why, "", "", "", "", "", ""])
+            rows.append([run.get("database", "?"), why, "", "", "", "", "", "", ""])
             continue
         rows.append(
             [
@@ -1448,6 +1449,7 @@ def section_reports(results: Mapping[str, Any]) -> list[str]:
                 f"{sec(run.get('fill_s'), 1)} ({sec(run.get('fill_per_day_s'))}/day)",
                 sec(run.get("day_refresh_s")),
                 ms((run.get("report_s") or 0) * 1000, 0),
+                ms(run["page_s"] * 1000, 0) if run.get("page_s") is not None else "—",
                 f"{sec(run.get('command_s'))} ({sec(run.get('django_start_s'))})",
                 f"{sec(run.get('beat_run_s'))} ({num(run.get('beat_days'))} days)",
                 f"{sec(run.get('metrics_first_scrape_s'))} / "
@@ -1462,12 +1464,13 @@ def section_reports(results: Mapping[str, Any]) -> list[str]:
                 "fill",
                 "one day",
                 "month from the rollup",
+                "report page",
                 "`report --json` (bare start)",
                 "beat run",
                 "metrics first / next",
             ],
             rows,
-            "lrrrrrrr",
+            "lrrrrrrrr",
         ),
         "",
     ]

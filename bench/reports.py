@@ -106,6 +106,21 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         report = report_build(start=START, end=end, now=now + timedelta(seconds=5)).as_dict()
         warm.append(time.perf_counter() - t0)
     assert report["volume"] == filled["volume"]
+    # The admin report page of the month (support.reports_admin), as a manager opens it:
+    # the rollup read, the tables and SVG charts built and the template rendered.
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    manager = get_user_model().objects.create_superuser("bench-manager", "m@example.com", None)
+    browser = Client()
+    browser.force_login(manager)
+    page_url = f"/admin/support/reportday/?start={START.isoformat()}&end={end.isoformat()}"
+    pages = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        response = browser.get(page_url)
+        pages.append(time.perf_counter() - t0)
+        assert response.status_code == 200, response.status_code
     # The command reads the rows just stored (final: computed ten days after the month).
     env = dict(os.environ)
     t0 = time.perf_counter()
@@ -150,6 +165,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "fill_per_day_s": round(fill_s / args.days, 3),
         "report_s": round(statistics.median(warm), 4),
         "report_runs_s": [round(x, 4) for x in warm],
+        "page_s": round(statistics.median(pages), 4),
+        "page_runs_s": [round(x, 4) for x in pages],
         "day_refresh_s": round(statistics.median(days), 3),
         "beat_run_s": round(beat_s, 3),
         "beat_days": len(run.days),
@@ -343,23 +360,28 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
             subprocess.run(drop, check=False, timeout=60, capture_output=True)
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Reports over {result['conversations']:,} conversations in {result['days']} days "
         "(median of 5 reads; `fill` computes every day from the raw rows):",
         "",
-        "| database | seed | fill (per day) | one day | month from the rollup | "
+        "| database | seed | fill (per day) | one day | month from the rollup | report page | "
         "`report --json` (process) | beat run | first / next metrics scrape |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         if "error" in r:
-            lines.append(f"| {r['database']} | failed: see the JSON |||||||")
+            lines.append(f"| {r['database']} | failed: see the JSON ||||||||")
             continue
         lines.append(
             f"| {r['database']} | {r['seed_s']:.0f} s | {r['fill_s']:.1f} s "
             f"({r['fill_per_day_s']:.2f} s) | {r['day_refresh_s']:.2f} s | "
-            f"{r['report_s'] * 1000:.0f} ms | {r['command_s']:.2f} s "
+            f"{r['report_s'] * 1000:.0f} ms | {common.fmt(_ms(r.get('page_s')), 0)} ms | "
+            f"{r['command_s']:.2f} s "
             f"(Django start {common.fmt(r['django_start_s'], 2)} s) | {r['beat_run_s']:.2f} s "
             f"({r['beat_days']} days) | {r['metrics_first_scrape_s']:.2f} s / "
             f"{r['metrics_next_scrape_s'] * 1000:.0f} ms |"
