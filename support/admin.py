@@ -468,6 +468,7 @@ class SensitiveTopicAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 # The agent workspace (escalation queue, conversation view, canned responses, holidays).
 from . import (  # noqa: E402
     agent_admin,  # noqa: F401
+    gaps_admin,  # noqa: F401  (the knowledge gaps and article drafts, for support managers)
     integrations_admin,  # noqa: F401  (API tokens, webhooks, e-mail)
     learning_admin,  # noqa: F401  (the review queue of examples)
     reports_admin,  # noqa: F401  (the report page, for support managers)

@@ -39,6 +39,8 @@ EXAMPLE_FROM_FEEDBACK = "support.example_from_feedback"
 SPECIALISE = "support.specialise"
 # Reports (issue 16).
 REPORT_ROLLUP = "support.report_rollup"
+GAPS_RUN = "support.gaps_run"
+ARTICLE_DRAFT_WRITE = "support.article_draft_write"
 
 
 def _send(name: str, kwargs: dict[str, Any], countdown: float | None) -> None:
@@ -110,3 +112,13 @@ def ask_answer_enqueue(*, request_id: str, question: str, history: list[dict[str
 def specialise_enqueue(*, run_id: int) -> None:
     """Run a queued retriever specialisation (queue `training`)."""
     _on_commit(SPECIALISE, run_id=run_id)
+
+
+def gaps_run_enqueue(*, run_id: int) -> None:
+    """Embed and cluster the knowledge-gap questions of a requested run."""
+    _on_commit(GAPS_RUN, run_id=run_id)
+
+
+def article_draft_write_enqueue(*, draft_id: int) -> None:
+    """Let the chat model propose the text of an article draft."""
+    _on_commit(ARTICLE_DRAFT_WRITE, draft_id=draft_id)

@@ -411,6 +411,8 @@ class ReportDay(models.Model):
 
 
 # Golden questions and the reports of the gate (issue 14).
+# Knowledge gaps (issue 16): computed topics and the article drafts written from them.
+from .models_gaps import *  # noqa: E402, F403
 from .models_golden import *  # noqa: E402, F403
 
 # API tokens, webhooks and the e-mail channel (issue 17): one app, their models live there.

@@ -192,3 +192,20 @@ def specialise_task(*, run_id: int) -> str:
         return "promoted" if run_execute(run_id=run_id).promoted else "refused"
     except SpecialiseCancelled:
         return "cancelled"
+
+
+# Knowledge gaps (docs/reports.md): a failure is stored on the run or the draft, not raised.
+@shared_task(name=jobs.GAPS_RUN, acks_late=True, soft_time_limit=600, time_limit=660)
+def gaps_run_task(*, run_id: int) -> str | None:
+    from .reports.articles import gaps_run_execute
+
+    run = gaps_run_execute(run_id=run_id)
+    return run.state if run is not None else None
+
+
+@shared_task(name=jobs.ARTICLE_DRAFT_WRITE, acks_late=True, soft_time_limit=300, time_limit=330)
+def article_draft_write_task(*, draft_id: int) -> str | None:
+    from .reports.articles import article_draft_write
+
+    draft = article_draft_write(draft_id=draft_id)
+    return draft.state if draft is not None else None

@@ -171,6 +171,10 @@ CELERY_TASK_ROUTES = {
     "support.example_from_feedback": {"queue": "support.ingest"},
     # Fine-tuning the retriever: its own worker (-Q training, concurrency 1, niced).
     "support.specialise": {"queue": "training"},
+    # Knowledge gaps: embedding the questions (ingest workers hold the embedder), drafting an
+    # article (the chat model).
+    "support.gaps_run": {"queue": "support.ingest"},
+    "support.article_draft_write": {"queue": "support.generation"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "support.default"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)

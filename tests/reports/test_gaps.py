@@ -12,11 +12,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from django.test import Client
 
-from support.models import Conversation, Example, Message
+from support import backends, roles
+from support.llm.errors import GenerationError
+from support.models import ArticleDraft, Conversation, Example, GapRun, KnowledgeDocument, Message
+from support.reports import articles
 from support.reports.clusters import DEFAULT_DISTANCE_THRESHOLD, cluster_labels
 from support.reports.gaps import GapKind, gap_items_collect, gaps_build
-from tests.knowledge.conftest import real_embedder  # noqa: F401  (session fixture)
+from tests.factories import UserFactory
+from tests.fakes import FakeChatModel
+from tests.knowledge.conftest import kb_env, real_embedder  # noqa: F401  (fixtures)
 
 EVAL = Path(__file__).resolve().parents[2].parent / "shared" / "eval" / "doc2dial"
 
@@ -216,3 +222,205 @@ def test_clustering_groups_real_paraphrases(real_embedder: Any) -> None:  # noqa
     # And with everything merged (a threshold far too high) the test would fail.
     merged = cluster_labels(real_embedder.encode(texts), distance_threshold=1.5)
     assert adjusted_rand_score(truth, merged) < 0.1
+
+
+# --- runs, drafts and publishing (support.reports.articles) ---------------------------------
+class BrokenChatModel(FakeChatModel):
+    """A chat model whose generation fails (a missing file, a crashed backend)."""
+
+    def stream(self, prompt_ids: Any, params: Any, should_stop: Any = None) -> Any:
+        raise GenerationError("the model file is gone")
+
+
+@pytest.fixture
+def topic_backends() -> Any:
+    backends.set_backend("embedder", TopicEmbedder())
+    model = FakeChatModel("Refunds go back to the card you paid with within 5 business days.")
+    backends.set_backend("chat_model", model)
+    yield model
+    backends.reset_backends()
+
+
+@pytest.fixture
+def run(gaps_data: None, topic_backends: Any, django_capture_on_commit_callbacks: Any) -> GapRun:
+    with django_capture_on_commit_callbacks(execute=True):
+        requested = articles.gaps_run_request(days=30)
+    requested.refresh_from_db()
+    return requested
+
+
+def _topic_index(run: GapRun, word: str) -> int:
+    return next(i for i, t in enumerate(run.topics) if word in t["name"].lower())
+
+
+def test_run_computed_by_the_task(run: GapRun) -> None:
+    assert run.state == GapRun.State.DONE and run.finished_at is not None
+    assert run.embedder == "fake-topics"
+    assert run.distance_threshold == DEFAULT_DISTANCE_THRESHOLD
+    assert articles.gaps_run_latest() == run
+    assert articles.gaps_run_pending() is None
+    assert [t.volume for t in articles.run_topics(run)] == sorted(
+        (t.volume for t in articles.run_topics(run)), reverse=True
+    )
+
+
+@pytest.mark.django_db
+def test_failed_run_is_stored_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(**_: Any) -> Any:
+        raise RuntimeError("embedder exploded")
+
+    monkeypatch.setattr(articles, "gaps_build", boom)
+    start, end = NOW - timedelta(days=1), NOW
+    queued = GapRun.objects.create(start=start, end=end)
+    done = articles.gaps_run_execute(run_id=queued.pk)
+    assert done is not None and done.state == GapRun.State.FAILED
+    assert "exploded" in done.error
+    assert articles.gaps_run_execute(run_id=queued.pk).state == GapRun.State.FAILED  # type: ignore[union-attr]
+    assert articles.gaps_run_execute(run_id=999_999) is None
+
+
+def test_draft_proposed_by_the_model(
+    run: GapRun, topic_backends: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        draft = articles.article_draft_request(
+            run_id=run.pk, topic_index=_topic_index(run, "refund")
+        )
+    draft.refresh_from_db()
+    assert draft.state == ArticleDraft.State.DRAFT
+    assert draft.written_by == ArticleDraft.Writer.MODEL
+    assert draft.body == "Refunds go back to the card you paid with within 5 business days."
+    assert "refund" in draft.title.lower()
+    prompt = topic_backends.prompts[-1]
+    assert "Yes, within 90 days." in prompt  # the agents' answer is what the model drafts from
+    assert "FAQ" in prompt
+
+
+@pytest.mark.parametrize("model", [BrokenChatModel(), FakeChatModel("")])
+def test_draft_falls_back_to_the_most_typical_agent_answer(
+    run: GapRun, model: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    backends.set_backend("chat_model", model)
+    with django_capture_on_commit_callbacks(execute=True):
+        draft = articles.article_draft_request(
+            run_id=run.pk, topic_index=_topic_index(run, "password")
+        )
+    draft.refresh_from_db()
+    assert draft.state == ArticleDraft.State.DRAFT
+    assert draft.written_by == ArticleDraft.Writer.FALLBACK
+    assert draft.body == "Settings > Security > Change password."
+    assert draft.note
+
+
+def test_topic_without_agent_answers_is_not_sent_to_the_model(
+    run: GapRun, topic_backends: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        draft = articles.article_draft_request(
+            run_id=run.pk, topic_index=_topic_index(run, "parking")
+        )
+    assert draft.state == ArticleDraft.State.DRAFT and draft.body == ""
+    assert draft.written_by == ArticleDraft.Writer.NONE
+    assert topic_backends.calls == 0
+    with pytest.raises(articles.DraftRefused):
+        articles.article_draft_request(run_id=run.pk, topic_index=99)
+
+
+def test_publish_creates_and_ingests_a_document(
+    kb_env: Path,  # noqa: F811
+    gaps_data: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    backends.set_backend("chat_model", FakeChatModel("unused"))
+    from support.reports.gaps import gaps_build
+
+    report = gaps_build(start=START, end=NOW, embedder=TopicEmbedder())
+    done = GapRun.objects.create(
+        start=START, end=NOW, state=GapRun.State.DONE, topics=[t.as_dict() for t in report.topics]
+    )
+    index = _topic_index(done, "password")
+    draft = articles.article_draft_request(run_id=done.pk, topic_index=index)
+    user = UserFactory(groups=[roles.SUPPORT_MANAGERS, roles.KNOWLEDGE_ADMINS])
+    body = "Open Settings, then Security, and choose Change password. The link lasts one hour."
+    with django_capture_on_commit_callbacks(execute=True):
+        published = articles.article_publish(
+            draft_id=draft.pk, title="How do I change my password?", body=body, user=user
+        )
+    doc = KnowledgeDocument.objects.get(pk=published.document_id)
+    assert published.state == ArticleDraft.State.PUBLISHED and published.published_at
+    assert doc.title == "How do I change my password?" and doc.uploaded_by == user
+    assert doc.status == KnowledgeDocument.Status.READY, doc.error
+    assert doc.chunk_count >= 1
+    assert "Change password" in " ".join(doc.chunks.values_list("text", flat=True))
+    with pytest.raises(articles.DraftRefused):
+        articles.article_publish(draft_id=draft.pk, title="again", body=body, user=user)
+    with pytest.raises(articles.DraftRefused):
+        articles.article_save(draft_id=draft.pk, title="x", body="y")
+
+
+@pytest.mark.django_db
+def test_publish_refuses_an_empty_article() -> None:
+    draft = ArticleDraft.objects.create(title="T", body="", state=ArticleDraft.State.DRAFT)
+    with pytest.raises(articles.DraftRefused):
+        articles.article_publish(draft_id=draft.pk, title="T", body="  ")
+    assert not KnowledgeDocument.objects.exists()
+
+
+# --- the admin pages --------------------------------------------------------------------------
+GAPS_URL = "/admin/support/gaprun/"
+
+
+def _client(*groups: str) -> Client:
+    client = Client()
+    client.force_login(UserFactory(groups=list(groups)))
+    return client
+
+
+def test_gaps_page_for_managers_only(run: GapRun) -> None:
+    manager = _client(roles.SUPPORT_MANAGERS)
+    page = manager.get(GAPS_URL)
+    assert page.status_code == 200
+    html = page.content.decode()
+    for t in run.topics:
+        assert t["name"] in html
+    assert "Draft an article" in html and "Yes, within 90 days." in html
+    for refused in (_client(roles.SUPPORT_AGENTS), _client(roles.KNOWLEDGE_ADMINS)):
+        assert refused.get(GAPS_URL).status_code == 403
+        assert refused.post(f"{GAPS_URL}{run.pk}/draft/0/").status_code == 403
+        assert refused.post(f"{GAPS_URL}recompute/").status_code == 403
+    assert not ArticleDraft.objects.exists()
+
+
+def test_draft_edit_and_publish_in_the_admin(
+    run: GapRun,
+    kb_env: Path,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    backends.set_backend("embedder", TopicEmbedder())
+    backends.set_backend("chat_model", FakeChatModel("Use the reset link we e-mail you."))
+    manager = _client(roles.SUPPORT_MANAGERS)
+    with django_capture_on_commit_callbacks(execute=True):
+        drafted = manager.post(f"{GAPS_URL}{run.pk}/draft/{_topic_index(run, 'password')}/")
+    assert drafted.status_code == 302
+    draft = ArticleDraft.objects.get()
+    edit_url = f"/admin/support/articledraft/{draft.pk}/edit/"
+    assert drafted["Location"] == edit_url
+    page = manager.get(edit_url)
+    assert page.status_code == 200 and "Use the reset link we e-mail you." in page.content.decode()
+    assert manager.post(edit_url, {"title": "Password reset", "body": "Edited."}).status_code == 302
+    draft.refresh_from_db()
+    assert (draft.body, draft.written_by) == ("Edited.", ArticleDraft.Writer.PERSON)
+    # A manager without the knowledge-admin role may edit but not publish.
+    refused = manager.post(edit_url, {"title": "Password reset", "body": "Edited.", "publish": "1"})
+    assert refused.status_code == 403 and not KnowledgeDocument.objects.exists()
+    assert _client(roles.SUPPORT_AGENTS).get(edit_url).status_code == 403
+    both = _client(roles.SUPPORT_MANAGERS, roles.KNOWLEDGE_ADMINS)
+    with django_capture_on_commit_callbacks(execute=True):
+        done = both.post(
+            edit_url, {"title": "Password reset", "body": "Use the reset link.", "publish": "1"}
+        )
+    assert done.status_code == 302
+    draft.refresh_from_db()
+    assert draft.state == ArticleDraft.State.PUBLISHED
+    assert draft.document is not None and draft.document.title == "Password reset"
+    assert manager.get("/admin/support/articledraft/").status_code == 200
