@@ -9,7 +9,16 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-used-anywhe
 os.environ.setdefault("SUPPORT_DATA_DIR", tempfile.mkdtemp(prefix="support-test-"))
 
 from .base import *
-from .base import DATABASES
+from .base import CACHES, CHANNEL_LAYERS, DATABASES
+
+# Test runs that share one Redis (two checkouts, CI beside other jobs) must not see each other's
+# groups (the agents' group is one name for everybody), rate-limit counters or locks: each run
+# gets its own key prefix. Set in the environment so the processes a test starts share it.
+_RUN = os.environ.setdefault("SUPPORT_TEST_RUN_ID", f"t{os.getpid()}")
+if "CONFIG" in CHANNEL_LAYERS["default"]:
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"asgi-{_RUN}"
+if "KEY_PREFIX" in CACHES["default"]:
+    CACHES["default"]["KEY_PREFIX"] = f"support-{_RUN}"
 
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
