@@ -235,7 +235,7 @@ class BrokenChatModel(FakeChatModel):
 @pytest.fixture
 def topic_backends() -> Any:
     backends.set_backend("embedder", TopicEmbedder())
-    model = FakeChatModel("Refunds go back to the card you paid with within 5 business days.")
+    model = FakeChatModel("Yes: you can get a refund within 90 days.")
     backends.set_backend("chat_model", model)
     yield model
     backends.reset_backends()
@@ -289,14 +289,23 @@ def test_draft_proposed_by_the_model(
     draft.refresh_from_db()
     assert draft.state == ArticleDraft.State.DRAFT
     assert draft.written_by == ArticleDraft.Writer.MODEL
-    assert draft.body == "Refunds go back to the card you paid with within 5 business days."
+    assert draft.body == "Yes: you can get a refund within 90 days."
     assert "refund" in draft.title.lower()
     prompt = topic_backends.prompts[-1]
     assert "Yes, within 90 days." in prompt  # the agents' answer is what the model drafts from
     assert "FAQ" in prompt
 
 
-@pytest.mark.parametrize("model", [BrokenChatModel(), FakeChatModel("")])
+@pytest.mark.parametrize(
+    "model",
+    [
+        BrokenChatModel(),
+        FakeChatModel(""),
+        # Words the agents never wrote (a small model wandering off): set aside.
+        FakeChatModel("Refunds go back to the card you paid with within 5 business days."),
+    ],
+    ids=["fails", "empty", "unsupported"],
+)
 def test_draft_falls_back_to_the_most_typical_agent_answer(
     run: GapRun, model: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
