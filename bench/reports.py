@@ -374,6 +374,8 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
+        if "skipped" in r:
+            continue  # listed below the table
         if "error" in r:
             lines.append(f"| {r['database']} | failed: see the JSON ||||||||")
             continue
