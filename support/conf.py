@@ -101,6 +101,7 @@ class SupportSettings:
     imap_batch: int
     imap_first_sync_days: int
     # Learning (issue 14): docs/learning.md.
+    learn_from_conversations: bool
     examples_auto_approve: tuple[str, ...]
     examples_held_back_percent: int
     # Specialising the retriever (docs/learning.md, "A retriever specialised on the company").

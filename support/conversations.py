@@ -296,7 +296,8 @@ def feedback_set(
         )
         webhooks.feedback_event(feedback)
         # A helpful answer becomes an example; a changed mind withdraws it (support.learning).
-        jobs.example_from_feedback_enqueue(message_id=msg.pk)
+        if get_support_settings().learn_from_conversations:
+            jobs.example_from_feedback_enqueue(message_id=msg.pk)
     return feedback
 
 

@@ -364,6 +364,8 @@ SUPPORT_IMAP_BATCH = env.int("SUPPORT_IMAP_BATCH", default=50)
 SUPPORT_IMAP_FIRST_SYNC_DAYS = env.int("SUPPORT_IMAP_FIRST_SYNC_DAYS", default=3)
 # Learning from resolved conversations (docs/learning.md). Sources whose examples are approved
 # without review: any of agent_reply, rated_helpful, import (imports also with --approve).
+# Off: resolved conversations and helpful ratings make no examples (imports still do).
+SUPPORT_LEARN_FROM_CONVERSATIONS = env.bool("SUPPORT_LEARN_FROM_CONVERSATIONS", default=True)
 SUPPORT_EXAMPLES_AUTO_APPROVE = env.list("SUPPORT_EXAMPLES_AUTO_APPROVE", default=["rated_helpful"])
 # Share of conversations (by split key) whose examples are held back for the gate, never trained on.
 SUPPORT_EXAMPLES_HELD_BACK_PERCENT = env.int("SUPPORT_EXAMPLES_HELD_BACK_PERCENT", default=20)

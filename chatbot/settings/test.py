@@ -37,3 +37,7 @@ SUPPORT_INDEX_SYNC_INTERVAL_S = 0.0
 # No model warm-up at worker start: tests install fakes or load models themselves (a test of
 # the warm-up turns it on).
 SUPPORT_WARMUP = False
+# Eager tasks run inside the request: a thumbs up or a resolve would ground an example with the
+# real embedder and republish the index inside a websocket handler of a test that is about
+# something else. tests/learning turns it on.
+SUPPORT_LEARN_FROM_CONVERSATIONS = False

@@ -551,7 +551,8 @@ def conversation_resolve(*, conversation_id: UUID, agent: Any) -> Conversation:
         conv.save(update_fields=["status", "resolved_at", "updated_at"])
         webhooks.conversation_event("conversation.resolved", conv)
         # The agent's answer becomes an example to review (support.learning.examples).
-        jobs.examples_from_conversation_enqueue(conversation_id=conv.pk.hex)
+        if get_support_settings().learn_from_conversations:
+            jobs.examples_from_conversation_enqueue(conversation_id=conv.pk.hex)
         _log(conv, agent, f"{agent_display_name(agent)} resolved the conversation.")
         transcript_line_post(conversation=conv, kind=LineKind.ENDED, text=ENDED_TEXT, author=agent)
         # An answer the bot may still be writing (a bot conversation) stops at its next token.

@@ -58,3 +58,11 @@ def jsonl(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _learning_on() -> Iterator[None]:
+    """Learning from conversations is off in the test settings (eager tasks would run it
+    inside other tests' requests); these tests are about it."""
+    with override_settings(SUPPORT_LEARN_FROM_CONVERSATIONS=True):
+        yield

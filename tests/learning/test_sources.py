@@ -111,6 +111,21 @@ def test_the_resolve_service_queues_it_on_commit(
 
 
 @pytest.mark.django_db
+def test_with_learning_off_resolving_and_rating_make_no_example(
+    chat_env: FakeChatModel, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    conv = _escalated("How do I reset my router?")
+    agents.escalation_claim(conversation_id=conv.pk, agent=agent)
+    agents.agent_reply_post(conversation_id=conv.pk, agent=agent, text="Hold the reset button.")
+    with (
+        override_settings(SUPPORT_LEARN_FROM_CONVERSATIONS=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        agents.conversation_resolve(conversation_id=conv.pk, agent=agent)
+    assert not Example.objects.exists()
+
+
+@pytest.mark.django_db
 @override_settings(SUPPORT_EXAMPLES_AUTO_APPROVE=["agent_reply"])
 def test_agent_replies_can_be_approved_automatically(no_index: None, agent: Any) -> None:
     conv = _escalated("Where is my parcel?")
