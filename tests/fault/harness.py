@@ -925,6 +925,7 @@ def stored_outcomes(stack: Stack, conversation_ids: Iterable[str]) -> dict[tuple
                   AND (e.reasons @> '["no_answer"]' OR e.reasons @> '["busy"]') ORDER BY e.id),
           ARRAY(SELECT n.id FROM support_message n
                 WHERE n.conversation_id = q.conversation_id AND n.role = 'system' AND n.id > q.id
+                  AND n.reason = 'notice'
                   AND NOT EXISTS (
                     SELECT 1 FROM support_message c
                     WHERE c.conversation_id = q.conversation_id AND c.role = 'customer'
