@@ -156,8 +156,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longer than the slowest task's hard limit, so a running task is never redelivered twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Longer than the slowest task's hard limit (specialise: 3660 s), so a running task is never
+# redelivered twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200}
 CELERY_TASK_ROUTES = {
     "support.tasks.reply_generate_task": {"queue": "support.generation"},
     "support.tasks.suggested_reply_task": {"queue": "support.generation"},
