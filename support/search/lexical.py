@@ -127,7 +127,10 @@ class Bm25Index:
         self._weights = (tf32 * (params.k1 + 1.0) / (tf32 + norm[rows])).astype(np.float32)
         self._id_order = np.argsort(ids, kind="stable")
         self._sorted_ids = ids[self._id_order]
-        self._variants = _variants(vocab, df)
+        # Built on the first query term the index lacks, not at load: loading stays a matter of
+        # milliseconds (one pass over the vocabulary costs more at 100,000 chunks). A race
+        # builds the same dict twice; either copy is right.
+        self._variants: dict[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -272,6 +275,8 @@ class Bm25Index:
         knowledge base uses ("wifi" for "wi-fi", "miss" for "missed"; see `_variants`)."""
         t = self.vocab.get(term)
         if t is None:
+            if self._variants is None:
+                self._variants = _variants(self.vocab, np.diff(self._indptr))
             variant = self._variants.get(term) or self._variants.get(light_stem(term))
             t = None if variant is None else self.vocab.get(variant)
         return t
@@ -324,7 +329,7 @@ class Bm25Index:
         ]
 
 
-def _variants(vocab: dict[str, int], df: NDArray[np.float64]) -> dict[str, str]:
+def _variants(vocab: dict[str, int], df: NDArray[np.int64]) -> dict[str, str]:
     """For query terms the index does not hold: the spelling the knowledge base uses.
 
     Keys are a hyphenated compound of letters written together ("wifi" -> "wi-fi", "email" ->
