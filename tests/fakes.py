@@ -193,3 +193,16 @@ class SlowEchoChatModel:
             delay_s=self.delay_s,
             ttft_s=self.delay_s,
         )
+
+
+class FileChatModel(FakeChatModel):
+    """A FakeChatModel that SUPPORT_GENERATOR_BACKEND can name (the real backends' constructor):
+    it remembers the model file it was built for and answers with that file's name, so a test
+    sees which version a process serves without loading a model."""
+
+    instances: list[FileChatModel] = []
+
+    def __init__(self, model_path: Any, cache_dir: Any = None, threads: int | None = None) -> None:
+        self.model_path = str(model_path)
+        super().__init__(answer=f"served {self.model_path}")
+        FileChatModel.instances.append(self)

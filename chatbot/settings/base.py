@@ -383,6 +383,18 @@ SUPPORT_SPECIALISE_HARD_NEGATIVES = env.int("SUPPORT_SPECIALISE_HARD_NEGATIVES",
 SUPPORT_SPECIALISE_MIN_PAIRS = env.int("SUPPORT_SPECIALISE_MIN_PAIRS", default=8)
 # A run whose heartbeat is older than this is taken as dead and no longer holds the lock.
 SUPPORT_SPECIALISE_LOCK_EXPIRY_S = env.int("SUPPORT_SPECIALISE_LOCK_EXPIRY_S", default=1800)
+# Specialising the chat model (manage.py specialise --model, queue "training"; docs/learning.md).
+# Fewer approved, grounded training examples than this and a run stops before training.
+SUPPORT_CHAT_SPECIALISE_MIN_EXAMPLES = env.int("SUPPORT_CHAT_SPECIALISE_MIN_EXAMPLES", default=8)
+# The gate: the candidate's answers' least mean content-word support in their facts, and how
+# much slower (time to first token, tokens/s, relative) it may measure than the served model
+# (same architecture: a difference within it is the noise of a shared machine).
+SUPPORT_CHAT_GATE_MIN_SUPPORT = env.float("SUPPORT_CHAT_GATE_MIN_SUPPORT", default=0.95)
+SUPPORT_CHAT_GATE_SPEED_TOLERANCE = env.float("SUPPORT_CHAT_GATE_SPEED_TOLERANCE", default=0.25)
+# Held-back examples answered per model by the gate (a sample when there are more).
+SUPPORT_CHAT_GATE_MAX_QUESTIONS = env.int("SUPPORT_CHAT_GATE_MAX_QUESTIONS", default=100)
+# Prompts whose greedy tokens the export check compares (torch vs the GGUF file).
+SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS = env.int("SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS", default=50)
 # --- Reports and metrics (docs/reports.md, docs/operations.md) ---------------------------------
 # Report days and hours are local to this zone.
 SUPPORT_REPORT_TIME_ZONE = env.str("SUPPORT_REPORT_TIME_ZONE", default=TIME_ZONE)

@@ -84,6 +84,29 @@ def ensure_compatible_gguf(source: Path, cache_dir: Path) -> Path:
         return target
 
 
+def compat_copy_forget(source: Path, cache_dir: Path) -> bool:
+    """Forget `source` (a model file about to be deleted) and delete its copy unless another
+    source has the same digest; True when a copy was deleted. Processes still mapping the copy
+    keep their inode."""
+    if not cache_dir.is_dir():
+        return False
+    key = str(source.resolve())
+    with _locked(cache_dir / _LOCK_FILE):
+        digests = _read_digests(cache_dir)
+        entry = digests.pop(key, None)
+        if not isinstance(entry, dict):
+            return False
+        _atomic_write_text(cache_dir / _DIGESTS_FILE, json.dumps(digests, indent=1, sort_keys=True))
+        stale = entry.get("sha256")
+        in_use = {e.get("sha256") for e in digests.values() if isinstance(e, dict)}
+        if not isinstance(stale, str) or stale in in_use:
+            return False
+        copy = cache_dir / (stale + _COMPAT_SUFFIX)
+        existed = copy.is_file()
+        copy.unlink(missing_ok=True)
+        return existed
+
+
 def _source_id(source: Path) -> _SourceId:
     try:
         resolved = source.resolve(strict=True)
