@@ -118,6 +118,11 @@ class SupportSettings:
     chat_gate_speed_tolerance: float
     chat_gate_max_questions: int
     chat_export_verify_prompts: int
+    specialise_niceness: int
+    # Beat's nightly run (learning.nightly).
+    specialise_nightly: bool
+    specialise_nightly_min_new: int
+    specialise_nightly_hour: int
     # Reports (docs/reports.md) and /metrics (docs/operations.md).
     report_time_zone: str
     report_assumed_after_s: int
@@ -331,6 +336,12 @@ def _validate(conf: SupportSettings) -> None:
             "SUPPORT_CHAT_GATE_MAX_QUESTIONS and SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS must be "
             "at least 1"
         )
+    if not 0 <= conf.specialise_niceness <= 19:
+        problems.append("SUPPORT_SPECIALISE_NICENESS must be between 0 (unchanged) and 19")
+    if conf.specialise_nightly_min_new < 1:
+        problems.append("SUPPORT_SPECIALISE_NIGHTLY_MIN_NEW must be at least 1")
+    if not 0 <= conf.specialise_nightly_hour <= 23:
+        problems.append("SUPPORT_SPECIALISE_NIGHTLY_HOUR must be an hour of the day, 0 to 23")
     try:
         ZoneInfo(conf.business_time_zone)
     except (ZoneInfoNotFoundError, ValueError):

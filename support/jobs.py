@@ -37,6 +37,7 @@ ASK_ANSWER = "support.ask_answer"
 EXAMPLES_FROM_CONVERSATION = "support.examples_from_conversation"
 EXAMPLE_FROM_FEEDBACK = "support.example_from_feedback"
 SPECIALISE = "support.specialise"
+SPECIALISE_NIGHTLY = "support.specialise_nightly"
 # Reports (issue 16).
 REPORT_ROLLUP = "support.report_rollup"
 GAPS_RUN = "support.gaps_run"

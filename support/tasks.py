@@ -186,12 +186,23 @@ def report_rollup_task() -> dict[str, object]:
 # the run like any error: nothing served changes before its promotion step.
 @shared_task(name=jobs.SPECIALISE, soft_time_limit=3600, time_limit=3660)
 def specialise_task(*, run_id: int) -> str:
+    from .learning.priority import training_priority_lower
     from .learning.specialise import SpecialiseCancelled, run_execute
 
+    training_priority_lower()  # SUPPORT_SPECIALISE_NICENESS: answering keeps the CPU
     try:
         return "promoted" if run_execute(run_id=run_id).promoted else "refused"
     except SpecialiseCancelled:
         return "cancelled"
+
+
+# Periodic (CELERY_BEAT_SCHEDULE, nightly): starts a run when on and enough examples are new;
+# skips while a run holds the lock. Light (a few queries): the default queue.
+@shared_task(name=jobs.SPECIALISE_NIGHTLY, acks_late=True, soft_time_limit=60, time_limit=90)
+def specialise_nightly_task() -> dict[str, object]:
+    from .learning.nightly import specialise_nightly
+
+    return specialise_nightly().as_dict()
 
 
 # Knowledge gaps (docs/reports.md): a failure is stored on the run or the draft, not raised.

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -395,6 +396,15 @@ SUPPORT_CHAT_GATE_SPEED_TOLERANCE = env.float("SUPPORT_CHAT_GATE_SPEED_TOLERANCE
 SUPPORT_CHAT_GATE_MAX_QUESTIONS = env.int("SUPPORT_CHAT_GATE_MAX_QUESTIONS", default=100)
 # Prompts whose greedy tokens the export check compares (torch vs the GGUF file).
 SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS = env.int("SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS", default=50)
+# The training task lowers its worker process's priority to this niceness (0: leaves it), so
+# answering keeps the CPU while a run trains (bench/training_load.py measures the effect).
+SUPPORT_SPECIALISE_NICENESS = env.int("SUPPORT_SPECIALISE_NICENESS", default=10)
+# Beat's nightly run (support.specialise_nightly, at SUPPORT_SPECIALISE_NIGHTLY_HOUR UTC): it
+# starts a run only when on and at least MIN_NEW examples to train on were approved since the
+# last promoted or refused run.
+SUPPORT_SPECIALISE_NIGHTLY = env.bool("SUPPORT_SPECIALISE_NIGHTLY", default=False)
+SUPPORT_SPECIALISE_NIGHTLY_MIN_NEW = env.int("SUPPORT_SPECIALISE_NIGHTLY_MIN_NEW", default=50)
+SUPPORT_SPECIALISE_NIGHTLY_HOUR = env.int("SUPPORT_SPECIALISE_NIGHTLY_HOUR", default=2)
 # --- Reports and metrics (docs/reports.md, docs/operations.md) ---------------------------------
 # Report days and hours are local to this zone.
 SUPPORT_REPORT_TIME_ZONE = env.str("SUPPORT_REPORT_TIME_ZONE", default=TIME_ZONE)
@@ -467,5 +477,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "support.imap_poll",
         "schedule": float(SUPPORT_IMAP_POLL_INTERVAL_S),
         "options": {"expires": float(SUPPORT_IMAP_POLL_INTERVAL_S)},
+    },
+    # Specialising the retriever when enough examples are new (a no-op while
+    # SUPPORT_SPECIALISE_NIGHTLY is off; docs/learning.md). The hour is UTC (Celery's clock).
+    "support.specialise_nightly": {
+        "task": "support.specialise_nightly",
+        "schedule": crontab(minute=0, hour=SUPPORT_SPECIALISE_NIGHTLY_HOUR),
+        "options": {"expires": 3600.0},
     },
 }

@@ -41,3 +41,7 @@ SUPPORT_WARMUP = False
 # real embedder and republish the index inside a websocket handler of a test that is about
 # something else. tests/learning turns it on.
 SUPPORT_LEARN_FROM_CONVERSATIONS = False
+# Eager training tasks run in the test process: nicing it (irreversibly) would slow every later
+# test against the database and Redis beside it. tests/learning/test_nightly.py tests the nicing
+# in a child process.
+SUPPORT_SPECIALISE_NICENESS = 0
