@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from .admin_access import ViewableBy
 from .conf import get_support_settings
 from .exceptions import ConversationNotFound, SupportError
 from .handoff import agents
@@ -53,23 +54,10 @@ def _status_class(status: str) -> str:
 
 
 @admin.register(EscalationQueue)
-class AgentWorkspaceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AgentWorkspaceAdmin(ViewableBy, admin.ModelAdmin):  # type: ignore[type-arg]
     """No model editing: the queue is the changelist, plus the conversation workspace."""
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return agents.is_support_agent(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return agents.is_support_agent(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    may_view = staticmethod(agents.is_support_agent)
 
     def get_urls(self) -> list[Any]:
         def wrap(view: Any) -> Any:

@@ -20,6 +20,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from .admin_access import ViewableBy
 from .exceptions import SupportError
 from .models_gaps import ArticleDraft, GapRun
 from .reports import articles
@@ -38,23 +39,10 @@ def can_publish(user: Any) -> bool:
     return can_view_reports(user) and bool(user.has_perm(PUBLISH_PERMISSION))
 
 
-class _ManagersOnly:
-    """Read and act through the custom views only: no add, change or delete forms."""
+class _ManagersOnly(ViewableBy):
+    """Support managers read and act through the custom views only."""
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return can_view_reports(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return can_view_reports(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    may_view = staticmethod(can_view_reports)
 
 
 @admin.register(GapRun)

@@ -22,6 +22,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
+from .admin_access import NoEditing
 from .exceptions import SupportError
 from .golden import gate
 from .golden.questions import ImportSummary, golden_import
@@ -123,7 +124,7 @@ def gate_report_render(request: HttpRequest, report: GateReport) -> SafeString:
 
 
 @admin.register(GateReport)
-class GateReportAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class GateReportAdmin(NoEditing, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("__str__", "kind", "decision", "versions", "decided_by", "created_at")
     list_filter = ("kind", "decision")
     fields = ("kind", "decision", "decided_by", "decided_at", "note", "created_at")
@@ -140,15 +141,6 @@ class GateReportAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         report = get_object_or_404(GateReport, pk=object_id)
         context = {**(extra_context or {}), "gate_report_html": gate_report_render(request, report)}
         return super().change_view(request, object_id, form_url, context)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         custom = [

@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from .admin_access import ViewableBy
 from .conf import get_support_settings
 from .events import display_name
 from .models import Conversation, KnowledgeDocument, ReportDay
@@ -76,23 +77,12 @@ class ReportFilterForm(forms.Form):
 
 
 @admin.register(ReportDay)
-class ReportAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReportAdmin(ViewableBy, admin.ModelAdmin):  # type: ignore[type-arg]
     """No rows to edit: the changelist is the report page."""
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return can_view_reports(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return can_view_reports(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    @staticmethod
+    def may_view(user: Any) -> bool:
+        return can_view_reports(user)
 
     def get_urls(self) -> list[Any]:
         def wrap(view: Any) -> Any:

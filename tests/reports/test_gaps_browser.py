@@ -8,7 +8,6 @@ docs/img/gaps.png (the one docs/reports.md shows).
 
 from __future__ import annotations
 
-import os
 import shutil
 from typing import Any
 
@@ -18,9 +17,10 @@ from django.test import Client
 from support import backends, roles
 from support.models import GapRun
 from support.reports.gaps import gaps_build
-from tests.conftest import CHROMIUM_ARGS, REPO_ROOT
+from tests.conftest import CHROMIUM_ARGS
 from tests.factories import UserFactory
 from tests.fakes import FakeChatModel
+from tests.reports.browser import admin_page, keep_screenshot
 from tests.reports.test_gaps import NOW, START, TopicEmbedder, gaps_data  # noqa: F401
 
 pytestmark = [
@@ -31,9 +31,6 @@ pytestmark = [
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect: Any = sync_api.expect
-
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-DOCS_IMAGE = REPO_ROOT / "docs" / "img" / "gaps.png"
 
 
 def test_the_gaps_page_renders_in_chromium(
@@ -71,44 +68,15 @@ def test_the_gaps_page_renders_in_chromium(
 
 
 def _check_page(browser: Any, url: str, session: str) -> None:
-    context = browser.new_context(viewport={"width": 1360, "height": 1100})
-    context.add_cookies([{"name": "sessionid", "value": session, "url": url}])
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on(
-        "response",
-        lambda r: (
-            problems.append(f"{r.status} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
-    page.on(
-        "console",
-        lambda msg: (
-            problems.append(msg.text)
-            if msg.type == "error" and "Failed to load resource" not in msg.text
-            else None
-        ),
-    )
-    try:
+    with admin_page(browser, url, session, height=1100) as (page, _problems):
         page.goto(f"{url}/admin/support/gaprun/")
         topics = page.locator("section.kg-topic")
         expect(topics).to_have_count(4)
         expect(topics.first.locator("h2")).to_contain_text("password")
         expect(topics.nth(1)).to_contain_text("Yes, within 90 days.")
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / "gaps.png"
-        page.screenshot(path=str(shot), full_page=False)
-        if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
-            DOCS_IMAGE.parent.mkdir(exist_ok=True)
-            shutil.copyfile(shot, DOCS_IMAGE)
+        keep_screenshot(page, "gaps")
         topics.nth(1).get_by_role("button", name="Draft an article").click()
         expect(page.locator("textarea[name=body]")).to_have_value(
             "Yes: you can get a refund within 90 days."
         )
         expect(page.locator("body")).to_contain_text("Proposed by the chat model")
-    finally:
-        context.close()
-    assert problems == []

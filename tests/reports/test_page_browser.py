@@ -7,7 +7,6 @@ replaces docs/img/reports.png (the one docs/reports.md shows).
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import timedelta
 from typing import Any
@@ -17,8 +16,9 @@ from django.test import Client
 
 from support import roles
 from support.models import Conversation, Message
-from tests.conftest import CHROMIUM_ARGS, REPO_ROOT
+from tests.conftest import CHROMIUM_ARGS
 from tests.factories import UserFactory
+from tests.reports.browser import admin_page, keep_screenshot
 from tests.reports.scenario import Builder, at, build_day
 
 pytestmark = [
@@ -29,9 +29,6 @@ pytestmark = [
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect: Any = sync_api.expect
-
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-DOCS_IMAGE = REPO_ROOT / "docs" / "img" / "reports.png"
 
 
 def build_fortnight() -> None:
@@ -79,30 +76,8 @@ def test_the_report_page_renders_in_chromium(
 
 
 def _check_page(browser: Any, url: str, session: str) -> None:
-    context = browser.new_context(viewport={"width": 1360, "height": 1500})
-    context.add_cookies([{"name": "sessionid", "value": session, "url": url}])
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    # Every stylesheet and script the page loads must load (the browser's own favicon
-    # request aside), and none may be refused by the Content-Security-Policy.
-    page.on(
-        "response",
-        lambda r: (
-            problems.append(f"{r.status} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
-    page.on(
-        "console",
-        lambda msg: (
-            problems.append(msg.text)
-            if msg.type == "error" and "Failed to load resource" not in msg.text
-            else None
-        ),
-    )
-    try:
+    # A stylesheet or inline style blocked by the Content-Security-Policy shows as a problem.
+    with admin_page(browser, url, session, height=1500) as (page, _problems):
         page.goto(f"{url}/admin/support/reportday/?start=2026-03-01&end=2026-03-12")
         expect(page.locator(".rp-tile")).to_have_count(12)
         expect(page.locator(".rp-tile").first).to_contain_text("Conversations")
@@ -114,16 +89,7 @@ def _check_page(browser: Any, url: str, session: str) -> None:
         box = days.bounding_box()
         assert box is not None and box["width"] > 300 and box["height"] > 100
         expect(page.locator('[data-report-table="days"] tbody tr')).to_have_count(12)
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / "reports.png"
-        page.screenshot(path=str(shot), full_page=False)
-        if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
-            DOCS_IMAGE.parent.mkdir(exist_ok=True)
-            shutil.copyfile(shot, DOCS_IMAGE)
+        keep_screenshot(page, "reports")
         # The CSV link is the same view's export.
         href = page.locator('[data-report-table="reasons"] caption a').get_attribute("href")
         assert href is not None and href.startswith("/admin/support/reportday/reasons.csv?")
-    finally:
-        context.close()
-    # A stylesheet or inline style blocked by the Content-Security-Policy would show here.
-    assert problems == []
