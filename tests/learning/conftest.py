@@ -66,3 +66,13 @@ def _learning_on() -> Iterator[None]:
     inside other tests' requests); these tests are about it."""
     with override_settings(SUPPORT_LEARN_FROM_CONVERSATIONS=True):
         yield
+
+
+@pytest.fixture(scope="session")
+def torch_chat() -> Any:
+    """The shipped GGUF as a torch model (transformers dequantizes it), loaded once: (model,
+    tokenizer). Tests that train copy nothing into it: they build their own from the file."""
+    from support.learning.chat_torch import load_torch_chat_model
+    from support.llm import default_model_path
+
+    return load_torch_chat_model(default_model_path(), threads=1)
