@@ -134,6 +134,8 @@ class SupportSettings:
     # Knowledge gaps (docs/reports.md): the clustering cut and the default period.
     gaps_distance_threshold: float
     gaps_period_days: int
+    gaps_nightly: bool
+    gaps_nightly_hour: int
 
     @property
     def email_enabled(self) -> bool:
@@ -358,6 +360,8 @@ def _validate(conf: SupportSettings) -> None:
             f"SUPPORT_REPORT_TIME_ZONE {conf.report_time_zone!r} is not a known time zone "
             "(use an IANA name such as 'Europe/Berlin')"
         )
+    if not 0 <= conf.gaps_nightly_hour <= 23:
+        problems.append("SUPPORT_GAPS_NIGHTLY_HOUR must be an hour of the day, 0 to 23")
     if not 0.0 < conf.gaps_distance_threshold < 2.0:
         problems.append("SUPPORT_GAPS_DISTANCE_THRESHOLD must be above 0 and below 2")
     if conf.metrics_token and len(conf.metrics_token) < 16:

@@ -41,6 +41,7 @@ SPECIALISE_NIGHTLY = "support.specialise_nightly"
 # Reports (issue 16).
 REPORT_ROLLUP = "support.report_rollup"
 GAPS_RUN = "support.gaps_run"
+GAPS_NIGHTLY = "support.gaps_nightly"
 ARTICLE_DRAFT_WRITE = "support.article_draft_write"
 
 

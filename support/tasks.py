@@ -214,6 +214,15 @@ def gaps_run_task(*, run_id: int) -> str | None:
     return run.state if run is not None else None
 
 
+# Periodic (CELERY_BEAT_SCHEDULE, nightly): queues a gaps run unless off or one is pending.
+@shared_task(name=jobs.GAPS_NIGHTLY, acks_late=True, soft_time_limit=60, time_limit=90)
+def gaps_nightly_task() -> int | None:
+    from .reports.articles import gaps_run_scheduled
+
+    run = gaps_run_scheduled()
+    return run.pk if run is not None else None
+
+
 @shared_task(name=jobs.ARTICLE_DRAFT_WRITE, acks_late=True, soft_time_limit=300, time_limit=330)
 def article_draft_write_task(*, draft_id: int) -> str | None:
     from .reports.articles import article_draft_write

@@ -423,6 +423,10 @@ SUPPORT_METRICS_TOKEN = env.str("SUPPORT_METRICS_TOKEN", default="")
 # chosen on doc2dial paraphrase groups by bench/gaps_fit.py. The page's default period in days.
 SUPPORT_GAPS_DISTANCE_THRESHOLD = env.float("SUPPORT_GAPS_DISTANCE_THRESHOLD", default=0.375)
 SUPPORT_GAPS_PERIOD_DAYS = env.int("SUPPORT_GAPS_PERIOD_DAYS", default=30)
+# Beat computes the knowledge gaps of the last SUPPORT_GAPS_PERIOD_DAYS every night at this hour
+# (UTC, Celery's clock), so the page is fresh without a "Recompute"; off: only by hand.
+SUPPORT_GAPS_NIGHTLY = env.bool("SUPPORT_GAPS_NIGHTLY", default=True)
+SUPPORT_GAPS_NIGHTLY_HOUR = env.int("SUPPORT_GAPS_NIGHTLY_HOUR", default=3)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["support.api.auth.BearerTokenAuthentication"],
@@ -483,6 +487,13 @@ CELERY_BEAT_SCHEDULE = {
     "support.specialise_nightly": {
         "task": "support.specialise_nightly",
         "schedule": crontab(minute=0, hour=SUPPORT_SPECIALISE_NIGHTLY_HOUR),
+        "options": {"expires": 3600.0},
+    },
+    # The knowledge-gap topics of the last SUPPORT_GAPS_PERIOD_DAYS (a no-op while
+    # SUPPORT_GAPS_NIGHTLY is off, or while a run is queued or running; docs/reports.md).
+    "support.gaps_nightly": {
+        "task": "support.gaps_nightly",
+        "schedule": crontab(minute=0, hour=SUPPORT_GAPS_NIGHTLY_HOUR),
         "options": {"expires": 3600.0},
     },
 }

@@ -104,6 +104,18 @@ def gaps_run_execute(*, run_id: int) -> GapRun | None:
     return run
 
 
+def gaps_run_scheduled() -> GapRun | None:
+    """Beat's nightly run: queue the default period's computation, unless SUPPORT_GAPS_NIGHTLY
+    is off or a run is already queued or running (None then)."""
+    if not get_support_settings().gaps_nightly:
+        return None
+    pending = gaps_run_pending()
+    if pending is not None:
+        logger.info("nightly knowledge gaps skipped: run %s is %s", pending.pk, pending.state)
+        return None
+    return gaps_run_request()
+
+
 def gaps_run_latest() -> GapRun | None:
     """The newest finished run (what the page shows)."""
     return GapRun.objects.filter(state=GapRun.State.DONE).first()
