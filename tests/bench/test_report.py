@@ -218,14 +218,22 @@ def test_reports_section_and_headline(results: dict[str, Any]) -> None:
             "days": 30,
             "target_report_s": 1.0,
             "machine": {"cpus": 2, "loadavg_1m": 5.9},
-            "runs": [run, {"database": "sqlite", "error": "boom"}],
+            "sizes": [20_000, 100_000],
+            "runs": [
+                {**run, "conversations": 20_000, "seed_s": 30.0, "report_s": 0.03},
+                run,
+                {"database": "sqlite", "error": "boom"},
+            ],
         },
     }
     page = report.render_benchmarks(results, results_file="r.json")
     assert "## Reports (`bench/reports.py`)" in page
-    assert "| postgresql | 180 s | 40.5 s (1.35 s/day) | 1.20 s | 52 ms |" in page
-    assert "| sqlite | failed (see the results file) |" in page
-    assert "under 1 s on PostgreSQL: met (52 ms)" in page
+    assert "| postgresql | 100,000 | 180 s | 40.5 s (1.35 s/day) | 1.20 s | 52 ms |" in page
+    assert "| postgresql | 20,000 | 30 s |" in page
+    assert "| sqlite |  | failed (see the results file) |" in page
+    # The target is stated for the largest PostgreSQL run.
+    assert "a month of 100,000 conversations in under 1 s on PostgreSQL: met (52 ms)" in page
+    assert "seeds 20,000 and 100,000 conversations" in page
     figures = {figure: value for figure, value, _ in report.headline_rows(results)}
     assert figures["Report of a month (100,000 conversations, PostgreSQL)"] == "52 ms"
     results["scripts"].pop("reports")
