@@ -104,6 +104,10 @@ class SupportSettings:
     learn_from_conversations: bool
     examples_auto_approve: tuple[str, ...]
     examples_held_back_percent: int
+    # Answer memory (docs/learning.md, "Answer memory"): reply with an approved answer when the
+    # question matches its question this closely (dense cosine) and retrieval found its chunk.
+    answer_memory: bool
+    answer_memory_min_similarity: float
     # Specialising the retriever (docs/learning.md, "A retriever specialised on the company").
     specialise_threads: int
     specialise_epochs: int
@@ -309,6 +313,8 @@ def _validate(conf: SupportSettings) -> None:
             f"SUPPORT_EXAMPLES_AUTO_APPROVE: unknown source(s) {sorted(unknown_sources)} "
             f"(use any of {', '.join(EXAMPLE_SOURCES)})"
         )
+    if not 0.0 < conf.answer_memory_min_similarity <= 1.0:
+        problems.append("SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY must be above 0 and at most 1")
     if not 0 <= conf.examples_held_back_percent <= 50:
         problems.append("SUPPORT_EXAMPLES_HELD_BACK_PERCENT must be between 0 and 50")
     if conf.specialise_threads < 0:

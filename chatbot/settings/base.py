@@ -371,6 +371,12 @@ SUPPORT_LEARN_FROM_CONVERSATIONS = env.bool("SUPPORT_LEARN_FROM_CONVERSATIONS", 
 SUPPORT_EXAMPLES_AUTO_APPROVE = env.list("SUPPORT_EXAMPLES_AUTO_APPROVE", default=["rated_helpful"])
 # Share of conversations (by split key) whose examples are held back for the gate, never trained on.
 SUPPORT_EXAMPLES_HELD_BACK_PERCENT = env.int("SUPPORT_EXAMPLES_HELD_BACK_PERCENT", default=20)
+# Answer memory: an approved answer is the reply when the question's cosine to its question is at
+# least this and retrieval finds its grounding chunk (threshold chosen by bench/learning.py).
+SUPPORT_ANSWER_MEMORY = env.bool("SUPPORT_ANSWER_MEMORY", default=True)
+SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY = env.float(
+    "SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY", default=0.9
+)
 # Specialising the retriever on approved examples (manage.py specialise, queue "training").
 # torch threads for training; 0 leaves torch's default (all cores): a training worker should
 # leave the serving processes room, so the compose file's training worker sets 1.

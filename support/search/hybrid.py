@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import numpy as np
@@ -138,6 +138,11 @@ class HybridResult:
     lexical_coverage: float
     index_version: int
     fusion: FusionConfig
+    # The query's embedding and the question memory of the version searched (also when the
+    # ranking left it out): what answer memory matches the query against, without embedding
+    # it again (support.learning.answer_memory).
+    query_vector: NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+    memory: QuestionMemory | None = field(default=None, compare=False, repr=False)
 
 
 def fuse(
@@ -279,6 +284,8 @@ def hybrid_search(
         lexical_coverage=coverage,
         index_version=snapshot.version,
         fusion=fusion,
+        query_vector=np.asarray(query_vector, dtype=np.float32).reshape(-1),
+        memory=keys if keys is not None else snapshot.memory,
     )
 
 
