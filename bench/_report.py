@@ -1681,6 +1681,86 @@ def section_learning(results: Mapping[str, Any]) -> list[str]:
         f"{num(r.get('peak_rss_mb'), 0)} MiB, {sec(r.get('seconds'), 0)} in all.",
         "",
     ]
+    return [*lines, *_learning_answers(r)]
+
+
+_ANSWER_VARIANTS = (
+    ("before", "neither"),
+    ("question_memory", "question memory alone"),
+    ("answer_memory", "answer memory alone"),
+    ("both", "both"),
+)
+
+
+def _learning_answers(r: Mapping[str, Any]) -> list[str]:
+    """Answer memory's table: each mechanism alone and both, on the answers (no generation:
+    the pipeline's quote or decline, or the approved answer)."""
+    pooled = fig.dig(r, "pooled", "answer_memory") or {}
+    if not pooled:
+        return []
+    lines = [
+        "### Answer memory",
+        "",
+        "The same folds through the answer pipeline without generation (`decide`, then the "
+        "quote or the decline, or answer memory's approved answer): answer token F1 against "
+        "the agent's reply over the graded questions (a decline scores 0), how many answers "
+        "came from memory and their F1 next to what the same questions got without it, how many "
+        "matches the fact check refused, and the pipeline's declines. The similarity threshold "
+        "of each fold is cross-validated inside its training half (answer F1; above 1 is off); "
+        f"the shipped default is {num(r.get('shipped_answer_memory_min_similarity'), 2)}.",
+        "",
+    ]
+    rows = []
+    for fold in [*(r.get("folds") or []), {"fold": "pooled", "answer_memory": pooled}]:
+        am = fold.get("answer_memory") or {}
+        chosen = fig.dig(am, "threshold_cv", "chosen")
+        for key, label in _ANSWER_VARIANTS:
+            m = am.get(key) or {}
+            uses_memory = key in ("answer_memory", "both")
+            rows.append(
+                [
+                    fold.get("fold"),
+                    label,
+                    (num(chosen, 2) if chosen is not None else "per fold") if uses_memory else "—",
+                    num(m.get("answer_f1")),
+                    num(m.get("from_memory")),
+                    (
+                        f"{num(m.get('from_memory_f1'))} vs {num(m.get('from_memory_f1_without'))}"
+                        if m.get("from_memory_graded")
+                        else "—"
+                    ),
+                    num(m.get("rejected_by_check")),
+                    pct(m.get("unanswerable_declined")),
+                    pct(m.get("answerable_declined")),
+                ]
+            )
+    lines += [
+        table(
+            [
+                "fold",
+                "mechanisms",
+                "threshold (CV)",
+                "answer F1",
+                "from memory",
+                "their F1 vs without",
+                "refused by the check",
+                "unanswerable declined",
+                "answerable declined",
+            ],
+            rows,
+            "lllrrrrrr",
+        ),
+        "",
+    ]
+    generated = pooled.get("generated") or {}
+    if generated.get("questions"):
+        lines += [
+            f"Against the model: for {num(generated.get('questions'))} of the answers from "
+            f"memory the whole pipeline (generation included, answer memory off) scored F1 "
+            f"{num(generated.get('generated_f1'))}; the approved answers "
+            f"{num(generated.get('memory_f1'))}.",
+            "",
+        ]
     return lines
 
 

@@ -70,7 +70,7 @@ THRESHOLDS = (0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98, OFF)
 QUICK_THRESHOLDS = (0.85, 0.9, 0.95, OFF)
 # Answers from memory compared with what the model writes without it, per fold (the model's
 # generation is the expensive part of this benchmark).
-GENERATED = 10
+GENERATED = 8
 QUICK_GENERATED = 3
 TARGET_RECALL5 = 0.90
 
@@ -494,6 +494,8 @@ def answer_metrics(rows: list[dict[str, Any]], t: float | None) -> dict[str, Any
         "from_memory_unanswerable": sum(o["learned"] for _, o in una),
         "unanswerable_declined": (sum(o["declined"] for _, o in una) / len(una) if una else None),
         "answerable_declined": sum(o["declined"] for _, o in ans) / len(ans) if ans else None,
+        # Diagnostic: what the threshold alone would let through, the fact check ignored.
+        "unchecked": _unchecked(rows, t),
         "rejected_by_check": sum(
             1
             for r in rows
@@ -501,6 +503,23 @@ def answer_metrics(rows: list[dict[str, Any]], t: float | None) -> dict[str, Any
             and not r["memory"]["accepted"]
             and r["memory"]["similarity"] >= (r["t"] if t is None else t)
         ),
+    }
+
+
+def _unchecked(rows: list[dict[str, Any]], t: float | None) -> dict[str, Any]:
+    hits = [
+        r
+        for r in rows
+        if r["memory"] is not None and r["memory"]["similarity"] >= (r["t"] if t is None else t)
+    ]
+    graded = [r for r in hits if r["graded"]]
+    n = len(graded)
+    return {
+        "matches": len(hits),
+        "unanswerable": sum(not r["answerable"] for r in hits),
+        "graded": n,
+        "memory_f1": sum(r["memory"]["f1"] for r in graded) / n if n else None,
+        "without_f1": sum(r["f1"] for r in graded) / n if n else None,
     }
 
 
@@ -877,6 +896,19 @@ def main(argv: list[str] | None = None) -> int:
                     "answers_s": round(answers_s, 1),
                     **answer_variants(answer_rows, None, shipped_t),
                     "generated": {k: v for k, v in generated.items() if k != "rows"},
+                    # Every evaluated question whose best key reaches the lowest threshold.
+                    "candidates": [
+                        {
+                            "id": r["id"],
+                            "graded": r["graded"],
+                            "answerable": r["answerable"],
+                            "base_f1": round(r["f1"], 4),
+                            "base_reason": r["reason"],
+                            **{k: v for k, v in r["memory"].items() if k != "text"},
+                        }
+                        for r in answer_rows["plain"]
+                        if r["memory"] is not None and r["memory"]["similarity"] >= min(thresholds)
+                    ],
                 },
             }
         )
