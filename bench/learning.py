@@ -396,6 +396,7 @@ def search_result(found: Any, query: str, chunks: dict[int, Any], k: int = 5) ->
         lexical_coverage=found.lexical_coverage,
         query_vector=found.query_vector,
         memory=found.memory,
+        own_ranking=found.own_ranking,
     )
 
 

@@ -104,6 +104,10 @@ class SearchResult:
     # matches against them: support.learning.answer_memory); never serialised.
     query_vector: NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
     memory: QuestionMemory | None = field(default=None, compare=False, repr=False)
+    # Chunk ids as the chunks' own texts rank them, without question-memory keys (hidden
+    # documents left out; support.search.hybrid.HybridResult.own_ranking; empty: as
+    # `passages`).
+    own_ranking: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
 def passages_search(
@@ -177,6 +181,7 @@ def passages_search(
         lexical_coverage=result.lexical_coverage,
         query_vector=result.query_vector,
         memory=result.memory,
+        own_ranking=result.own_ranking,
     )
 
 

@@ -8,8 +8,10 @@ version). A match needs two independent pieces of evidence:
 - the question: the most similar key's dense cosine to the query (the same embedding the search
   made) is at least the threshold (SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY, chosen on dev data by
   bench/learning.py);
-- the knowledge base: one of that key's grounding chunks is among the top passages the search
-  returned (the passages the pipeline takes facts from and cites).
+- the knowledge base: one of that key's grounding chunks is among the first passages as the
+  chunks' own texts rank them (the search without question-memory keys: with them, the key
+  itself would have lifted its chunk, and the evidence would be circular), and among the
+  passages the search returned, to be cited.
 
 Only the most similar key is considered: when its chunk is not among the passages, retrieval and
 the example disagree about what is asked, and a less similar key is weaker evidence still.
@@ -59,9 +61,12 @@ def answer_match(
     passages: Sequence[Passage],
     min_similarity: float,
     top: int,
+    own_ranking: Sequence[int] = (),
 ) -> MemoryMatch | None:
     """The most similar key, when its cosine is at least `min_similarity` and one of its
-    grounding chunks is among the first `top` passages (the best-ranked one); else None."""
+    grounding chunks is among the first `top` of `own_ranking` (the chunk ids as their own
+    texts rank them; empty: the passages' order) and among the passages (the best-ranked such
+    chunk); else None."""
     if memory is None or query_vector is None or not len(memory) or not passages:
         return None
     nearest = memory.nearest(query_vector, min_similarity=min_similarity)
@@ -69,8 +74,10 @@ def answer_match(
         return None
     key, similarity = nearest[0]
     chunks = set(memory.key_chunks(key).tolist())
-    for rank, passage in enumerate(passages[:top], start=1):
-        if passage.chunk_id in chunks:
+    own = list(own_ranking) or [p.chunk_id for p in passages]
+    found = chunks & set(own[:top])
+    for rank, passage in enumerate(passages, start=1):
+        if passage.chunk_id in found:
             return MemoryMatch(
                 key=key,
                 example_id=int(memory.example_ids[key]),
@@ -94,6 +101,7 @@ def learned_answer_find(
         passages=search.passages,
         min_similarity=min_similarity,
         top=top,
+        own_ranking=search.own_ranking,
     )
     if match is None:
         return None

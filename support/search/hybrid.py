@@ -143,6 +143,10 @@ class HybridResult:
     # it again (support.learning.answer_memory).
     query_vector: NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
     memory: QuestionMemory | None = field(default=None, compare=False, repr=False)
+    # The chunk ids the chunks' own texts rank first (the fusion without question-memory
+    # keys; the same as `hits` when no key scored): answer memory's evidence that the knowledge
+    # base, not the key itself, points at a chunk.
+    own_ranking: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
 def fuse(
@@ -274,6 +278,17 @@ def hybrid_search(
         opening=snapshot.opens_document if snapshot.opening is not None else None,
         memory=memory_scores,
     )
+    own = hits
+    if memory_scores:
+        own = fuse(
+            dense,
+            lexical_hits,
+            dense_scores=dense_scores,
+            lexical_scores=lexical_scores,
+            k=k,
+            config=fusion,
+            opening=snapshot.opens_document if snapshot.opening is not None else None,
+        )
     # From the chunks' own texts (the best of all allowed chunks), never from a key: see the
     # module docstring.
     top_cosine = dense[0].score if dense else 0.0
@@ -286,6 +301,7 @@ def hybrid_search(
         fusion=fusion,
         query_vector=np.asarray(query_vector, dtype=np.float32).reshape(-1),
         memory=keys if keys is not None else snapshot.memory,
+        own_ranking=tuple(h.chunk_id for h in own),
     )
 
 

@@ -103,6 +103,15 @@ def test_the_same_question_with_retrieval_on_another_chunk_does_not_match() -> N
     )
 
 
+def test_a_chunk_only_the_key_itself_lifted_does_not_match() -> None:
+    # Question memory ranked chunk 10 first because of the key; by its own text it is 4th.
+    kwargs = {"memory": _memory(), "query_vector": CLOSE, "min_similarity": 0.9, "top": 3}
+    passages = _passages(10, 30, 40)
+    assert answer_match(passages=passages, own_ranking=(30, 40, 50, 10), **kwargs) is None
+    match = answer_match(passages=passages, own_ranking=(30, 10, 40), **kwargs)
+    assert match is not None and match.rank == 1  # cited where the passages have it
+
+
 def test_the_chunk_must_be_among_the_top_passages() -> None:
     kwargs = {"memory": _memory(), "query_vector": CLOSE, "min_similarity": 0.9}
     assert answer_match(passages=_passages(30, 40, 50, 10), top=3, **kwargs) is None
