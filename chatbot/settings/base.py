@@ -157,9 +157,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longer than the slowest task's hard limit (specialise: 3660 s), so a running task is never
-# redelivered twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200}
+# Longer than the slowest task's hard limit (specialise_model: 7260 s), so a running task is
+# never redelivered twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 10800}
 CELERY_TASK_ROUTES = {
     "support.tasks.reply_generate_task": {"queue": "support.generation"},
     "support.tasks.suggested_reply_task": {"queue": "support.generation"},
@@ -173,6 +173,7 @@ CELERY_TASK_ROUTES = {
     "support.example_from_feedback": {"queue": "support.ingest"},
     # Fine-tuning the retriever: its own worker (-Q training, concurrency 1, niced).
     "support.specialise": {"queue": "training"},
+    "support.specialise_model": {"queue": "training"},
     # Knowledge gaps: embedding the questions (ingest workers hold the embedder), drafting an
     # article (the chat model).
     "support.gaps_run": {"queue": "support.ingest"},
