@@ -21,104 +21,26 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 from django.utils import timezone
 
-from support import backends, knowledge
+from support import backends
 from support.answers.types import Turn
 from support.conf import get_support_settings
 from support.learning import chat_specialise as chat
 from support.learning import specialise as spec
 from support.learning.chat_specialise import AnswerResult, ChatGateEvaluation, GateCase
-from support.learning.grounding import chunk_key
 from support.llm import chat_models
-from support.models import Chunk
 from support.models_golden import GateReport, GoldenQuestion
-from support.models_learning import Example, ExampleGrounding, SpecialiseRun
+from support.models_learning import SpecialiseRun
 from tests.fakes import ScriptFileChatModel
 from tests.knowledge.conftest import real_embedder  # noqa: F401  (session fixture)
-from tests.learning.chat_fakes import FakeTools
+from tests.learning.chat_fakes import (
+    TRAINED,
+    FakeTools,
+    help_desk_create,
+)
+from tests.learning.chat_fakes import good_answers as _good
+from tests.learning.chat_fakes import shuffled_answers as _shuffled
 
 pytestmark = pytest.mark.django_db
-
-HELP = {
-    "delivery": "Parcels are delivered by courier within 3 working days. "
-    "The tracking link comes by SMS.",
-    "returns": "Unused items can be sent back within 30 days. "
-    "Use the prepaid label from your account page.",
-    "warranty": "Every device has a two-year warranty covering manufacturing faults. "
-    "Water damage is not covered.",
-    "hours": "The shop in Leeds is open Monday to Saturday from 9 am to 6 pm. "
-    "It is closed on bank holidays.",
-    "gift": "Gift cards never expire. They can be spent online or in the shop.",
-    "password": "To change your password open Settings, then Security. "
-    "Choose Change password there.",
-}
-# (question, the page, the approved answer: in the page's words, as an agent would answer)
-EXAMPLES = [
-    (
-        "when will my parcel arrive",
-        "delivery",
-        "Parcels are delivered by courier within 3 working days.",
-    ),
-    ("can I send a jacket back", "returns", "Unused items can be sent back within 30 days."),
-    (
-        "is my phone covered if it breaks",
-        "warranty",
-        "Every device has a two-year warranty covering manufacturing faults.",
-    ),
-    (
-        "what time does the Leeds store open",
-        "hours",
-        "The shop in Leeds is open Monday to Saturday from 9 am to 6 pm.",
-    ),
-    ("do vouchers run out", "gift", "Gift cards never expire."),
-    (
-        "how do I set a new login secret",
-        "password",
-        "To change your password open Settings, then Security.",
-    ),
-    ("how does tracking work", "delivery", "The tracking link comes by SMS."),
-    ("where is the return label", "returns", "Use the prepaid label from your account page."),
-    # held back
-    (
-        "how long does shipping take",
-        "delivery",
-        "Parcels are delivered by courier within 3 working days.",
-    ),
-    (
-        "how many days do I have to return something",
-        "returns",
-        "Unused items can be sent back within 30 days.",
-    ),
-    ("is water damage covered by the warranty", "warranty", "Water damage is not covered."),
-    ("is the Leeds shop open on bank holidays", "hours", "It is closed on bank holidays."),
-]
-TRAINED = 8
-
-
-def _example(n: int, question: str, answer: str, chunk: Chunk, *, held_back: bool) -> Example:
-    example = Example.objects.create(
-        question=question,
-        answer=answer,
-        history=[
-            {"role": "user", "text": "hello"},
-            {"role": "agent", "text": "Hi, how can I help?"},
-        ],
-        source=Example.Source.IMPORT,
-        external_id=f"c-{n}",
-        state=Example.State.APPROVED,
-        reviewed_at=timezone.now(),
-        grounding_method=Example.GroundingMethod.DOCUMENT,
-        split_key=f"k{n}",
-        held_back=held_back,
-    )
-    ExampleGrounding.objects.create(
-        example=example,
-        document=chunk.document,
-        chunk=chunk,
-        chunk_key=chunk_key(chunk.text),
-        chunk_order=chunk.order,
-        text=chunk.text,
-    )
-    return example
 
 
 @pytest.fixture
@@ -137,30 +59,9 @@ def chat_env(tmp_path: Path, real_embedder: Any) -> Iterator[dict[str, Any]]:  #
     ):
         backends.reset_backends()
         backends.set_backend("embedder", real_embedder)
-        for name, text in HELP.items():
-            doc = knowledge.document_upload(
-                filename=f"{name}.md", data=f"# {name.title()}\n\n{text}\n".encode(), queue=False
-            )
-            knowledge.document_ingest(document_id=doc.pk, rebuild_index=False)
-        knowledge.index_rebuild()
-        chunks = {c.document.original_filename: c for c in Chunk.objects.select_related("document")}
-        examples = [
-            _example(n, q, a, chunks[f"{page}.md"], held_back=n >= TRAINED)
-            for n, (q, page, a) in enumerate(EXAMPLES)
-        ]
+        examples = help_desk_create()
         yield {"examples": examples, "root": get_support_settings().chat_models_dir}
     backends.reset_backends()
-
-
-def _good() -> dict[str, str]:
-    """The candidate answers as the agents did."""
-    return {q: a for q, _page, a in EXAMPLES}
-
-
-def _shuffled() -> dict[str, str]:
-    """Answers shuffled across questions (each question gets the next one's answer)."""
-    answers = [a for _q, _p, a in EXAMPLES]
-    return {q: answers[(i + 3) % len(answers)] for i, (q, _p, _a) in enumerate(EXAMPLES)}
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, fake: FakeTools) -> FakeTools:
