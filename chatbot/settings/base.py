@@ -412,6 +412,11 @@ SUPPORT_SPECIALISE_NICENESS = env.int("SUPPORT_SPECIALISE_NICENESS", default=10)
 SUPPORT_SPECIALISE_NIGHTLY = env.bool("SUPPORT_SPECIALISE_NIGHTLY", default=False)
 SUPPORT_SPECIALISE_NIGHTLY_MIN_NEW = env.int("SUPPORT_SPECIALISE_NIGHTLY_MIN_NEW", default=50)
 SUPPORT_SPECIALISE_NIGHTLY_HOUR = env.int("SUPPORT_SPECIALISE_NIGHTLY_HOUR", default=2)
+# What the nightly run may specialise, in this order: retrieval and/or model (the chat model).
+# One run a night (runs share one lock): the first kind with enough new examples.
+SUPPORT_SPECIALISE_NIGHTLY_KINDS = env.list(
+    "SUPPORT_SPECIALISE_NIGHTLY_KINDS", default=["retrieval"]
+)
 # --- Reports and metrics (docs/reports.md, docs/operations.md) ---------------------------------
 # Report days and hours are local to this zone.
 SUPPORT_REPORT_TIME_ZONE = env.str("SUPPORT_REPORT_TIME_ZONE", default=TIME_ZONE)
