@@ -650,6 +650,17 @@ def generated_f1(
     }
 
 
+def shipped_threshold(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The threshold to ship: the best mean, over the folds, of each fold's cross-validated
+    answer F1 inside its training half (ties to the higher threshold). Only training halves'
+    inner folds are read, as for each fold's own choice."""
+    curves = [f["answer_memory"]["threshold_cv"]["per_threshold"] for f in folds]
+    keys = [k for k in curves[0] if all(k in c for c in curves)]
+    mean = {k: sum(c[k]["answer_f1"] or 0.0 for c in curves) / len(curves) for k in keys}
+    best = max(keys, key=lambda k: (round(mean[k], 6), float(k)))
+    return {"chosen": float(best), "mean_answer_f1": mean}
+
+
 def answer_variants(
     rows: dict[str, list[dict[str, Any]]], t: float | None, shipped_t: float
 ) -> dict[str, Any]:
@@ -953,6 +964,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_met": pooled["after"]["recall@5"] >= TARGET_RECALL5,
         "product_path_agrees": all(agrees),
         "answer_path_agrees": all(answer_agrees),
+        "answer_memory_threshold_to_ship": shipped_threshold(folds),
         "thresholds": list(thresholds),
         "shipped_answer_memory_min_similarity": shipped_t,
         "generated_per_fold": n_generated,
