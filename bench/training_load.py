@@ -86,7 +86,7 @@ TRAINER_ENV: dict[str, dict[str, str]] = {
     "retrieval": {"SUPPORT_SPECIALISE_EPOCHS": "1000"},
     "chat": {},
 }
-STAGE_PROBED = ("retrieval",)
+STAGE_PROBED = ("retrieval", "chat")
 CHILD_TIMEOUT_S = 1800
 TRAINING_STAGE_TIMEOUT_S = 600
 _CLK = os.sysconf("SC_CLK_TCK")
@@ -253,6 +253,11 @@ def child_main(args: argparse.Namespace) -> int:
         warm_up = backends_warm_up()
         _answer(QUESTIONS[-1])  # the first answer after loading is not measured (as warmup.py)
         ready = _wait_until_training(trainer, args.kind, args.settle)
+        if not trainer.alive:
+            Path(args.child_out).write_text(
+                json.dumps({"trainer_failed": trainer.proc.returncode, "trainer_ready": ready})
+            )
+            return 0
         for r, question, phase in schedule(QUESTIONS[: args.questions], args.rounds):
             if phase == "idle":
                 trainer.pause()
@@ -378,8 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        # Only the retriever's run is known to report a `training` stage (SpecialiseRun.stage);
-        # other trainers get --settle seconds.
+        # Both kinds of run report a `training` stage (SpecialiseRun.stage); a custom command
+        # gets --settle seconds.
         if args.kind not in STAGE_PROBED:
             args.kind = None
         return child_main(args)
@@ -475,6 +480,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 CHILD_TIMEOUT_S,
             )
             child = json.loads(child_out.read_text())
+            if "trainer_failed" in child:
+                tail = (tmp / "trainer.log").read_text(errors="replace").strip().splitlines()
+                raise LookupError(
+                    f"the trainer exited ({child['trainer_failed']}) before it trained: "
+                    + " | ".join(tail[-3:])[-600:]
+                )
         except LookupError as exc:
             payload.update(skipped=str(exc), wall_s=time.perf_counter() - wall)
             path = common.write_results("training_load", payload, also=args.out)
