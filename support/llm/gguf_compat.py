@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,18 +120,24 @@ def _source_id(source: Path) -> _SourceId:
     return _SourceId(str(resolved), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _sha256(source: Path, source_id: _SourceId) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a model file, read in chunks; ModelFileError if it cannot be read."""
     digest = hashlib.sha256()
     try:
-        with open(source_id.path, "rb") as fh:
+        with open(path, "rb") as fh:
             while chunk := fh.read(_HASH_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
-        raise ModelFileError(source, f"cannot be read: {exc.strerror or exc}") from None
+        raise ModelFileError(path, f"cannot be read: {exc.strerror or exc}") from None
+    return digest.hexdigest()
+
+
+def _sha256(source: Path, source_id: _SourceId) -> str:
+    digest = file_sha256(Path(source_id.path))
     # A file replaced while we hashed it would get a digest matching neither version.
     if _source_id(source) != source_id:
         raise ModelFileError(source, "the file changed while it was being read; retry")
-    return digest.hexdigest()
+    return digest
 
 
 @contextlib.contextmanager
@@ -259,13 +265,7 @@ def _byte_shape(tensor: GgufTensorInfo) -> tuple[int, ...]:
 def _write_copy(info: GgufFile, out: Path) -> None:
     writer = GGUFWriter(out, info.architecture)  # writes general.architecture itself
     writer.data_alignment = info.alignment
-    for key, value in info.metadata.items():
-        if key == "general.architecture":
-            continue
-        vtype, sub = info.value_types[key]
-        if key == "tokenizer.ggml.tokens":
-            value = _patched_tokens(info)
-        writer.add_key_value(key, value, vtype, sub_type=sub)
+    metadata_copy(writer, info, replace={"tokenizer.ggml.tokens": _patched_tokens(info)})
     n_vocab = len(info.get_list("tokenizer.ggml.tokens") or [])
     if "tokenizer.ggml.scores" not in info.metadata:
         writer.add_key_value(
@@ -313,3 +313,23 @@ def _write_copy(info: GgufFile, out: Path) -> None:
     finally:
         writer.close()
         del data
+
+
+def metadata_copy(
+    writer: GGUFWriter,
+    info: GgufFile,
+    *,
+    replace: Mapping[str, Any] | None = None,
+    skip: Callable[[str], bool] | None = None,
+) -> None:
+    """Copy every metadata key of ``info`` to ``writer`` with its exact GGUF value type.
+
+    ``replace`` gives new values (same type) for some keys; keys for which ``skip`` is true
+    are left out. general.architecture is not copied: GGUFWriter writes it itself.
+    """
+    replace = replace or {}
+    for key, value in info.metadata.items():
+        if key == "general.architecture" or (skip is not None and skip(key)):
+            continue
+        vtype, sub = info.value_types[key]
+        writer.add_key_value(key, replace.get(key, value), vtype, sub_type=sub)
