@@ -63,6 +63,15 @@ QUICK_WEIGHTS = (0.8, 0.9, 1.0)
 MIN_SCORES = (0.0, 0.75, 0.85)
 QUICK_MIN_SCORES = (0.0, 0.85)
 QUICK_DIALOGUES = 40  # per half
+# Answer memory's similarity thresholds (dense cosine of the question to an approved one),
+# cross-validated inside each training half; OFF (above any cosine) lets the CV turn it off.
+OFF = 1.01
+THRESHOLDS = (0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98, OFF)
+QUICK_THRESHOLDS = (0.85, 0.9, 0.95, OFF)
+# Answers from memory compared with what the model writes without it, per fold (the model's
+# generation is the expensive part of this benchmark).
+GENERATED = 8
+QUICK_GENERATED = 3
 TARGET_RECALL5 = 0.90
 
 
@@ -346,10 +355,338 @@ def memory_reach(
     return {"any_key_right": any_right / n, "top_key_right": top_right / n}
 
 
+# -- answer memory ---------------------------------------------------------------------------------
+def search_result(found: Any, query: str, chunks: dict[int, Any], k: int = 5) -> Any:
+    """`passages_search`'s SearchResult from a hybrid result (its conversion of hits into
+    passages, without its database reads: `answer_path_agrees` checks the pipeline on a sample)."""
+    from support.retrieval import Passage, SearchResult
+
+    passages = []
+    for hit in found.hits:
+        c = chunks.get(hit.chunk_id)
+        if c is None:
+            continue
+        doc = c.document
+        passages.append(
+            Passage(
+                chunk_id=c.pk,
+                document_id=doc.pk,
+                filename=doc.original_filename,
+                title=doc.title or doc.original_filename,
+                source_url=doc.source_url,
+                heading_path=tuple(h for h in c.heading_path if h != doc.title),
+                page=c.page,
+                anchor=c.anchor,
+                text=c.text,
+                score=hit.score,
+                dense_score=hit.dense_score,
+                lexical_score=hit.lexical_score,
+                rank=len(passages) + 1,
+            )
+        )
+        if len(passages) == k:
+            break
+    return SearchResult(
+        query,
+        tuple(passages),
+        found.confidence if passages else 0.0,
+        found.index_version,
+        0.0,
+        top_cosine=found.top_cosine,
+        lexical_coverage=found.lexical_coverage,
+        query_vector=found.query_vector,
+        memory=found.memory,
+        own_ranking=found.own_ranking,
+    )
+
+
+def answer_row(
+    snapshot: Any,
+    q: common.EvalQuestion,
+    *,
+    vector: Any,
+    chunks: dict[int, Any],
+    ranking_memory: Any,
+    answer_memory: Any,
+    threshold: float,
+    fusion: Any = None,
+) -> dict[str, Any]:
+    """One question through the answer pipeline's stages without generation: retrieve (with or
+    without question memory in the ranking), decide, and cite (a quote or a decline), plus
+    answer memory's best candidate (`recall` with no similarity floor: the threshold is applied
+    afterwards, `answer_at`, which is the same rule since only the most similar key counts)."""
+    import dataclasses as dc
+
+    from answers import token_f1
+
+    from support.answers.cite import cite, cite_learned
+    from support.answers.decide import decide
+    from support.answers.recall import recall
+    from support.answers.types import Question, Retrieved
+    from support.search.hybrid import DEFAULT_FUSION, hybrid_search
+
+    found = hybrid_search(
+        snapshot,
+        vector,
+        q.text,
+        k=10,
+        fusion=fusion or DEFAULT_FUSION,
+        memory=ranking_memory if ranking_memory is not None else False,
+    )
+    # The keys answer memory reads: the published memory, or the bench's own (inner folds).
+    found = dc.replace(found, memory=answer_memory)
+    search = search_result(found, q.text, chunks)
+    asked = Question(q.text)
+    retrieved = Retrieved(search)
+    decision = decide(asked, retrieved, min_confidence=threshold, generate=False)
+    base = cite(retrieved, decision)
+    recalled = recall(asked, retrieved, decision, min_similarity=-1.0, min_confidence=threshold)
+    reference = q.answer if q.graded else None
+    row: dict[str, Any] = {
+        "id": q.id,
+        "answerable": q.answerable,
+        "graded": q.graded,
+        "declined": base.action == "escalate",
+        "reason": str(base.reason),
+        "f1": token_f1(base.text, reference) if reference and base.action != "escalate" else 0.0,
+        "memory": None,
+    }
+    if recalled is not None:
+        learned = cite_learned(retrieved, recalled)
+        row["memory"] = {
+            "example": recalled.example_id,
+            "similarity": round(recalled.similarity, 4),
+            "accepted": recalled.accepted,
+            "problem": recalled.grounding.problem,
+            "f1": token_f1(learned.text, reference) if reference else 0.0,
+            "text": learned.text,
+        }
+    return row
+
+
+def answer_at(row: dict[str, Any], t: float | None) -> dict[str, Any]:
+    """The row's outcome with answer memory at threshold `t` (`t` above 1: off; None: the
+    row's own fold's, `row["t"]`)."""
+    t = row["t"] if t is None else t
+    m = row["memory"]
+    if m is not None and m["accepted"] and m["similarity"] >= t:
+        return {"declined": False, "f1": m["f1"], "learned": True}
+    return {"declined": row["declined"], "f1": row["f1"], "learned": False}
+
+
+def answer_metrics(rows: list[dict[str, Any]], t: float | None) -> dict[str, Any]:
+    """Answer token F1 over the graded questions (a decline scores 0), answers from memory,
+    declines of both kinds, at answer-memory threshold `t`."""
+    outs = [(r, answer_at(r, t)) for r in rows]
+    graded = [(r, o) for r, o in outs if r["graded"]]
+    ans = [(r, o) for r, o in outs if r["answerable"]]
+    una = [(r, o) for r, o in outs if not r["answerable"]]
+    learned = [(r, o) for r, o in graded if o["learned"]]
+    return {
+        "graded": len(graded),
+        "answer_f1": sum(o["f1"] for _, o in graded) / len(graded) if graded else None,
+        "from_memory": sum(o["learned"] for _, o in outs),
+        "from_memory_graded": len(learned),
+        "from_memory_f1": (sum(o["f1"] for _, o in learned) / len(learned) if learned else None),
+        # The same questions' answers without answer memory (the quote or decline).
+        "from_memory_f1_without": (
+            sum(r["f1"] for r, _ in learned) / len(learned) if learned else None
+        ),
+        "from_memory_unanswerable": sum(o["learned"] for _, o in una),
+        "unanswerable_declined": (sum(o["declined"] for _, o in una) / len(una) if una else None),
+        "answerable_declined": sum(o["declined"] for _, o in ans) / len(ans) if ans else None,
+        # Diagnostic: what the threshold alone would let through, the fact check ignored.
+        "unchecked": _unchecked(rows, t),
+        "rejected_by_check": sum(
+            1
+            for r in rows
+            if r["memory"] is not None
+            and not r["memory"]["accepted"]
+            and r["memory"]["similarity"] >= (r["t"] if t is None else t)
+        ),
+    }
+
+
+def _unchecked(rows: list[dict[str, Any]], t: float | None) -> dict[str, Any]:
+    hits = [
+        r
+        for r in rows
+        if r["memory"] is not None and r["memory"]["similarity"] >= (r["t"] if t is None else t)
+    ]
+    graded = [r for r in hits if r["graded"]]
+    n = len(graded)
+    return {
+        "matches": len(hits),
+        "unanswerable": sum(not r["answerable"] for r in hits),
+        "graded": n,
+        "memory_f1": sum(r["memory"]["f1"] for r in graded) / n if n else None,
+        "without_f1": sum(r["f1"] for r in graded) / n if n else None,
+    }
+
+
+def choose_threshold(
+    train_turns: list[Turn],
+    example_of: dict[str, int],
+    thresholds: tuple[float, ...],
+    vectors: dict[str, Any],
+    chunks: dict[int, Any],
+    threshold: float,
+) -> dict[str, Any]:
+    """Answer memory's similarity threshold with the best mean answer F1 over a 2-fold split of
+    the training half's dialogues (keys from one inner half, questions from the other; the
+    ranking without question memory); ties go to the higher threshold. A threshold above 1 is
+    "off", so the cross-validation may turn it off."""
+    import numpy as np
+
+    from support import backends
+    from support.search.memory import MemoryKeys, QuestionMemory
+
+    snapshot = backends.get_index_reader().snapshot()
+    inner_a, inner_b = halves(sorted({t.dialogue for t in train_turns}), salt="inner")
+    by_id = {example_of[t.question.id]: t.question.id for t in train_turns}
+    rows: list[dict[str, Any]] = []
+    for keys_side, query_side in ((set(inner_a), set(inner_b)), (set(inner_b), set(inner_a))):
+        ids = {example_of[t.question.id] for t in train_turns if t.dialogue in keys_side}
+        keys = training_keys(ids)
+        ordered = sorted(keys)
+        memory = None
+        if ordered:
+            memory = QuestionMemory.build(
+                MemoryKeys(
+                    example_ids=np.asarray(ordered, dtype=np.int64),
+                    texts=tuple(keys[e][0] for e in ordered),
+                    vectors=np.stack([vectors[by_id[e]] for e in ordered]),
+                    chunk_ids=tuple(keys[e][1] for e in ordered),
+                )
+            )
+        for t in train_turns:
+            if t.dialogue in query_side:
+                rows.append(
+                    answer_row(
+                        snapshot,
+                        t.question,
+                        vector=vectors[t.question.id],
+                        chunks=chunks,
+                        ranking_memory=None,
+                        answer_memory=memory,
+                        threshold=threshold,
+                    )
+                )
+    summary = {t: answer_metrics(rows, t) for t in thresholds}
+    best = max(thresholds, key=lambda t: (round(summary[t]["answer_f1"] or 0.0, 6), t))
+    return {
+        "chosen": best,
+        "per_threshold": {
+            str(t): {
+                k: summary[t][k]
+                for k in ("answer_f1", "from_memory", "from_memory_f1", "unanswerable_declined")
+            }
+            for t in thresholds
+        },
+        "questions": len(rows),
+    }
+
+
+def answer_path_agrees(
+    questions: list[common.EvalQuestion], rows: dict[str, Any], t: float
+) -> bool:
+    """`answer_compose(generate=False)` (the product's path: its own search, answer memory at
+    threshold `t`) ends as the benchmark computed for these questions (learned or not, declined
+    or not)."""
+    from django.test import override_settings
+
+    from support.answers.pipeline import answer_compose
+
+    ok = True
+    with override_settings(
+        SUPPORT_ANSWER_MEMORY=True, SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY=min(t, 1.0)
+    ):
+        for q in questions:
+            draft = answer_compose(question=q.text, generate=False)
+            expected = answer_at(rows[q.id], t)
+            learned = draft.reason == "learned"
+            if (
+                learned != expected["learned"]
+                or (draft.action == "escalate") != expected["declined"]
+            ):
+                ok = False
+    return ok
+
+
+def generated_f1(
+    rows: list[dict[str, Any]], questions: dict[str, common.EvalQuestion], t: float, limit: int
+) -> dict[str, Any]:
+    """For up to `limit` graded questions answered from memory: the answer the model writes for
+    them without answer memory (the whole pipeline), its F1 next to the memory answer's."""
+    from answers import token_f1
+    from django.test import override_settings
+
+    from support.answers.pipeline import answer_compose
+
+    chosen = [r for r in rows if r["graded"] and answer_at(r, t)["learned"]][:limit]
+    out = []
+    started = time.perf_counter()
+    with override_settings(SUPPORT_ANSWER_MEMORY=False):
+        for r in chosen:
+            q = questions[r["id"]]
+            draft = answer_compose(question=q.text)
+            out.append(
+                {
+                    "id": q.id,
+                    "memory_f1": r["memory"]["f1"],
+                    "generated_f1": (
+                        token_f1(draft.text, q.answer) if draft.action != "escalate" else 0.0
+                    ),
+                    "generated_action": str(draft.action),
+                }
+            )
+    n = len(out)
+    return {
+        "questions": n,
+        "memory_f1": sum(x["memory_f1"] for x in out) / n if n else None,
+        "generated_f1": sum(x["generated_f1"] for x in out) / n if n else None,
+        "seconds": round(time.perf_counter() - started, 1),
+        "rows": out,
+    }
+
+
+def shipped_threshold(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The threshold to ship: the best mean, over the folds, of each fold's cross-validated
+    answer F1 inside its training half (ties to the higher threshold). Only training halves'
+    inner folds are read, as for each fold's own choice."""
+    curves = [f["answer_memory"]["threshold_cv"]["per_threshold"] for f in folds]
+    keys = [k for k in curves[0] if all(k in c for c in curves)]
+    mean = {k: sum(c[k]["answer_f1"] or 0.0 for c in curves) / len(curves) for k in keys}
+    best = max(keys, key=lambda k: (round(mean[k], 6), float(k)))
+    return {"chosen": float(best), "mean_answer_f1": mean}
+
+
+def answer_variants(
+    rows: dict[str, list[dict[str, Any]]], t: float | None, shipped_t: float
+) -> dict[str, Any]:
+    """Each mechanism alone and both together, on the answers: before (neither), question
+    memory alone (the ranking), answer memory alone (at the cross-validated threshold, and at
+    the shipped one), and both."""
+    return {
+        "before": answer_metrics(rows["plain"], OFF),
+        "question_memory": answer_metrics(rows["question_memory"], OFF),
+        "answer_memory": answer_metrics(rows["plain"], t),
+        "answer_memory_shipped": answer_metrics(rows["plain"], shipped_t),
+        "both": answer_metrics(rows["question_memory"], t),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here")
+    parser.add_argument(
+        "--generated",
+        type=int,
+        default=None,
+        help=f"answers from memory compared with the model's per fold ({GENERATED}; quick "
+        f"{QUICK_GENERATED}; 0: none)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -422,6 +759,16 @@ def main(argv: list[str] | None = None) -> int:
 
     folds: list[dict[str, Any]] = []
     pooled_rows: dict[str, list[dict[str, Any]]] = {"cv": [], "shipped": []}
+    pooled_answers: dict[str, list[dict[str, Any]]] = {"plain": [], "question_memory": []}
+    answer_agrees: list[bool] = []
+    generated_rows: list[dict[str, Any]] = []
+    thresholds = QUICK_THRESHOLDS if args.quick else THRESHOLDS
+    n_generated = (
+        args.generated
+        if args.generated is not None
+        else (QUICK_GENERATED if args.quick else GENERATED)
+    )
+    shipped_t = conf.answer_memory_min_similarity
     for name, train, test in (("A", half_a, half_b), ("B", half_b, half_a)):
         train_set, test_set = set(train), set(test)
         train_turns = [t for t in turns if t.dialogue in train_set]
@@ -486,6 +833,54 @@ def main(argv: list[str] | None = None) -> int:
         agrees.append(product_path_agrees(sample, shipped_after))
         reach = memory_reach(test_turns, vectors, chunks)
         log(f"fold {name}: reach {reach}")
+        # -- answer memory: threshold cross-validated inside the training half -------------
+        t0 = time.perf_counter()
+        am_cv = choose_threshold(
+            [t for t in train_turns if t.question.id in example_of],
+            example_of,
+            thresholds,
+            vectors,
+            chunks,
+            threshold,
+        )
+        chosen_t = am_cv["chosen"]
+        am_cv_s = time.perf_counter() - t0
+        log(f"fold {name}: answer memory threshold {chosen_t} chosen inside the training half")
+        t0 = time.perf_counter()
+        answer_rows: dict[str, list[dict[str, Any]]] = {}
+        for ranking in ("plain", "question_memory"):
+            answer_rows[ranking] = [
+                {
+                    **answer_row(
+                        snapshot,
+                        t.question,
+                        vector=vectors[t.question.id],
+                        chunks=chunks,
+                        ranking_memory=snapshot.memory if ranking == "question_memory" else None,
+                        answer_memory=snapshot.memory,
+                        threshold=threshold,
+                    ),
+                    "t": chosen_t,
+                }
+                for t in test_turns
+            ]
+            pooled_answers[ranking] += answer_rows[ranking]
+        answers_s = time.perf_counter() - t0
+        both_by_id = {r["id"]: r for r in answer_rows["question_memory"]}
+        answer_agrees.append(
+            answer_path_agrees(
+                [t.question for t in test_turns[:: max(1, len(test_turns) // 20)]],
+                both_by_id,
+                chosen_t,
+            )
+        )
+        questions_by_id = {t.question.id: t.question for t in test_turns}
+        generated = generated_f1(answer_rows["plain"], questions_by_id, chosen_t, n_generated)
+        generated_rows += generated["rows"]
+        log(
+            f"fold {name}: answers {answers_s:.0f} s, generated {generated['questions']} "
+            f"in {generated['seconds']} s"
+        )
         trained = Example.objects.filter(pk__in=train_ids)
         folds.append(
             {
@@ -507,9 +902,39 @@ def main(argv: list[str] | None = None) -> int:
                     "before": metrics([r for r in rows_by["cv"] if r["first_turn"]], "before"),
                     "after": metrics([r for r in rows_by["cv"] if r["first_turn"]], "after"),
                 },
+                "answer_memory": {
+                    "threshold_cv": am_cv,
+                    "threshold_cv_s": round(am_cv_s, 1),
+                    "answers_s": round(answers_s, 1),
+                    **answer_variants(answer_rows, None, shipped_t),
+                    "generated": {k: v for k, v in generated.items() if k != "rows"},
+                    # Every evaluated question whose best key reaches the lowest threshold.
+                    "candidates": [
+                        {
+                            "id": r["id"],
+                            "graded": r["graded"],
+                            "answerable": r["answerable"],
+                            "base_f1": round(r["f1"], 4),
+                            "base_reason": r["reason"],
+                            **{k: v for k, v in r["memory"].items() if k != "text"},
+                        }
+                        for r in answer_rows["plain"]
+                        if r["memory"] is not None and r["memory"]["similarity"] >= min(thresholds)
+                    ],
+                },
             }
         )
+    n_gen = len(generated_rows)
+    pooled_generated = {
+        "questions": n_gen,
+        "memory_f1": sum(x["memory_f1"] for x in generated_rows) / n_gen if n_gen else None,
+        "generated_f1": sum(x["generated_f1"] for x in generated_rows) / n_gen if n_gen else None,
+    }
     pooled = {
+        "answer_memory": {
+            **answer_variants(pooled_answers, None, shipped_t),
+            "generated": pooled_generated,
+        },
         "before": metrics(pooled_rows["cv"], "before"),
         "after": metrics(pooled_rows["cv"], "after"),
         "after_shipped": metrics(pooled_rows["shipped"], "after"),
@@ -538,6 +963,12 @@ def main(argv: list[str] | None = None) -> int:
         "target_recall5": TARGET_RECALL5,
         "target_met": pooled["after"]["recall@5"] >= TARGET_RECALL5,
         "product_path_agrees": all(agrees),
+        "answer_path_agrees": all(answer_agrees),
+        "answer_memory_threshold_to_ship": shipped_threshold(folds),
+        "thresholds": list(thresholds),
+        "shipped_answer_memory_min_similarity": shipped_t,
+        "generated_per_fold": n_generated,
+        "generated_rows": generated_rows,
         "peak_rss_mb": round(common.peak_rss_mb(), 1),
         "seconds": round(time.perf_counter() - started, 1),
         # Only the questions whose rank changed (the rest are in before == after).
@@ -591,6 +1022,47 @@ def _print(r: dict[str, Any], path: Path) -> None:
             ],
             rows,
         )
+    )
+    print(f"\n## Answer memory — {path.name}\n")
+    rows = []
+    for fold in [*r["folds"], {"fold": "pooled", **r["pooled"]}]:
+        am = fold["answer_memory"]
+        t = am.get("threshold_cv", {}).get("chosen", "per fold")
+        for variant in ("before", "question_memory", "answer_memory", "both"):
+            m = am[variant]
+            rows.append(
+                [
+                    fold["fold"],
+                    variant,
+                    t if variant in ("answer_memory", "both") else "—",
+                    f(m["answer_f1"]),
+                    m["from_memory"],
+                    f"{f(m['from_memory_f1'])} vs {f(m['from_memory_f1_without'])}",
+                    m["rejected_by_check"],
+                    f(m["unanswerable_declined"]),
+                    f(m["answerable_declined"]),
+                ]
+            )
+    print(
+        common.markdown_table(
+            [
+                "fold",
+                "mechanisms",
+                "threshold (CV)",
+                "answer F1",
+                "from memory",
+                "their F1 vs without",
+                "failed the check",
+                "unanswerable declined",
+                "answerable declined",
+            ],
+            rows,
+        )
+    )
+    g = r["pooled"]["answer_memory"]["generated"]
+    print(
+        f"\nanswers from memory vs the model's own ({g['questions']} questions): "
+        f"F1 {f(g['memory_f1'])} vs {f(g['generated_f1'])}"
     )
     print(f"\npeak RSS {r['peak_rss_mb']} MiB, {r['seconds']} s")
 

@@ -5,6 +5,8 @@ Usage (from the repository root, with the project venv)::
     python bench/reports.py                       # 100,000 conversations over 30 days
     python bench/reports.py --quick               # 500 conversations over 7 days
     python bench/reports.py --conversations 20000 --backends sqlite
+    python bench/reports.py --conversations 20000,100000        # both sizes on both databases
+    python bench/reports.py --conversations 20000 --pg-conversations 20000,100000   # the suite's
 
 For each database a child process migrates a fresh one (SQLite: a file under /tmp;
 PostgreSQL: a new database on DATABASE_URL's server, dropped at the end; skipped when
@@ -90,6 +92,15 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     seeded = seed(args.conversations, args.days, args.seed)
     seed_s = time.perf_counter() - t0
+    analyze_s = None
+    if connection.vendor == "postgresql":
+        # The planner's statistics, as autovacuum keeps them on a live server (a server with
+        # autovacuum off, such as a CI one, has none after a bulk load: PostgreSQL then walks
+        # the message table once per conversation for the per-conversation subqueries).
+        t0 = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        analyze_s = time.perf_counter() - t0
 
     from support.reports import report_build, report_days_refresh, report_rollup_run
     from support.reports.metrics import metrics_snapshot
@@ -161,6 +172,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "seeded": seeded,
         "migrate_s": round(migrate_s, 2),
         "seed_s": round(seed_s, 2),
+        "analyze_s": None if analyze_s is None else round(analyze_s, 2),
         "fill_s": round(fill_s, 3),
         "fill_per_day_s": round(fill_s / args.days, 3),
         "report_s": round(statistics.median(warm), 4),
@@ -329,13 +341,13 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(
         DJANGO_SETTINGS_MODULE="chatbot.settings.test",
-        SUPPORT_DATA_DIR=str(tmp / f"data-{backend}"),
+        SUPPORT_DATA_DIR=str(tmp / f"data-{backend}-{args.conversations}"),
         SUPPORT_REPORT_TIME_ZONE="UTC",
         PYTHONPATH=str(REPO),
     )
     drop: list[str] | None = None
     if backend == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{tmp / 'reports.sqlite3'}"
+        env["DATABASE_URL"] = f"sqlite:///{tmp / f'reports-{args.conversations}.sqlite3'}"
     else:
         base = _pg_url()
         assert base is not None
@@ -366,21 +378,22 @@ def _ms(seconds: float | None) -> float | None:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"Reports over {result['conversations']:,} conversations in {result['days']} days "
+        f"Reports over {', '.join(f'{n:,}' for n in result.get('sizes') or [result['conversations']])}"
+        f" conversations in {result['days']} days "
         "(median of 5 reads; `fill` computes every day from the raw rows):",
         "",
-        "| database | seed | fill (per day) | one day | month from the rollup | report page | "
-        "`report --json` (process) | beat run | first / next metrics scrape |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| database | conversations | seed | fill (per day) | one day | month from the rollup | "
+        "report page | `report --json` (process) | beat run | first / next metrics scrape |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         if "skipped" in r:
             continue  # listed below the table
         if "error" in r:
-            lines.append(f"| {r['database']} | failed: see the JSON ||||||||")
+            lines.append(f"| {r['database']} | failed: see the JSON |||||||||")
             continue
         lines.append(
-            f"| {r['database']} | {r['seed_s']:.0f} s | {r['fill_s']:.1f} s "
+            f"| {r['database']} | {r['conversations']:,} | {r['seed_s']:.0f} s | {r['fill_s']:.1f} s "
             f"({r['fill_per_day_s']:.2f} s) | {r['day_refresh_s']:.2f} s | "
             f"{r['report_s'] * 1000:.0f} ms | {common.fmt(_ms(r.get('page_s')), 0)} ms | "
             f"{r['command_s']:.2f} s "
@@ -397,15 +410,23 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="500 conversations over 7 days")
-    parser.add_argument("--conversations", type=int, default=None)
+    parser.add_argument(
+        "--conversations", default=None, help="how many (a comma list: one run per size)"
+    )
     parser.add_argument("--days", type=int, default=None)
+    parser.add_argument(
+        "--pg-conversations", default=None, help="PostgreSQL's sizes (default: --conversations)"
+    )
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.conversations is None:
-        args.conversations = 500 if args.quick else 100_000
+        args.conversations = "500" if args.quick else "100000"
+    sizes = [int(x) for x in str(args.conversations).split(",") if x.strip()]
+    pg_sizes = [int(x) for x in str(args.pg_conversations or "").split(",") if x.strip()] or sizes
+    args.conversations = max(sizes)
     if args.days is None:
         args.days = 7 if args.quick else 30
     if args.child:
@@ -420,12 +441,16 @@ def main() -> None:
                 runs.append({"database": "postgresql", "skipped": "DATABASE_URL is not a "
                              "PostgreSQL URL (or psql is missing)"})  # fmt: skip
                 continue
-            runs.append(run_backend(backend, args, tmp))
+            for size in pg_sizes if backend == "postgresql" else sizes:
+                runs.append(run_backend(backend, argparse.Namespace(**{**vars(args),
+                            "conversations": size}), tmp))  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
         "script": "reports",
+        "date": datetime.now(UTC).date().isoformat(),
         "conversations": args.conversations,
+        "sizes": sorted({*sizes, *pg_sizes}),
         "days": args.days,
         "quick": args.quick,
         "target_report_s": TARGET_REPORT_S,

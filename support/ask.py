@@ -21,8 +21,9 @@ DELTA_INTERVAL_S = 0.08
 
 def ask_result(draft: Draft, question: str) -> dict[str, Any]:
     """The JSON of an answer: text, action (escalate: declined, or a person should take it),
-    reasons (why a person takes it; none for a decline alone), confidences, groundedness,
-    citations, a decline's suggested topics, retrieved passages, prompt version, timings."""
+    source (learned: answer memory), reasons (why a person takes it; none for a decline
+    alone), confidences, groundedness, citations, a decline's suggested topics, retrieved
+    passages, prompt version, timings."""
     decision = escalation_preview(
         text=question, answer=AnswerOutcome(draft.action, draft.reason, draft.grounded)
     )
@@ -31,6 +32,9 @@ def ask_result(draft: Draft, question: str) -> dict[str, Any]:
         "answer": draft.text,
         "action": "escalate" if decision.escalate else draft.action,
         "reason": draft.reason,
+        # "learned": an approved example's answer (answer memory); else "knowledge_base".
+        "source": draft.source,
+        "learned_example_id": draft.learned_example_id,
         "reasons": list(dict.fromkeys(reasons)),
         "confidence": round(draft.confidence, 4),
         "answer_confidence": round(draft.answer_confidence, 4),

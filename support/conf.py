@@ -104,6 +104,10 @@ class SupportSettings:
     learn_from_conversations: bool
     examples_auto_approve: tuple[str, ...]
     examples_held_back_percent: int
+    # Answer memory (docs/learning.md, "Answer memory"): reply with an approved answer when the
+    # question matches its question this closely (dense cosine) and retrieval found its chunk.
+    answer_memory: bool
+    answer_memory_min_similarity: float
     # Specialising the retriever (docs/learning.md, "A retriever specialised on the company").
     specialise_threads: int
     specialise_epochs: int
@@ -123,6 +127,7 @@ class SupportSettings:
     specialise_nightly: bool
     specialise_nightly_min_new: int
     specialise_nightly_hour: int
+    specialise_nightly_kinds: tuple[str, ...]
     # Reports (docs/reports.md) and /metrics (docs/operations.md).
     report_time_zone: str
     report_assumed_after_s: int
@@ -201,6 +206,8 @@ def default_chat_model_path() -> Path:
 
 # Example.Source values (support.models_learning); conf.py imports no models.
 EXAMPLE_SOURCES = ("agent_reply", "rated_helpful", "import")
+# SpecialiseRun.Kind values.
+SPECIALISE_KINDS = ("retrieval", "model")
 
 _FIELD_TO_SETTING = {
     "data_dir": "SUPPORT_DATA_DIR",
@@ -226,6 +233,9 @@ def _build() -> SupportSettings:
     values["public_url"] = str(values["public_url"]).rstrip("/")
     values["email_attachment_types"] = tuple(
         str(t).strip().lower() for t in values["email_attachment_types"] if str(t).strip()
+    )
+    values["specialise_nightly_kinds"] = tuple(
+        str(k).strip().lower() for k in values["specialise_nightly_kinds"] if str(k).strip()
     )
     values["examples_auto_approve"] = tuple(
         str(s).strip().lower() for s in values["examples_auto_approve"] if str(s).strip()
@@ -309,6 +319,8 @@ def _validate(conf: SupportSettings) -> None:
             f"SUPPORT_EXAMPLES_AUTO_APPROVE: unknown source(s) {sorted(unknown_sources)} "
             f"(use any of {', '.join(EXAMPLE_SOURCES)})"
         )
+    if not 0.0 < conf.answer_memory_min_similarity <= 1.0:
+        problems.append("SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY must be above 0 and at most 1")
     if not 0 <= conf.examples_held_back_percent <= 50:
         problems.append("SUPPORT_EXAMPLES_HELD_BACK_PERCENT must be between 0 and 50")
     if conf.specialise_threads < 0:
@@ -344,6 +356,12 @@ def _validate(conf: SupportSettings) -> None:
         problems.append("SUPPORT_SPECIALISE_NIGHTLY_MIN_NEW must be at least 1")
     if not 0 <= conf.specialise_nightly_hour <= 23:
         problems.append("SUPPORT_SPECIALISE_NIGHTLY_HOUR must be an hour of the day, 0 to 23")
+    unknown_kinds = set(conf.specialise_nightly_kinds) - set(SPECIALISE_KINDS)
+    if unknown_kinds:
+        problems.append(
+            f"SUPPORT_SPECIALISE_NIGHTLY_KINDS: unknown kind(s) {sorted(unknown_kinds)} "
+            f"(use any of {', '.join(SPECIALISE_KINDS)})"
+        )
     try:
         ZoneInfo(conf.business_time_zone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -96,6 +96,8 @@ def gate_report_render(request: HttpRequest, report: GateReport) -> SafeString:
     measures = []
     for name in sorted(set(report.before) | set(report.after)):
         before, after = report.before.get(name, {}), report.after.get(name, {})
+        # Retrieval reports measure ranks, the chat model's answers (learning.chat_specialise):
+        # a row neither side has is left out.
         rows = [
             (label, before.get(key), after.get(key))
             for key, label in (
@@ -103,10 +105,15 @@ def gate_report_render(request: HttpRequest, report: GateReport) -> SafeString:
                 ("questions", "questions"),
                 ("recall_at_5", "recall@5"),
                 ("mrr_at_10", "MRR@10"),
+                ("answer_f1", "answer token F1 vs the approved answers"),
+                ("support", "content-word support in the facts"),
                 ("declined_when_should", "declined when they should be"),
                 ("answered_when_should_decline", "answered when they should be declined"),
                 ("answerable_declined", "answerable but declined"),
+                ("ttft_ms", "time to first token (ms, median)"),
+                ("tokens_per_s", "tokens/s (median)"),
             )
+            if before.get(key) is not None or after.get(key) is not None
         ]
         measures.append((name, rows))
     html = render_to_string(

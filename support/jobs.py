@@ -38,6 +38,7 @@ EXAMPLES_FROM_CONVERSATION = "support.examples_from_conversation"
 EXAMPLE_FROM_FEEDBACK = "support.example_from_feedback"
 SPECIALISE = "support.specialise"
 SPECIALISE_NIGHTLY = "support.specialise_nightly"
+SPECIALISE_MODEL = "support.specialise_model"
 # Reports (issue 16).
 REPORT_ROLLUP = "support.report_rollup"
 GAPS_RUN = "support.gaps_run"
@@ -114,6 +115,11 @@ def ask_answer_enqueue(*, request_id: str, question: str, history: list[dict[str
 def specialise_enqueue(*, run_id: int) -> None:
     """Run a queued retriever specialisation (queue `training`)."""
     _on_commit(SPECIALISE, run_id=run_id)
+
+
+def specialise_model_enqueue(*, run_id: int) -> None:
+    """Run a queued chat-model specialisation (queue `training`)."""
+    _on_commit(SPECIALISE_MODEL, run_id=run_id)
 
 
 def gaps_run_enqueue(*, run_id: int) -> None:

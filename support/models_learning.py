@@ -162,8 +162,14 @@ class ExampleGrounding(models.Model):
 
 
 class SpecialiseRun(models.Model):
-    """One run of specialising the retriever (learning.specialise): its progress while it
-    runs, then its gate report. The row with `holds_lock` set is the one run allowed at a time."""
+    """One run of specialising the retriever (learning.specialise) or the chat model
+    (learning.chat_specialise): its progress while it runs, then its gate report. The row with
+    `holds_lock` set is the one run allowed at a time, of either kind (one training job on the
+    machine)."""
+
+    class Kind(models.TextChoices):
+        RETRIEVAL = "retrieval", "Retriever"
+        MODEL = "model", "Chat model"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -174,6 +180,7 @@ class SpecialiseRun(models.Model):
         FAILED = "failed", "Failed"
         ROLLED_BACK = "rolled_back", "Rolled back"
 
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.RETRIEVAL)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     # The lock: at most one row holds it (a partial unique constraint); released when the run
     # ends, or taken over once `heartbeat_at` is older than SUPPORT_SPECIALISE_LOCK_EXPIRY_S.
@@ -210,4 +217,4 @@ class SpecialiseRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Specialise run {self.pk} ({self.status})"
+        return f"Specialise run {self.pk} ({self.kind}, {self.status})"

@@ -7,16 +7,19 @@ import re
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 
+import numpy as np
 from django.db.models import Q
+from numpy.typing import NDArray
 
 from .backends import get_index_reader, get_searcher
 from .models import Chunk, KnowledgeDocument
 from .search.embedder import Embedder
 from .search.index import IndexNotReady, IndexSnapshot
 from .search.lexical import Bm25Index, tokenize
+from .search.memory import QuestionMemory
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,14 @@ class SearchResult:
     # What the confidence is computed from (support.search.hybrid.ConfidenceModel).
     top_cosine: float = 0.0
     lexical_coverage: float = 0.0
+    # The query's embedding and the question memory of the version searched (answer memory
+    # matches against them: support.learning.answer_memory); never serialised.
+    query_vector: NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+    memory: QuestionMemory | None = field(default=None, compare=False, repr=False)
+    # Chunk ids as the chunks' own texts rank them, without question-memory keys (hidden
+    # documents left out; support.search.hybrid.HybridResult.own_ranking; empty: as
+    # `passages`).
+    own_ranking: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
 def passages_search(
@@ -168,6 +179,9 @@ def passages_search(
         (time.perf_counter() - started) * 1000,
         top_cosine=result.top_cosine,
         lexical_coverage=result.lexical_coverage,
+        query_vector=result.query_vector,
+        memory=result.memory,
+        own_ranking=result.own_ranking,
     )
 
 

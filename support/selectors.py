@@ -121,7 +121,12 @@ def answer_trace_get(*, message_id: int) -> AnswerTrace | None:
     facts = tuple(f for f in trace.get("facts") or [] if isinstance(f, dict))
     stages = tuple(
         (name, _as_dict(trace.get(key)))
-        for key, name in (("decide", "decide"), ("generate", "generate"), ("check", "check"))
+        for key, name in (
+            ("decide", "decide"),
+            ("recall", "recall (answer memory)"),
+            ("generate", "generate"),
+            ("check", "check"),
+        )
         if trace.get(key)
     )
     timings = {**_as_dict(msg.timings), **_as_dict(trace.get("timings"))}

@@ -1,8 +1,10 @@
-"""Admin: runs of specialising the retriever (docs/learning.md, "A retriever specialised on the
-company"): start one (queued on the `training` queue), cancel it, watch its stage and percent
-(the list refreshes itself while a run is active), read each run's gate report.
+"""Admin: runs of specialising the retriever or the chat model (docs/learning.md, "A retriever
+specialised on the company", "A chat model specialised on the company"): start one (queued on
+the `training` queue), cancel it, watch its stage and percent (the list refreshes itself while
+a run is active), read each run's gate report, roll the chat model back.
 
-Everything goes through support.learning.specialise; the page never trains or waits.
+Everything goes through support.learning.specialise and .chat_specialise; the page never trains
+or waits.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from .conf import get_support_settings
 from .exceptions import SupportError
-from .learning import specialise
+from .learning import chat_specialise, specialise
+from .llm import chat_models
 from .models import SpecialiseRun
 
 START_PERMISSION = "support.change_specialiserun"
@@ -28,6 +32,7 @@ START_PERMISSION = "support.change_specialiserun"
 class SpecialiseRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "__str__",
+        "kind",
         "status",
         "stage",
         "percent",
@@ -35,8 +40,9 @@ class SpecialiseRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "requested_by",
         "created_at",
     )
-    list_filter = ("status",)
+    list_filter = ("kind", "status")
     fields = (
+        "kind",
         "status",
         "stage",
         "progress",
@@ -75,6 +81,8 @@ class SpecialiseRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="Before → after")
     def measures(self, obj: SpecialiseRun) -> str:
         report = obj.report or {}
+        if obj.kind == SpecialiseRun.Kind.MODEL:
+            return _model_measures(report)
         before, after = report.get("before") or {}, report.get("after") or {}
         rows = [
             format_html(
@@ -123,10 +131,15 @@ class SpecialiseRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         messages.info(request, f"Cancel requested for {cancelled} run(s).")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        conf = get_support_settings()
+        served = chat_models.current(conf.chat_models_dir)
         context = {
             **(extra_context or {}),
             "active_run": SpecialiseRun.objects.filter(holds_lock=True).first(),
             "can_start": request.user.has_perm(START_PERMISSION),
+            "served_chat_model": served.label if served else "the shipped model",
+            "can_roll_back_chat_model": bool(chat_models.history(conf.chat_models_dir)),
+            "chat_model_pinned": bool(conf.model_path),
         }
         return super().changelist_view(request, context)
 
@@ -149,9 +162,26 @@ class SpecialiseRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 messages.info(request, f"Cancel requested for run #{run_id}.")
             else:
                 messages.warning(request, f"Run #{run_id} has already ended.")
-        else:
+        elif "_rollback_model" in request.POST:
             try:
-                run = specialise.specialise_start(by=request.user)
+                result = chat_specialise.model_rollback(by=request.user)
+            except SupportError as exc:
+                messages.error(request, exc.message)
+            else:
+                label = (
+                    chat_models.label_of(result.model_version)
+                    if result.model_version
+                    else "the shipped model"
+                )
+                messages.success(request, f"The chat model is rolled back to {label}.")
+        else:
+            kind = (
+                SpecialiseRun.Kind.MODEL
+                if "_start_model" in request.POST
+                else SpecialiseRun.Kind.RETRIEVAL
+            )
+            try:
+                run = specialise.specialise_start(by=request.user, kind=kind)
             except SupportError as exc:
                 messages.error(request, exc.message)
             else:
@@ -160,3 +190,49 @@ class SpecialiseRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     f"Run #{run.pk} queued on the training queue; this page shows its progress.",
                 )
         return HttpResponseRedirect(reverse("admin:support_specialiserun_changelist"))
+
+
+def _model_measures(report: dict[str, Any]) -> str:
+    """A chat-model run's gate measures per slice, and what it was trained on."""
+    before, after = report.get("before") or {}, report.get("after") or {}
+    rows = [
+        format_html(
+            "{}: answer F1 {} → {}, support {} → {}, declined when they should be {} → {}, "
+            "TTFT {} → {} ms, {} → {} tokens/s ({} questions)",
+            name,
+            before[name].get("answer_f1"),
+            after.get(name, {}).get("answer_f1"),
+            before[name].get("support"),
+            after.get(name, {}).get("support"),
+            before[name].get("declined_when_should"),
+            after.get(name, {}).get("declined_when_should"),
+            before[name].get("ttft_ms"),
+            after.get(name, {}).get("ttft_ms"),
+            before[name].get("tokens_per_s"),
+            after.get(name, {}).get("tokens_per_s"),
+            before[name].get("questions"),
+        )
+        for name in before
+    ]
+    for export in report.get("exports") or []:
+        rows.append(
+            format_html(
+                "export {}: check {}, agreement {} on {} prompts{}",
+                export.get("qtype"),
+                "ok" if export.get("ok") else "failed",
+                export.get("agreement"),
+                export.get("prompts"),
+                " (served)" if export.get("qtype") == report.get("served_qtype") else "",
+            )
+        )
+    if report.get("trained_on") is not None:
+        rows.append(
+            format_html(
+                "trained on {} example(s) in {} s ({} steps); {} held back",
+                report.get("trained_on"),
+                report.get("training_seconds"),
+                report.get("steps"),
+                report.get("held_back"),
+            )
+        )
+    return format_html("<br>".join(["{}"] * len(rows)), *rows) if rows else "–"

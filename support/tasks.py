@@ -205,6 +205,22 @@ def specialise_nightly_task() -> dict[str, object]:
     return specialise_nightly().as_dict()
 
 
+# The chat model (docs/learning.md): training (<= 60 min for 1,000 examples), two exports and
+# their checks, and the gate answering every held-back question with both models. Not retried,
+# not redelivered, as above; a killed run's checkpoints let the next run resume the training.
+@shared_task(name=jobs.SPECIALISE_MODEL, soft_time_limit=7200, time_limit=7260)
+def specialise_model_task(*, run_id: int) -> str:
+    from .learning.chat_specialise import model_run_execute
+    from .learning.priority import training_priority_lower
+    from .learning.specialise import SpecialiseCancelled
+
+    training_priority_lower()  # SUPPORT_SPECIALISE_NICENESS: answering keeps the CPU
+    try:
+        return "promoted" if model_run_execute(run_id=run_id).promoted else "refused"
+    except SpecialiseCancelled:
+        return "cancelled"
+
+
 # Knowledge gaps (docs/reports.md): a failure is stored on the run or the draft, not raised.
 @shared_task(name=jobs.GAPS_RUN, acks_late=True, soft_time_limit=600, time_limit=660)
 def gaps_run_task(*, run_id: int) -> str | None:

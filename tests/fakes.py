@@ -206,3 +206,47 @@ class FileChatModel(FakeChatModel):
         self.model_path = str(model_path)
         super().__init__(answer=f"served {self.model_path}")
         FileChatModel.instances.append(self)
+
+
+class ScriptFileChatModel(FakeChatModel):
+    """A FakeChatModel that SUPPORT_GENERATOR_BACKEND can name, scripted by its model file: a
+    JSON file {"answers": {question: answer}, "delay_s": float} (what the fake export of
+    tests/learning/chat_fakes.py writes) answers each question it finds in the prompt's last
+    message with its answer; any other file (the shipped GGUF) gives FakeChatModel's answer."""
+
+    def __init__(self, model_path: Any, cache_dir: Any = None, threads: int | None = None) -> None:
+        import json
+
+        super().__init__(delay_s=0.002)
+        self.model_path = str(model_path)
+        self.answers: dict[str, str] = {}
+        self.last_message = ""
+        try:
+            with open(model_path, encoding="utf-8") as fh:
+                script = json.load(fh)
+        except (OSError, ValueError):
+            return
+        self.answers = dict(script.get("answers") or {})
+        self.delay_s = float(script.get("delay_s", self.delay_s))
+
+    def render_chat(
+        self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True
+    ) -> str:
+        self.last_message = messages[-1]["content"] if messages else ""
+        return super().render_chat(messages, add_generation_prompt=add_generation_prompt)
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        params: GenerationParams,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TextStream:
+        found = [q for q in self.answers if q.lower() in self.last_message.lower()]
+        answer = self.answers[max(found, key=len)] if found else FakeChatModel().answer
+        self.calls += 1
+        return piece_stream(
+            word_pieces(answer.split(" ")[: params.max_tokens]),
+            prompt_tokens=len(prompt_ids),
+            should_stop=should_stop,
+            delay_s=self.delay_s,
+        )

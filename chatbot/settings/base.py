@@ -157,9 +157,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longer than the slowest task's hard limit (specialise: 3660 s), so a running task is never
-# redelivered twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200}
+# Longer than the slowest task's hard limit (specialise_model: 7260 s), so a running task is
+# never redelivered twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 10800}
 CELERY_TASK_ROUTES = {
     "support.tasks.reply_generate_task": {"queue": "support.generation"},
     "support.tasks.suggested_reply_task": {"queue": "support.generation"},
@@ -173,6 +173,7 @@ CELERY_TASK_ROUTES = {
     "support.example_from_feedback": {"queue": "support.ingest"},
     # Fine-tuning the retriever: its own worker (-Q training, concurrency 1, niced).
     "support.specialise": {"queue": "training"},
+    "support.specialise_model": {"queue": "training"},
     # Knowledge gaps: embedding the questions (ingest workers hold the embedder), drafting an
     # article (the chat model).
     "support.gaps_run": {"queue": "support.ingest"},
@@ -371,6 +372,13 @@ SUPPORT_LEARN_FROM_CONVERSATIONS = env.bool("SUPPORT_LEARN_FROM_CONVERSATIONS", 
 SUPPORT_EXAMPLES_AUTO_APPROVE = env.list("SUPPORT_EXAMPLES_AUTO_APPROVE", default=["rated_helpful"])
 # Share of conversations (by split key) whose examples are held back for the gate, never trained on.
 SUPPORT_EXAMPLES_HELD_BACK_PERCENT = env.int("SUPPORT_EXAMPLES_HELD_BACK_PERCENT", default=20)
+# Answer memory: an approved answer is the reply when the question's cosine to its question is at
+# least this and retrieval finds its grounding chunk (0.82: cross-validated on the doc2dial dev
+# dialogues' training halves by bench/learning.py, docs/learning.md).
+SUPPORT_ANSWER_MEMORY = env.bool("SUPPORT_ANSWER_MEMORY", default=True)
+SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY = env.float(
+    "SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY", default=0.82
+)
 # Specialising the retriever on approved examples (manage.py specialise, queue "training").
 # torch threads for training; 0 leaves torch's default (all cores): a training worker should
 # leave the serving processes room, so the compose file's training worker sets 1.
@@ -405,6 +413,11 @@ SUPPORT_SPECIALISE_NICENESS = env.int("SUPPORT_SPECIALISE_NICENESS", default=10)
 SUPPORT_SPECIALISE_NIGHTLY = env.bool("SUPPORT_SPECIALISE_NIGHTLY", default=False)
 SUPPORT_SPECIALISE_NIGHTLY_MIN_NEW = env.int("SUPPORT_SPECIALISE_NIGHTLY_MIN_NEW", default=50)
 SUPPORT_SPECIALISE_NIGHTLY_HOUR = env.int("SUPPORT_SPECIALISE_NIGHTLY_HOUR", default=2)
+# What the nightly run may specialise, in this order: retrieval and/or model (the chat model).
+# One run a night (runs share one lock): the first kind with enough new examples.
+SUPPORT_SPECIALISE_NIGHTLY_KINDS = env.list(
+    "SUPPORT_SPECIALISE_NIGHTLY_KINDS", default=["retrieval"]
+)
 # --- Reports and metrics (docs/reports.md, docs/operations.md) ---------------------------------
 # Report days and hours are local to this zone.
 SUPPORT_REPORT_TIME_ZONE = env.str("SUPPORT_REPORT_TIME_ZONE", default=TIME_ZONE)

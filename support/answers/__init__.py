@@ -1,11 +1,14 @@
 """The answer to a customer's question, as explicit stages over frozen values.
 
-    retrieve -> decide -> generate -> check -> cite        (pipeline.answer_compose)
+    retrieve -> decide -> recall -> generate -> check -> cite        (pipeline.answer_compose)
 
 - `retrieve.py`: the passages, from the question (and, for a short follow-up, the question
   with the previous customer turn in front).
 - `decide.py`: decline, quote the best fact, or let the model write; the facts it may use
   (`facts.py` selects them).
+- `recall.py`: answer memory: an approved example's answer when its question matches closely
+  and retrieval found its grounding chunk (checked against that chunk; then nothing is
+  generated).
 - `generate.py`: the prompt (`prompt.py`), grounded decoding, the streamed text shaped and held
   back while unsupported (`stream.py`), the leak guard (`leaks.py`).
 - `check.py`: the groundedness check of the finished text (`grounding.py`).

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from .citations import citations_resolve, extractive_answer
 from .prompt import PROMPT_VERSION
-from .reasons import AnswerAction, AnswerReason
+from .reasons import AnswerAction, AnswerReason, AnswerSource
 from .suggest import topics_suggest
-from .types import Decision, Draft, Fact, Generation, Retrieved, Route, Verdict
+from .types import Decision, Draft, Fact, Generation, Recall, Retrieved, Route, Verdict
 
 # A decline asks for a rephrase or offers a person, with the closest topics the knowledge base
 # covers (suggest.py); it does not hand over by itself (support.handoff.escalation_rules: a
@@ -109,4 +109,26 @@ def cite(
         support=support,
         facts=facts,
         generated=raw,
+    )
+
+
+def cite_learned(retrieved: Retrieved, recalled: Recall) -> Draft:
+    """The draft of an accepted answer from memory: the approved text, cited to its chunk."""
+    text, cites = citations_resolve(recalled.answer, [recalled.fact])
+    confidence = retrieved.search.confidence
+    return Draft(
+        text=text,
+        action=AnswerAction.ANSWER,
+        reason=AnswerReason.LEARNED,
+        citations=tuple(cites),
+        retrieved=tuple(p.as_dict() for p in retrieved.search.passages),
+        confidence=confidence,
+        # As sure as the weaker of the two pieces of evidence: the knowledge base's and the match.
+        answer_confidence=min(confidence, recalled.similarity),
+        grounded=True,
+        prompt_version=PROMPT_VERSION,
+        support=recalled.grounding.support,
+        facts=(recalled.fact,),
+        source=AnswerSource.LEARNED,
+        learned_example_id=recalled.example_id,
     )

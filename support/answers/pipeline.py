@@ -10,15 +10,16 @@ from ..backends import get_chat_model
 from ..conf import get_support_settings
 from ..retrieval import SearchResult
 from .check import check
-from .cite import cite
+from .cite import cite, cite_learned
 from .decide import decide, decline_signals
 from .generate import ANSWER_MAX_TOKENS
 from .generate import generate as generate_answer
 from .reasons import AnswerAction, AnswerReason
+from .recall import recall
 from .retrieve import retrieve
 from .timing import Recorder
 from .trace import trace_build
-from .types import Draft, Generation, Question, Retrieved, Route, Turn, Verdict
+from .types import Draft, Generation, Question, Recall, Retrieved, Route, Turn, Verdict
 
 
 def answer_compose(
@@ -30,7 +31,8 @@ def answer_compose(
     search: SearchResult | None = None,
     generate: bool = True,
 ) -> Draft:
-    """Retrieve, decide, generate (streaming through on_delta), check and cite one answer.
+    """Retrieve, decide, recall an approved answer (answer memory), else generate (streaming
+    through on_delta) and check; cite one answer.
 
     `search` skips retrieval (benchmarks reuse one); `generate=False` quotes instead of
     calling the model. A quote is streamed through on_delta too, unless the model's words
@@ -49,9 +51,20 @@ def answer_compose(
             min_confidence=conf.retrieval_min_confidence,
             generate=generate,
         )
+    recalled: Recall | None = None
+    if conf.answer_memory:
+        with timer.span("recall_ms"):
+            recalled = recall(
+                asked,
+                retrieved,
+                decision,
+                min_similarity=conf.answer_memory_min_similarity,
+                min_confidence=conf.retrieval_min_confidence,
+            )
+    learned = recalled is not None and recalled.accepted
     generation: Generation | None = None
     verdict: Verdict | None = None
-    if decision.route is Route.GENERATE:
+    if decision.route is Route.GENERATE and not learned:
         generation = generate_answer(
             asked,
             decision,
@@ -63,13 +76,18 @@ def answer_compose(
             should_stop=should_stop,
         )
         verdict = check(asked, generation)
-    draft = cite(retrieved, decision, generation, verdict)
+    if learned:
+        assert recalled is not None
+        draft = cite_learned(retrieved, recalled)
+    else:
+        draft = cite(retrieved, decision, generation, verdict)
     timings = timer.finish()
     trace = trace_build(
         retrieved=retrieved,
         decision=decision,
         generation=generation,
         verdict=verdict,
+        recalled=recalled,
         signals=decline_signals(asked, retrieved.search, decision.facts),
         timings=timings,
         # The model and the embedder compute in this thread (one thread each by default).
@@ -83,7 +101,10 @@ def answer_compose(
 
 def _quote_unshown(draft: Draft, generation: Generation | None) -> bool:
     """A quote the customer has not seen yet: the confident page, or the fallback when none of
-    the model's words were shown. (A quote asked for with generation off is not streamed.)"""
+    the model's words were shown (a quote asked for with generation off is not streamed); an
+    answer from memory (never generated, so never shown)."""
+    if draft.reason is AnswerReason.LEARNED:
+        return True
     if draft.action is not AnswerAction.EXTRACTIVE:
         return False
     if generation is None:
@@ -93,7 +114,7 @@ def _quote_unshown(draft: Draft, generation: Generation | None) -> bool:
 
 def tuned_constants() -> dict[str, object]:
     """The pipeline's tuned constants by name (benchmarks record them with their results)."""
-    from . import citations, decide, facts, generate, grounding, leaks, prompt
+    from . import citations, decide, facts, generate, grounding, leaks, prompt, recall
 
     names = {
         facts: (
@@ -114,5 +135,6 @@ def tuned_constants() -> dict[str, object]:
         grounding: ("SENTENCE_SUPPORT_MIN", "SENTENCE_BIGRAM_MIN"),
         citations: ("EXTRACTIVE_FACTS",),
         leaks: ("PROMPT_LEAK_WORDS",),
+        recall: ("RECALL_PASSAGES",),
     }
     return {name: getattr(module, name) for module, keys in names.items() for name in keys}

@@ -37,8 +37,18 @@ class AnswerReason(StrEnum):
     # A claim of the model's answer (a number, a name, an action, a negation, a condition)
     # does not hold in the fact it comes from: the facts are quoted instead.
     UNSUPPORTED_CLAIM = "unsupported_claim"
+    # Answer memory: an approved example's answer (its question matches closely, retrieval
+    # found its grounding chunk, and it passed the fact check against that chunk).
+    LEARNED = "learned"
     # Not an outcome for the customer: the conversation was taken over mid-answer.
     CANCELLED = "cancelled"
+
+
+class AnswerSource(StrEnum):
+    """Where the answer's words come from (`ask --json`'s `source`, the trace)."""
+
+    KNOWLEDGE_BASE = "knowledge_base"  # the model's words over the facts, a quote, or a decline
+    LEARNED = "learned"  # an approved example's answer (answer memory, docs/learning.md)
 
 
 # Declines that mean "an answer was written but failed the check" rather than "the knowledge

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .types import Decision, Fact, Generation, Retrieved, Verdict
+from .reasons import AnswerSource
+from .types import Decision, Fact, Generation, Recall, Retrieved, Verdict
 
 
 def _fact(fact: Fact) -> dict[str, Any]:
@@ -26,11 +27,15 @@ def trace_build(
     signals: dict[str, float],
     timings: dict[str, float],
     cpu_ms: float,
+    recalled: Recall | None = None,
 ) -> dict[str, Any]:
-    """The trace as JSON: query, passages with their scores, facts, each stage's decision,
-    the prompt version, timings and the CPU time of the answer."""
+    """The trace as JSON: query, passages with their scores, facts, each stage's decision
+    (answer memory's match, when there was one), the prompt version, timings and the CPU time
+    of the answer."""
     search = retrieved.search
+    learned = recalled is not None and recalled.accepted
     out: dict[str, Any] = {
+        "source": (AnswerSource.LEARNED if learned else AnswerSource.KNOWLEDGE_BASE).value,
         "query": search.query,
         "index_version": search.index_version,
         "confidence": round(search.confidence, 4),
@@ -55,6 +60,17 @@ def trace_build(
         "timings": timings,
         "cpu_ms": round(cpu_ms, 1),
     }
+    if recalled is not None:
+        # Answer memory matched an approved example; `accepted`: its answer is the reply.
+        out["recall"] = {
+            "example_id": recalled.example_id,
+            "question": recalled.question,
+            "similarity": round(recalled.similarity, 4),
+            "chunk_id": recalled.fact.passage.chunk_id,
+            "accepted": recalled.accepted,
+            "support": round(recalled.grounding.support, 4),
+            "problem": recalled.grounding.problem,
+        }
     if generation is not None:
         out["generate"] = {
             "prompt_version": generation.prompt.version,

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..retrieval import Passage, SearchResult
-from .reasons import AnswerAction, AnswerReason
+from .reasons import AnswerAction, AnswerReason, AnswerSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,23 @@ class Verdict:
         return self.reason is AnswerReason.GROUNDED
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recall:
+    """recall (answer memory): an approved example's answer for a closely matching question,
+    with the fact check of it against the grounding chunk retrieval found."""
+
+    example_id: int
+    question: str  # the example's question
+    answer: str  # its approved answer
+    similarity: float  # dense cosine of the customer's question to the example's
+    fact: Fact  # the grounding chunk as retrieved: what the answer is checked against and cited to
+    grounding: Grounding
+
+    @property
+    def accepted(self) -> bool:
+        return self.grounding.grounded
+
+
 @dataclass(frozen=True, slots=True)
 class Draft:
     """The composed answer (cite): what is stored on the bot message and printed by ask."""
@@ -125,3 +142,5 @@ class Draft:
     trace: dict[str, Any] = field(default_factory=dict)
     # A decline's closest covered topics (suggest.py; recomputed from `retrieved` when shown).
     suggestions: tuple[dict[str, Any], ...] = ()
+    source: AnswerSource = AnswerSource.KNOWLEDGE_BASE
+    learned_example_id: int | None = None  # the approved example answer memory replied with

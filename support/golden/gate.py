@@ -53,6 +53,8 @@ def gate_report_store(
     decision: str,
     evaluation: GateEvaluation | None,
     regressions: Sequence[str] = (),
+    summaries: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    worse: Sequence[dict[str, Any]] = (),
     before_version: int | None = None,
     after_version: int | None = None,
     fingerprint: str = "",
@@ -61,14 +63,21 @@ def gate_report_store(
     decided_by: Any = None,
     note: str = "",
 ) -> GateReport:
-    """Store one gate decision with what was measured (`evaluation`, None when it could not
-    run: then `regressions` says why)."""
+    """Store one gate decision with what was measured: `evaluation` (the retrieval gate's), or
+    `summaries` (before, after per slice) and `worse` measured otherwise (the chat model's
+    gate); with neither, `regressions` says why nothing was measured."""
+    if evaluation is not None:
+        before, after = evaluation.before_summary(), evaluation.after_summary()
+        worse_rows = [w.as_dict() for w in evaluation.worse]
+    else:
+        before, after = summaries or ({}, {})
+        worse_rows = list(worse)
     report = GateReport.objects.create(
         kind=kind,
         decision=decision,
-        before=evaluation.before_summary() if evaluation else {},
-        after=evaluation.after_summary() if evaluation else {},
-        worse=[w.as_dict() for w in evaluation.worse] if evaluation else [],
+        before=before,
+        after=after,
+        worse=worse_rows,
         regressions=[*(evaluation.regressions if evaluation else ()), *regressions],
         before_version=before_version,
         after_version=after_version,

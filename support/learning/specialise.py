@@ -168,12 +168,16 @@ def _expire_stale_lock(conf: SupportSettings) -> None:
         _finish(run.pk, Status.FAILED, message="stopped reporting (worker killed?)")
 
 
-def run_create(*, force: bool = False, by: Any = None) -> SpecialiseRun:
-    """A queued run holding the one-at-a-time lock; raises SpecialiseBusy while another runs."""
+def run_create(
+    *, force: bool = False, by: Any = None, kind: str = SpecialiseRun.Kind.RETRIEVAL
+) -> SpecialiseRun:
+    """A queued run holding the one-at-a-time lock (shared by both kinds); raises
+    SpecialiseBusy while another runs."""
     _expire_stale_lock(get_support_settings())
     try:
         with transaction.atomic():
             return SpecialiseRun.objects.create(
+                kind=kind,
                 holds_lock=True,
                 force=force,
                 requested_by=by if by is not None and by.pk else None,
@@ -183,11 +187,21 @@ def run_create(*, force: bool = False, by: Any = None) -> SpecialiseRun:
         raise SpecialiseBusy("Another specialisation run is queued or running.") from exc
 
 
-def specialise_start(*, force: bool = False, by: Any = None) -> SpecialiseRun:
-    """Queue a run on the `training` queue (the admin's button); raises SpecialiseBusy."""
+def specialise_start(
+    *, force: bool = False, by: Any = None, kind: str = SpecialiseRun.Kind.RETRIEVAL
+) -> SpecialiseRun:
+    """Queue a run of the retriever or the chat model on the `training` queue (the admin's
+    buttons); raises SpecialiseBusy."""
+    if kind == SpecialiseRun.Kind.MODEL:
+        from .chat_specialise import model_run_check
+
+        model_run_check()  # refuse at once what the run would refuse in the worker
     with transaction.atomic():
-        run = run_create(force=force, by=by)
-        jobs.specialise_enqueue(run_id=run.pk)
+        run = run_create(force=force, by=by, kind=kind)
+        if kind == SpecialiseRun.Kind.MODEL:
+            jobs.specialise_model_enqueue(run_id=run.pk)
+        else:
+            jobs.specialise_enqueue(run_id=run.pk)
     return run
 
 
@@ -213,29 +227,38 @@ class _Tracker:
     """Progress into the run row (heartbeat, stage, percent) and to the caller; the cancel
     check between steps."""
 
-    def __init__(self, run_id: int, callback: Progress | None) -> None:
+    def __init__(
+        self, run_id: int, callback: Progress | None, stages: dict[str, int] | None = None
+    ) -> None:
         self.run_id = run_id
         self.callback = callback
+        self.stages = stages or _STAGES
         self._last_write = 0.0
 
-    def __call__(self, stage: str, done: int = 0, total: int = 0) -> None:
+    def __call__(self, stage: str, done: int = 0, total: int = 0, *, check: bool = True) -> None:
+        """Report progress; then honour a cancel (unless `check` is False: a step callback
+        inside code that stops itself, after a checkpoint, when `cancelled()` says so)."""
         if self.callback is not None:
             self.callback(stage, done, total)
         now = time.monotonic()
         if now - self._last_write < 1.0 and done != total:
             return
         self._last_write = now
-        keys = list(_STAGES)
-        start = _STAGES[keys[keys.index(stage) - 1]] if keys.index(stage) else 0
+        keys = list(self.stages)
+        start = self.stages[keys[keys.index(stage) - 1]] if keys.index(stage) else 0
         share = (done / total) if total else 0.0
-        percent = int(start + (_STAGES[stage] - start) * share)
+        percent = int(start + (self.stages[stage] - start) * share)
         SpecialiseRun.objects.filter(pk=self.run_id).update(
             stage=stage, progress=percent, heartbeat_at=timezone.now()
         )
-        self.check()
+        if check:
+            self.check()
+
+    def cancelled(self) -> bool:
+        return SpecialiseRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
 
     def check(self) -> None:
-        if SpecialiseRun.objects.filter(pk=self.run_id, cancel_requested=True).exists():
+        if self.cancelled():
             raise SpecialiseCancelled("cancelled")
 
 
@@ -467,6 +490,8 @@ def run_execute(*, run_id: int, progress: Progress | None = None) -> SpecialiseR
     started = time.perf_counter()
     conf = get_support_settings()
     run = SpecialiseRun.objects.get(pk=run_id)
+    if run.kind != SpecialiseRun.Kind.RETRIEVAL:
+        raise SpecialiseBusy(f"run {run_id} specialises the {run.get_kind_display().lower()}")
     if not run.holds_lock or run.status != Status.QUEUED:
         raise SpecialiseBusy(f"run {run_id} is not queued ({run.status})")
     SpecialiseRun.objects.filter(pk=run_id).update(

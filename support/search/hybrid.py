@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import numpy as np
@@ -138,6 +138,15 @@ class HybridResult:
     lexical_coverage: float
     index_version: int
     fusion: FusionConfig
+    # The query's embedding and the question memory of the version searched (also when the
+    # ranking left it out): what answer memory matches the query against, without embedding
+    # it again (support.learning.answer_memory).
+    query_vector: NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+    memory: QuestionMemory | None = field(default=None, compare=False, repr=False)
+    # The chunk ids the chunks' own texts rank first (the fusion without question-memory
+    # keys; the same as `hits` when no key scored): answer memory's evidence that the knowledge
+    # base, not the key itself, points at a chunk.
+    own_ranking: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
 def fuse(
@@ -269,6 +278,17 @@ def hybrid_search(
         opening=snapshot.opens_document if snapshot.opening is not None else None,
         memory=memory_scores,
     )
+    own = hits
+    if memory_scores:
+        own = fuse(
+            dense,
+            lexical_hits,
+            dense_scores=dense_scores,
+            lexical_scores=lexical_scores,
+            k=k,
+            config=fusion,
+            opening=snapshot.opens_document if snapshot.opening is not None else None,
+        )
     # From the chunks' own texts (the best of all allowed chunks), never from a key: see the
     # module docstring.
     top_cosine = dense[0].score if dense else 0.0
@@ -279,6 +299,9 @@ def hybrid_search(
         lexical_coverage=coverage,
         index_version=snapshot.version,
         fusion=fusion,
+        query_vector=np.asarray(query_vector, dtype=np.float32).reshape(-1),
+        memory=keys if keys is not None else snapshot.memory,
+        own_ranking=tuple(h.chunk_id for h in own),
     )
 
 

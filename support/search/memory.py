@@ -125,6 +125,19 @@ class QuestionMemory:
         ).astype(np.float32)
         return scores
 
+    def nearest(
+        self, query_vector: NDArray[np.float32], *, min_similarity: float
+    ) -> list[tuple[int, float]]:
+        """(key, cosine) of the keys whose dense cosine to the query is at least
+        `min_similarity`, most similar first (answer memory: support.learning.answer_memory)."""
+        if not len(self):
+            return []
+        q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        dense = self.vectors @ q
+        keys = np.flatnonzero(dense >= min_similarity)
+        order = keys[np.argsort(-dense[keys], kind="stable")]
+        return [(int(k), float(dense[k])) for k in order]
+
     def chunk_scores(
         self,
         query_vector: NDArray[np.float32],

@@ -42,3 +42,38 @@ def test_an_import_line_has_question_history_and_reply_only() -> None:
     assert set(line) == {"id", "question", "history", "answer"}
     assert line["history"] == list(history)
     assert line["answer"] == "You can apply online."
+
+
+def _row(qid: str, *, f1: float, memory: dict | None, answerable: bool = True) -> dict:
+    return {
+        "id": qid,
+        "answerable": answerable,
+        "graded": answerable,
+        "declined": f1 == 0.0,
+        "reason": "confident_page",
+        "f1": f1,
+        "memory": memory,
+        "t": 0.9,
+    }
+
+
+def test_answer_memory_applies_above_the_threshold_only_when_the_check_passed() -> None:
+    checked = {"similarity": 0.93, "accepted": True, "f1": 0.8, "example": 1, "problem": None}
+    refused = {**checked, "accepted": False, "problem": "claim: 2 days"}
+    rows = [
+        _row("q1", f1=0.2, memory=checked),
+        _row("q2", f1=0.3, memory=refused),
+        _row("q3", f1=0.0, memory=None),  # declined, no candidate
+        _row("q4", f1=0.0, memory=None, answerable=False),
+    ]
+    at_91 = learning.answer_metrics(rows, 0.91)
+    assert at_91["from_memory"] == 1 and at_91["rejected_by_check"] == 1
+    assert at_91["answer_f1"] == (0.8 + 0.3 + 0.0) / 3
+    assert at_91["from_memory_f1"] == 0.8 and at_91["from_memory_f1_without"] == 0.2
+    assert at_91["unchecked"]["matches"] == 2
+    assert at_91["answerable_declined"] == 1 / 3 and at_91["unanswerable_declined"] == 1.0
+    off = learning.answer_metrics(rows, learning.OFF)
+    assert off["from_memory"] == 0 and off["answer_f1"] == (0.2 + 0.3) / 3
+    # None: each row's own fold threshold (0.9 here).
+    assert learning.answer_metrics(rows, None)["from_memory"] == 1
+    assert learning.answer_metrics(rows, 0.95)["from_memory"] == 0

@@ -218,14 +218,22 @@ def test_reports_section_and_headline(results: dict[str, Any]) -> None:
             "days": 30,
             "target_report_s": 1.0,
             "machine": {"cpus": 2, "loadavg_1m": 5.9},
-            "runs": [run, {"database": "sqlite", "error": "boom"}],
+            "sizes": [20_000, 100_000],
+            "runs": [
+                {**run, "conversations": 20_000, "seed_s": 30.0, "report_s": 0.03},
+                run,
+                {"database": "sqlite", "error": "boom"},
+            ],
         },
     }
     page = report.render_benchmarks(results, results_file="r.json")
     assert "## Reports (`bench/reports.py`)" in page
-    assert "| postgresql | 180 s | 40.5 s (1.35 s/day) | 1.20 s | 52 ms |" in page
-    assert "| sqlite | failed (see the results file) |" in page
-    assert "under 1 s on PostgreSQL: met (52 ms)" in page
+    assert "| postgresql | 100,000 | 180 s | 40.5 s (1.35 s/day) | 1.20 s | 52 ms |" in page
+    assert "| postgresql | 20,000 | 30 s |" in page
+    assert "| sqlite |  | failed (see the results file) |" in page
+    # The target is stated for the largest PostgreSQL run.
+    assert "a month of 100,000 conversations in under 1 s on PostgreSQL: met (52 ms)" in page
+    assert "seeds 20,000 and 100,000 conversations" in page
     figures = {figure: value for figure, value, _ in report.headline_rows(results)}
     assert figures["Report of a month (100,000 conversations, PostgreSQL)"] == "52 ms"
     results["scripts"].pop("reports")
@@ -271,6 +279,7 @@ def test_learning_section_and_headline(results: dict[str, Any]) -> None:
     }
     page = report.render_benchmarks(results, results_file="r.json")
     section = page.split("## Learning from past conversations", 1)[1].split("\n## ", 1)[0]
+    assert "### Answer memory" not in section  # a result from before answer memory
     assert "| A | 0.9 / 0.75 | 500 | 0.700 → 0.780 | 0.550 → 0.620 | 80 % → 80 % |" in section
     assert "| pooled | — | 500 |" in section
     assert "**not met** (0.780)" in section
@@ -279,3 +288,44 @@ def test_learning_section_and_headline(results: dict[str, Any]) -> None:
     results["scripts"].pop("learning")
     page = report.render_benchmarks(results, results_file="r.json")
     assert "Not run in this suite run." in page.split("## Learning from past", 1)[1]
+
+
+def test_learning_answer_memory_table(results: dict[str, Any]) -> None:
+    def a(f1: float, learned: int, una: float = 0.9, ans: float = 0.15) -> dict[str, Any]:
+        return {
+            "answer_f1": f1,
+            "from_memory": learned,
+            "from_memory_graded": learned,
+            "from_memory_f1": 0.6 if learned else None,
+            "from_memory_f1_without": 0.2 if learned else None,
+            "rejected_by_check": 2 if learned else 0,
+            "unanswerable_declined": una,
+            "answerable_declined": ans,
+        }
+
+    variants = {
+        "before": a(0.2, 0),
+        "question_memory": a(0.21, 0),
+        "answer_memory": a(0.23, 12),
+        "both": a(0.24, 14),
+    }
+    fold = {"fold": "A", "answer_memory": {"threshold_cv": {"chosen": 0.92}, **variants}}
+    results["scripts"]["learning"] = {
+        "status": "ok",
+        "result": {
+            "folds": [fold],
+            "pooled": {
+                "answer_memory": {
+                    **variants,
+                    "generated": {"questions": 8, "memory_f1": 0.6, "generated_f1": 0.3},
+                }
+            },
+            "shipped_answer_memory_min_similarity": 0.92,
+        },
+    }
+    page = report.render_benchmarks(results, results_file="r.json")
+    section = page.split("### Answer memory", 1)[1].split("\n## ", 1)[0]
+    assert "| A | neither | — | 0.200 | 0 | — | 0 | 90 % | 15 % |" in section
+    assert "| A | answer memory alone | 0.92 | 0.230 | 12 | 0.600 vs 0.200 | 2 |" in section
+    assert "| pooled | both | per fold | 0.240 | 14 |" in section
+    assert "for 8 of the answers from memory" in section and "F1 0.300" in section

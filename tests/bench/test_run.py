@@ -68,6 +68,17 @@ def test_only_and_skip() -> None:
     assert steps["chat_load"].skip and not steps["answers"].skip
 
 
+def test_reports_run_the_issues_100k_on_postgresql_when_there_is_one() -> None:
+    plain = _plan("full")["reports"]
+    assert plain.args == ["--conversations", "20000", "--pg-conversations", "20000,100000"]
+    pg = _plan("full", {"DATABASE_URL": "postgres://bench@db.example:5432/x"})["reports"]
+    assert pg.args == plain.args
+    assert pg.budget_s == plain.budget_s + run.REPORTS_PG_BUDGET_S
+    sqlite = _plan("full", {"DATABASE_URL": "sqlite:////tmp/x.sqlite3"})["reports"]
+    assert sqlite.budget_s == plain.budget_s
+    assert _plan("quick")["reports"].args == ["--quick", "--backends", "sqlite"]
+
+
 def test_every_script_under_bench_is_in_the_suite_or_excluded_with_a_reason() -> None:
     assert set(run.unregistered()) <= set(run.NOT_IN_SUITE)
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from support import jobs
 from support.learning import nightly
 from support.learning import specialise as spec
+from support.learning.specialise import SpecialiseUnavailable
 from support.models import Chunk, KnowledgeDocument
 from support.models_learning import Example, ExampleGrounding, SpecialiseRun
 
@@ -65,18 +66,24 @@ def _example(chunk: Chunk | None, *, approved_at: Any = None, **values: Any) -> 
 
 
 class FakeStart:
-    """specialise_start without the queue: takes the real lock, records the call."""
+    """specialise_start without the queue: takes the real lock, records the call (its kind);
+    `unavailable` kinds are refused as a pinned chat model is."""
 
-    def __init__(self) -> None:
+    def __init__(self, unavailable: tuple[str, ...] = ()) -> None:
         self.calls = 0
+        self.kinds: list[str] = []
+        self.unavailable = unavailable
 
     def __call__(self, **kwargs: Any) -> SpecialiseRun:
         self.calls += 1
+        self.kinds.append(kwargs["kind"])
+        if kwargs["kind"] in self.unavailable:
+            raise SpecialiseUnavailable("SUPPORT_MODEL_PATH pins the chat model")
         return spec.run_create(**kwargs)
 
 
-def _decided_run(status: str, *, at: Any) -> SpecialiseRun:
-    run = SpecialiseRun.objects.create(status=status, finished_at=at)
+def _decided_run(status: str, *, at: Any, kind: str = "retrieval") -> SpecialiseRun:
+    run = SpecialiseRun.objects.create(status=status, finished_at=at, kind=kind)
     SpecialiseRun.objects.filter(pk=run.pk).update(created_at=at)
     run.refresh_from_db()
     return run
@@ -159,6 +166,47 @@ def test_new_means_approved_since_the_last_promoted_or_refused_run(
     outcome = nightly.specialise_nightly(start=start)
     assert (outcome.started, outcome.new_examples) == (False, 0)
     assert start.calls == 1
+
+
+def test_one_run_a_night_the_first_kind_with_enough_new_examples(
+    settings: Any, chunk: Chunk
+) -> None:
+    settings.SUPPORT_SPECIALISE_NIGHTLY = True
+    settings.SUPPORT_SPECIALISE_NIGHTLY_MIN_NEW = 2
+    settings.SUPPORT_SPECIALISE_NIGHTLY_KINDS = ["model", "retrieval"]
+    now = timezone.now()
+    _decided_run(Status.REFUSED, at=now - timedelta(days=5), kind="retrieval")
+    _decided_run(Status.PROMOTED, at=now - timedelta(days=1), kind="model")
+    for _ in range(2):
+        _example(chunk, approved_at=now - timedelta(days=3))
+    # The chat model's last run saw those two; the retriever's did not.
+    start = FakeStart()
+    outcome = nightly.specialise_nightly(start=start)
+    assert (outcome.started, outcome.kind, outcome.new_examples) == (True, "retrieval", 2)
+    assert start.kinds == ["retrieval"]
+    assert SpecialiseRun.objects.get(holds_lock=True).kind == "retrieval"
+    SpecialiseRun.objects.filter(holds_lock=True).update(holds_lock=False, status=Status.REFUSED)
+    # Two more: both kinds have enough, the first listed goes first.
+    for _ in range(2):
+        _example(chunk)
+    outcome = nightly.specialise_nightly(start=start)
+    assert (outcome.started, outcome.kind) == (True, "model")
+    SpecialiseRun.objects.filter(holds_lock=True).delete()
+    # A kind that cannot run (the chat model pinned) gives its turn to the next.
+    start = FakeStart(unavailable=("model",))
+    outcome = nightly.specialise_nightly(start=start)
+    assert (outcome.started, outcome.kind) == (True, "retrieval")
+    assert start.kinds == ["model", "retrieval"]
+
+
+def test_an_unknown_kind_is_a_configuration_error(settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from support.conf import get_support_settings
+
+    settings.SUPPORT_SPECIALISE_NIGHTLY_KINDS = ["retrieval", "embeddings"]
+    with pytest.raises(ImproperlyConfigured, match="unknown kind"):
+        get_support_settings()
 
 
 def test_skips_cleanly_while_a_run_holds_the_lock(settings: Any, chunk: Chunk) -> None:

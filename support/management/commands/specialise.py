@@ -1,10 +1,12 @@
-"""`manage.py specialise [--retrieval] [--json] [--force]` and `specialise --rollback`.
+"""`manage.py specialise [--retrieval] [--model] [--json] [--force]` and
+`specialise --rollback [--model]`.
 
-Trains what is enabled (the retriever: `--retrieval`, which is also what runs without a flag,
-being the only learned model so far), runs the gate, promotes or not (docs/learning.md). Exit
-status 0 whether promoted or not; 1 only when it could not run (another run holds the lock, no
-knowledge base, nothing to roll back to). `--json` prints the report: `promoted`, `before` and
-`after` per slice, `trained_on`, `held_back`, `seconds` (and more).
+Trains what is asked for (the retriever: `--retrieval`, also what runs without a flag; the chat
+model: `--model`; both: the retriever first), runs the gate, promotes or not (docs/learning.md).
+Exit status 0 whether promoted or not; 1 only when it could not run (another run holds the lock,
+no knowledge base, a failed export check, nothing to roll back to). `--json` prints the report:
+`promoted`, `before` and `after` per slice, `trained_on`, `held_back`, `seconds` (and more); with
+both flags, an object with the two reports under "retrieval" and "model".
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from support.learning.chat_specialise import ModelReport, model_rollback, model_specialise
 from support.learning.specialise import (
     SpecialiseBusy,
     SpecialiseCancelled,
@@ -29,6 +32,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--retrieval", action="store_true", help="fine-tune the retriever")
+        parser.add_argument("--model", action="store_true", help="fine-tune the chat model")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
         parser.add_argument(
             "--force", action="store_true", help="promote even if the gate refuses (logged)"
@@ -36,10 +40,35 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rollback",
             action="store_true",
-            help="serve the previous retriever version again (no training)",
+            help="serve the previous retriever (with --model: chat model) version again",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["rollback"] and options["model"]:
+            self._model_rollback(as_json=options["json"])
+            return
+        if options["model"]:
+            reports: dict[str, Any] = {}
+            try:
+                if options["retrieval"]:
+                    reports["retrieval"] = specialise(
+                        force=options["force"], progress=None if options["json"] else _Bar()
+                    )
+                    if not options["json"]:
+                        self.stdout.write(_render(reports["retrieval"]))
+                reports["model"] = model_specialise(
+                    force=options["force"], progress=None if options["json"] else _Bar()
+                )
+            except (SpecialiseBusy, SpecialiseUnavailable, SpecialiseCancelled) as exc:
+                raise CommandError(str(exc)) from exc
+            if options["json"]:
+                data = {k: r.to_json() for k, r in reports.items()}
+                self.stdout.write(
+                    json.dumps(data if len(data) > 1 else data["model"], sort_keys=True)
+                )
+            else:
+                self.stdout.write(_render_model(reports["model"]))
+            return
         try:
             if options["rollback"]:
                 result = retriever_rollback()
@@ -72,6 +101,23 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.to_json(), sort_keys=True))
         else:
             self.stdout.write(_render(report))
+
+    def _model_rollback(self, *, as_json: bool) -> None:
+        try:
+            result = model_rollback()
+        except (SpecialiseBusy, SpecialiseUnavailable) as exc:
+            raise CommandError(str(exc)) from exc
+        if as_json:
+            self.stdout.write(
+                json.dumps(
+                    {"rolled_back_to": result.model_version, "seconds": round(result.seconds, 2)}
+                )
+            )
+        else:
+            label = (
+                f"model-v{result.model_version}" if result.model_version else "the shipped model"
+            )
+            self.stdout.write(f"chat model rolled back to {label}")
 
 
 class _Bar:
@@ -121,4 +167,39 @@ def _render(report: SpecialiseReport) -> str:
         lines.append(
             f"serving retriever-v{report.model_version} (index version {report.index_version})"
         )
+    return "\n".join(lines)
+
+
+def _render_model(report: ModelReport) -> str:
+    lines = [
+        f"{'promoted' if report.promoted else 'not promoted'}: {report.reason}",
+        f"trained on {report.trained_on} example(s) in {report.training_seconds:.1f} s "
+        f"({report.steps} step(s), peak RSS {report.peak_rss_mb:.0f} MB); held back "
+        f"{report.held_back}; {report.seconds:.1f} s in all",
+    ]
+    for export in report.exports:
+        lines.append(
+            f"  export {export['qtype']}: check {'ok' if export['ok'] else 'FAILED'}, agreement "
+            f"{export['agreement']:.3f} on {export['prompts']} prompts"
+            + (" (served)" if export["qtype"] == report.served_qtype else "")
+        )
+    keys = (
+        ("answer_f1", "F1"),
+        ("support", "support"),
+        ("declined_when_should", "declined when should"),
+        ("ttft_ms", "TTFT ms"),
+        ("tokens_per_s", "tokens/s"),
+    )
+    for name, before in report.before.items():
+        after = report.after.get(name, {})
+        cells = "   ".join(
+            f"{label} {before.get(key)} -> {after.get(key)}"
+            for key, label in keys
+            if before.get(key) is not None or after.get(key) is not None
+        )
+        lines.append(f"  {name:<10} n={before.get('questions')}  {cells}")
+    for item in report.worse[:20]:
+        lines.append(f"  worse ({', '.join(item['reasons'])}): {item['question']}")
+    if report.promoted:
+        lines.append(f"serving model-v{report.model_version} ({report.served_qtype})")
     return "\n".join(lines)
