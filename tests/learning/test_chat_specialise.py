@@ -302,18 +302,22 @@ def test_the_admin_starts_watches_and_rolls_back_a_chat_model_run(
 def test_golden_questions_join_the_gate(
     chat_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A should-be-declined golden question the candidate answers (and the served model
-    declined) refuses the candidate, however much better its F1."""
-    declined = "what is the capital of Peru"
-    GoldenQuestion.objects.create(question=declined, should_decline=True)
-    _use(monkeypatch, FakeTools({**_good(), declined: "Parcels are delivered by courier."}))
+    """The golden questions are a slice of their own, answered by both models. These two the
+    pipeline declines before any model writes (nothing in the knowledge base answers them), so
+    the candidate's script for them never shows and they block nothing; a should-be-declined
+    question the candidate does answer is refused by the rule tested below."""
+    declined = ["what is the capital of Peru", "can I pay with bitcoin"]
+    for question in declined:
+        GoldenQuestion.objects.create(question=question, should_decline=True)
+    script = {**_good(), **dict.fromkeys(declined, "Parcels are delivered by courier.")}
+    _use(monkeypatch, FakeTools(script))
     data = _run()
-    golden_before, golden_after = data["before"]["golden"], data["after"]["golden"]
-    assert golden_before["should_decline"] == 1
-    if golden_after["answered_when_should_decline"] > golden_before["answered_when_should_decline"]:
-        assert data["promoted"] is False and "should-be-declined" in data["reason"]
-    else:  # the pipeline declined it for both (retrieval found nothing): the gate passes
-        assert data["promoted"] is True
+    for side in ("before", "after"):
+        golden = data[side]["golden"]
+        assert golden["questions"] == golden["should_decline"] == 2
+        assert golden["declined_when_should"] == 1.0 and golden["answered_when_should_decline"] == 0
+        assert data[side]["overall"]["questions"] == 6  # 4 held back + 2 golden
+    assert data["promoted"] is True, data["reason"]
 
 
 # --- the decision alone -------------------------------------------------------------------------
