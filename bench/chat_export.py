@@ -8,7 +8,9 @@ attention matrix, which the check must fail.
 
 `--backends auto` means ctransformers, and llama-cpp-python too when it is importable.
 Prints one line per (qtype, backend) and writes the JSON (figures without per-prompt tokens,
-plus the prompts where torch and the file disagree, detokenized).
+plus the prompts where torch and the file disagree, detokenized). `--offgrid` first moves the
+weights off the shipped file's 4-bit grid, as fine-tuning does, to measure the rounding a
+fine-tuned model's export adds.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-corrupt", action="store_true", help="skip the corrupted export")
     parser.add_argument("--quick", action="store_true", help="10 prompts, Q8_0 only")
+    parser.add_argument(
+        "--offgrid",
+        action="store_true",
+        help="first move every weight matrix off the shipped 4-bit grid (a fine-tune stand-in)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -72,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     model, _ = load_torch_chat_model(source, threads=args.threads)
     timings["torch_load_s"] = time.perf_counter() - t
+    if args.offgrid:
+        _off_grid(model, torch)
     chat = prompt_model(source)
     prompts = verification_prompts(chat, count=args.prompts)
     t = time.perf_counter()
@@ -85,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             model, source=source, out=work / f"base-{qtype}.gguf", qtype=qtype
         )
         timings[f"export_{qtype}_s"] = time.perf_counter() - t
-    if not args.no_corrupt:
+    if not (args.no_corrupt or args.offgrid):
         weight = model.model.layers[10].self_attn.v_proj.weight
         original = weight.data.clone()
         weight.data = torch.randn(original.shape, generator=torch.Generator().manual_seed(15))
@@ -135,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "prompts": len(prompts),
         "mean_prompt_tokens": sum(map(len, prompts)) / len(prompts),
         "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()},
+        "offgrid": args.offgrid,
         "timings": timings,
         "runs": runs,
     }
@@ -144,6 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     return 0
+
+
+def _off_grid(model: Any, torch: Any) -> None:
+    """Add to each transformer weight matrix uniform noise of +-half its Q4_1 step (per block of
+    32 inputs), in place: the weights leave the shipped file's 4-bit grid as a fine-tuned
+    model's do, so a Q4_1 export rounds every weight again, by up to half a step."""
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.ndim != 2 or "embed_tokens" in name or "lm_head" in name:
+                continue
+            blocks = param.data.view(param.shape[0], -1, 32)
+            step = (blocks.amax(-1, keepdim=True) - blocks.amin(-1, keepdim=True)) / 15
+            noise = torch.rand(blocks.shape, generator=generator) - 0.5
+            blocks += noise * step
 
 
 if __name__ == "__main__":
