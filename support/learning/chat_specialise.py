@@ -56,7 +56,7 @@ from ..golden.gate import gate_report_store
 from ..golden.questions import golden_cases
 from ..llm import GenerationParams, chat_models
 from ..llm.base import ChatModel
-from ..llm.gguf_compat import compat_copy_forget
+from ..llm.gguf_compat import compat_copy_forget, ensure_compatible_gguf
 from ..llm.gguf_file import read_gguf
 from ..models_golden import GateReport
 from ..models_learning import Example, SpecialiseRun
@@ -107,6 +107,9 @@ class Tools:
     train: Callable[..., Any]
     export: Callable[..., Path]
     verify: Callable[..., Any]
+    # (model, prompts, eos_ids) -> the torch model's greedy tokens per prompt, computed once
+    # for both exports' checks; None: each check computes them itself.
+    reference: Callable[..., list[list[int]]] | None = None
 
 
 def tools() -> Tools:
@@ -120,6 +123,9 @@ def tools() -> Tools:
         train=chat_train.chat_train,
         export=chat_export.export_gguf,
         verify=chat_export.export_verify,
+        reference=lambda model, prompts, eos_ids: chat_export.torch_reference(
+            model, prompts, eos_ids=eos_ids
+        ),
     )
 
 
@@ -647,12 +653,16 @@ def model_run_execute(
         exports = []
         qtypes = list(dict.fromkeys([SERVED_QTYPE, source_qtype(base)]))
         t0 = time.perf_counter()
+        verify_options: dict[str, Any] = {}
+        if tk.reference is not None:
+            track("verifying", 0, len(qtypes))
+            verify_options["reference"] = tk.reference(result.model, prompts, served.eos_token_ids)
         for n, qtype in enumerate(qtypes):
             track("exporting", n, len(qtypes))
             out = staging / f"model.{qtype}.gguf"
             tk.export(result.model, source=base, out=out, qtype=qtype, metadata=metadata)
             track("verifying", n, len(qtypes))
-            check = tk.verify(result.model, out, prompts, qtype=qtype)
+            check = tk.verify(result.model, out, prompts, qtype=qtype, **verify_options)
             entry: dict[str, Any] = {
                 "qtype": qtype,
                 "ok": bool(check.ok),
@@ -701,7 +711,6 @@ def model_run_execute(
         staging = None
         steps = int(getattr(result, "steps", 0))
         peak_rss_mb = float(getattr(result, "peak_rss_mb", 0.0))
-        del result  # the torch model: the gate needs only the two GGUF models
         track("evaluating", 0, 1)
         t0 = time.perf_counter()
         candidate = backends.chat_model_load(installed.model_file)
@@ -770,6 +779,17 @@ def model_run_execute(
         )
         if promote:
             track("promoting", 0, 1)
+            t0 = time.perf_counter()
+            _gate_report_embed(
+                tk,
+                result.model,
+                installed,
+                base=base,
+                qtype=chosen["qtype"],
+                metadata={**metadata, "gate_report": json.dumps(report.to_json(), sort_keys=True)},
+                conf=conf,
+            )
+            timings["promoting"] = time.perf_counter() - t0
             chat_models.meta_update(installed, gate=report.to_json())
             chat_models.publish(root, version)
             if force and not decision.promote:
@@ -804,6 +824,31 @@ def model_run_execute(
 
 class ExportFailed(SpecialiseUnavailable):
     code = "specialise_export_failed"
+
+
+def _gate_report_embed(
+    tk: Tools,
+    model: Any,
+    installed: chat_models.ChatModelVersion,
+    *,
+    base: Path,
+    qtype: str,
+    metadata: dict[str, str | int | float],
+    conf: SupportSettings,
+) -> None:
+    """Export the promoted weights once more with the gate's report among the file's metadata
+    (the same weights and quantization: only metadata differs from the file the gate measured)
+    and put it in place of the unpublished version's model.gguf; its ctransformers copy is made
+    here, so serving processes do not convert it."""
+    staged = installed.path / f"{chat_models.MODEL_FILE}.with-report"
+    try:
+        tk.export(model, source=base, out=staged, qtype=qtype, metadata=metadata)
+        compat_copy_forget(installed.model_file, conf.model_cache_dir)
+        staged.replace(installed.model_file)
+    finally:
+        staged.unlink(missing_ok=True)
+    if conf.generator_backend.endswith("CTransformersChatModel"):
+        ensure_compatible_gguf(installed.model_file, conf.model_cache_dir)
 
 
 def _verify_prompts(samples: Sequence[Any], n: int) -> list[list[int]]:

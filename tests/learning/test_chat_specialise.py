@@ -97,13 +97,18 @@ def test_a_better_model_is_promoted_and_served(
     assert held_after["answer_f1"] > held_before["answer_f1"]
     assert held_after["support"] >= 0.95
     # Both qtypes exported and checked; the faithful, faster one serves.
-    assert fake.exported == ["Q8_0", "Q4_1"]
+    assert fake.exported[:2] == ["Q8_0", "Q4_1"]
     assert {e["qtype"] for e in data["exports"]} == {"Q8_0", "Q4_1"}
     assert data["served_qtype"] in {"Q8_0", "Q4_1"}
+    # Promoted: exported once more with the gate's report in the file's metadata.
+    assert fake.exported[2:] == [data["served_qtype"]]
     root = chat_env["root"]
     served = chat_models.current(root)
     assert served is not None and served.version == 1
     assert sorted(p.name for p in served.path.iterdir()) == ["meta.json", "model.gguf"]
+    written = json.loads(served.model_file.read_text())
+    assert json.loads(written["metadata"]["gate_report"])["promoted"] is True
+    assert written["metadata"]["base_sha256"] and written["qtype"] == data["served_qtype"]
     meta = chat_models.meta(served)
     assert meta["trained_on"] == TRAINED and meta["gate"]["promoted"] is True
     assert meta["example_ids"] == [e.pk for e in chat_env["examples"][:TRAINED]]
