@@ -52,6 +52,10 @@ SIGNALS = (
     "idf_top3",
     "phrase_top3",
     "title_top",
+    "idf_known",
+    "n_terms",
+    "dense_gap",
+    "same_document",
 )
 
 
@@ -191,6 +195,13 @@ RULES: dict[str, Rule] = {
         ("confidence", "top_fact", "phrase_top3", "title_top")
     ),
     "logistic all": rule_logistic(SIGNALS),
+    "logistic original 8": rule_logistic(SIGNALS[:8]),
+    "logistic confidence+top_fact+idf_known+dense_gap": rule_logistic(
+        ("confidence", "top_fact", "idf_known", "dense_gap")
+    ),
+    "logistic confidence+top_fact+idf_fact+idf_known+same_document": rule_logistic(
+        ("confidence", "top_fact", "idf_fact", "idf_known", "same_document")
+    ),
 }
 
 

@@ -235,6 +235,18 @@ def term_idfs(text: str) -> dict[str, float]:
     return {term: lexical.idf(term) for term in dict.fromkeys(tokenize(text))}
 
 
+def known_coverage(text: str, idfs: dict[str, float] | None = None) -> float:
+    """IDF-weighted share of the BM25 terms of `text` that some indexed chunk holds (1.0 with
+    no terms or no index): a question whose rarest words the knowledge base never uses asks
+    about something it does not cover."""
+    lexical = _lexical()
+    weights = term_idfs(text) if idfs is None else idfs
+    total = sum(weights.values())
+    if lexical is None or not total:
+        return 1.0
+    return sum(w for t, w in weights.items() if t in lexical.vocab) / total
+
+
 def _bigrams(text: str) -> set[tuple[str, str]]:
     terms = [t for t in tokenize(text) if t.isalnum()]
     return set(pairwise(terms))

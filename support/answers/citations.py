@@ -88,7 +88,7 @@ def extractive_answer(facts: Sequence[Fact], k: int | None = None) -> str:
     Questions among them (help pages use them as headings) answer nothing: they are quoted
     only when every fact is one.
     """
-    ranked = sorted(facts, key=lambda f: f.score, reverse=True)
+    ranked = sorted(facts, key=lambda f: f.rank, reverse=True)
     statements = [f for f in ranked if not f.text.rstrip().endswith("?")]
     best = (statements or ranked)[: k or EXTRACTIVE_FACTS]
     best.sort(key=lambda f: (f.n, facts.index(f)))

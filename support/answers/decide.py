@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..retrieval import (
     SearchResult,
     idf_coverage,
+    known_coverage,
     phrase_coverage,
     term_coverage,
     term_idfs,
@@ -69,7 +70,9 @@ def decline_signals(
     IDF-weighted share of the question's terms in the best fact and in the top passages (a rare
     word of the question that the passages never say, "dental", weighs most); the share of the
     question's adjacent term pairs found together in the top passages, and of its terms in the
-    top passage's title and headings."""
+    top passage's title and headings; the IDF-weighted share of its terms the knowledge base
+    holds at all, its number of terms, how far the top passage's cosine stands above the rest
+    and how many of the top 5 passages share its document."""
     idfs = term_idfs(question.text)
     best = max(facts, key=lambda f: f.score).text if facts else ""
     top3 = [p.text for p in search.passages[:3]]
@@ -84,4 +87,25 @@ def decline_signals(
         "title_top": (
             term_coverage(question.text, search.passages[0].heading) if search.passages else 0.0
         ),
+        "idf_known": known_coverage(question.text, idfs),
+        "n_terms": float(len(idfs)),
+        "dense_gap": _dense_gap(search),
+        "same_document": _same_document(search),
     }
+
+
+def _dense_gap(search: SearchResult) -> float:
+    """How far the top passage's cosine stands above the rest of the top 5 (a question the
+    knowledge base answers tends to have one clear match)."""
+    dense = [p.dense_score for p in search.passages[:5]]
+    if len(dense) < 2:
+        return 0.0
+    return dense[0] - sum(dense[1:]) / (len(dense) - 1)
+
+
+def _same_document(search: SearchResult) -> float:
+    """Share of the top 5 passages from the top passage's document."""
+    top = search.passages[:5]
+    if not top:
+        return 0.0
+    return sum(p.document_id == top[0].document_id for p in top) / len(top)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..retrieval import Passage
 from ..text import sentences
 from .claims import LABEL
+from .intent import question_intent, states_wanted
 from .types import Fact
 from .words import clean_untrusted, content_words, terms
 
@@ -29,6 +31,10 @@ FACT_RANK_PENALTY = 0.03
 # I restart my router?", not another page's "... then restart the router" (docs/generation.md).
 FACT_HEADING_WEIGHT = 1.0
 FACTS_BEST_FIRST = False  # facts are shown in passage and reading order
+# A sentence stating what the question asks for (a duration for "how long", a step for "how
+# do I" or a reported problem; support.answers.intent) ranks this much higher: above sentences
+# with one more shared term out of three. Ranking only: decide judges the overlap.
+FACT_INTENT_WEIGHT = 0.35
 
 _ANSWER_LABEL = re.compile(r"^\s*(?:A|Answer)\s*[:.]", re.IGNORECASE)
 _YES_NO = re.compile(r"^(?:yes|no)\b", re.IGNORECASE)
@@ -59,12 +65,16 @@ def _shorten(sentence: str, max_words: int) -> str:
 def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = None) -> list[Fact]:
     """The k sentences of the top passages sharing most of the question's content words.
 
-    Ties go to the earlier passage and sentence. Sentences sharing no word with the question,
-    or addressing the assistant (prompt injection), are never facts.
+    Ties go to the earlier passage and sentence. A sentence stating what the question asks
+    for ranks higher (FACT_INTENT_WEIGHT). Sentences sharing no word with the question, unless
+    their section's heading does and they state what it asks for ("Place the router ..." under
+    "Slow Wi-Fi" for "My wifi is slow upstairs"), or addressing the assistant (prompt
+    injection), are never facts.
     """
     q_terms = terms(question)
+    intent = question_intent(question)
     n_terms = len(q_terms) or 1
-    scored: list[tuple[float, int, Passage, str]] = []
+    scored: list[Fact] = []
     seen: set[str] = set()
     for n, passage in enumerate(passages[:MAX_PASSAGES], 1):
         # The section's own heading (the document title is shared by all its sections).
@@ -94,15 +104,17 @@ def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = 
                 continue
             seen.add(key)
             shared = q_terms & terms(sentence)
-            if not shared:
+            wanted = states_wanted(sentence, intent, q_terms)
+            if not shared and not (heading and wanted):
                 continue  # shares no word with the question: a distraction, not a fact
             overlap = (len(shared) + FACT_HEADING_WEIGHT * len(heading - shared)) / n_terms
             score = overlap - FACT_RANK_PENALTY * (n - 1)
-            scored.append((score, n, passage, _shorten(sentence, FACT_MAX_WORDS)))
-    order = sorted(range(len(scored)), key=lambda i: -scored[i][0])[: k or MAX_FACTS]
+            fact = Fact(n, passage, _shorten(sentence, FACT_MAX_WORDS), score)
+            scored.append(fact if not wanted else replace(fact, bonus=FACT_INTENT_WEIGHT))
+    order = sorted(range(len(scored)), key=lambda i: -scored[i].rank)[: k or MAX_FACTS]
     if not FACTS_BEST_FIRST:
         order.sort()  # in passage and reading order
-    return [Fact(scored[i][1], scored[i][2], scored[i][3], scored[i][0]) for i in order]
+    return [scored[i] for i in order]
 
 
 def top_score(facts: Sequence[Fact]) -> float:

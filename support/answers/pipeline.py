@@ -123,6 +123,7 @@ def tuned_constants() -> dict[str, object]:
             "FACT_RANK_PENALTY",
             "FACT_HEADING_WEIGHT",
             "FACTS_BEST_FIRST",
+            "FACT_INTENT_WEIGHT",
         ),
         prompt: ("HISTORY_TURNS", "FACT_BIAS"),
         decide: ("MIN_FACT_SCORE", "FULL_COVERAGE", "NO_FACTS_QUOTE_CONFIDENCE"),

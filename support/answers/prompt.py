@@ -87,7 +87,7 @@ def prompt_build(
                 tuple(ids), tuple(facts), len(turns), system, PROMPT_VERSION, sources=sources
             )
         if len(facts) > 1:
-            facts.remove(min(facts, key=lambda f: f.score))
+            facts.remove(min(facts, key=lambda f: f.rank))
         elif turns:
             turns.pop(0)
         else:

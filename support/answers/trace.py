@@ -14,6 +14,7 @@ def _fact(fact: Fact) -> dict[str, Any]:
         "n": fact.n,
         "chunk_id": fact.passage.chunk_id,
         "score": round(fact.score, 4),
+        "bonus": round(fact.bonus, 4),
         "text": fact.text,
     }
 

@@ -29,7 +29,14 @@ class Fact:
     n: int  # the passage number the answer cites: [n]
     passage: Passage
     text: str
-    score: float
+    score: float  # the share of the question's terms it holds (what decide judges)
+    # Ranking only: it states what the question asks for (support.answers.intent).
+    bonus: float = 0.0
+
+    @property
+    def rank(self) -> float:
+        """What facts are chosen and quoted by: the score and the intent bonus."""
+        return self.score + self.bonus
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,16 +19,8 @@ from .runner import case_run
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 KNOWN_FAILING: dict[str, str] = {
-    "refund time": "two sentences of the refunds section share the question's one word "
-    "('refund'); the first (the 14-day cancellation refund) wins over '10 working days': choosing "
-    "by the question's intent ('how long') is not built",
-    "slow wifi upstairs": "answered, but with the section's first sentence ('Wi-Fi is slower "
-    "through walls and floors'): the model's answer failed the check and the quote is one "
-    "sentence; the advice ('Place the router in a central, open spot') is the second",
     "relocating": "declined: confidence 0.07; 'relocating' shares no word with 'Moving house' "
     "and the top passage is 'Changing your plan'",
-    "follow-up pronoun": "the model answers the first question from the sentence about "
-    "reconnecting devices instead of 'Home › Wi-Fi settings' (both facts are in its prompt)",
 }
 
 
