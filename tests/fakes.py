@@ -23,9 +23,11 @@ def piece_stream(
     should_stop: Callable[[], bool] | None = None,
     delay_s: float = 0.0,
     ttft_s: float = 0.001,
+    deadline_s: float | None = None,
 ) -> TextStream:
     """A TextStream that yields `pieces` one by one (each after `delay_s`), stops when
-    `should_stop()` says so, and reports GenerationStats like a real backend."""
+    `should_stop()` says so or `deadline_s` has passed, and reports GenerationStats like a
+    real backend."""
 
     def run(done: Callable[[GenerationStats], None]) -> Generator[str, None, None]:
         started = time.perf_counter()
@@ -34,6 +36,9 @@ def piece_stream(
         for piece in pieces:
             if should_stop is not None and should_stop():
                 reason = FinishReason.CANCELLED
+                break
+            if deadline_s is not None and time.perf_counter() - started >= deadline_s:
+                reason = FinishReason.TIMEOUT
                 break
             if delay_s:
                 time.sleep(delay_s)
@@ -90,6 +95,7 @@ class FakeChatModel:
             prompt_tokens=len(prompt_ids),
             should_stop=should_stop,
             delay_s=self.delay_s,
+            deadline_s=params.deadline_s,
         )
 
 

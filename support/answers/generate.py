@@ -6,6 +6,7 @@ what the model itself wrote; the answer ends after ANSWER_MAX_SENTENCES sentence
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from ..llm import ChatModel, FinishReason, GenerationParams
@@ -22,6 +23,8 @@ REPETITION_PENALTY = 1.3
 # llama.cpp-style penalties count prompt tokens as seen, which punishes copying the facts.
 PENALIZE_PROMPT = False
 STOP = ("\n\n", "\nQuestion:", "\nFacts:")
+# A text ending a sentence: its stop mark, then closing quotes, brackets or a citation marker.
+_FINISHED = re.compile(r"[.!?…][\"'”’)\]]*(?:\s*\[\d{1,2}\])*[\"'”’)]*$")
 
 
 def generate(
@@ -86,13 +89,20 @@ def generate(
     cancelled = (
         not stopped_early and stats is not None and stats.finish_reason is FinishReason.CANCELLED
     )
+    text = shaped.text.strip()
+    failed, problem = shaped.failed, shaped.problem
+    timed_out = stats is not None and stats.finish_reason is FinishReason.TIMEOUT
+    if not stopped_early and timed_out and text and not _FINISHED.search(text):
+        # The deadline cut a sentence ("... hold the"): a fragment is no answer, the best fact
+        # is quoted instead (on a loaded machine, tests/conversations met this).
+        failed, problem = True, "timeout: unfinished sentence"
     return Generation(
-        text=shaped.text.strip(),
+        text=text,
         prompt=prompt,
         shown=bool(shaped.shown),
         leaked=leaked,
-        failed=shaped.failed,
-        problem=shaped.problem,
+        failed=failed,
+        problem=problem,
         cancelled=cancelled,
         tokens=stats.generated_tokens if stats else 0,
         cached_prompt_tokens=stats.cached_prompt_tokens if stats else 0,

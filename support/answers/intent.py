@@ -136,6 +136,15 @@ def question_intent(question: str) -> Intent:
     return Intent(Wants.NOTHING)
 
 
+# "If the light is still blinking after 30 minutes, check the cable ...": a step to take once a
+# condition holds.
+_CONDITIONAL_INSTRUCTION = re.compile(
+    r"^\W*(?:if|when|once|after|whenever|unless)\b[^,;:]{0,120}[,;:]\s*"
+    r"(?:please\s+|then\s+|first\s+)?(?P<verb>[a-z]+)\b",
+    re.I,
+)
+
+
 def _instructs(sentence: str, actions: tuple[str, ...]) -> bool:
     low = sentence.lower()
     for action in actions:
@@ -145,6 +154,9 @@ def _instructs(sentence: str, actions: tuple[str, ...]) -> bool:
             return True
     if actions:
         return False
+    conditional = _CONDITIONAL_INSTRUCTION.match(sentence)
+    if conditional is not None and conditional.group("verb").lower() in _INSTRUCTION_VERBS:
+        return True
     match = _INSTRUCTION_OPENING.match(sentence)
     if match is None:
         return False

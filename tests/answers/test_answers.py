@@ -124,6 +124,18 @@ def test_an_invented_answer_is_replaced_by_a_quoted_fact(kb: Path) -> None:
     assert [c["n"] for c in draft.citations] == [quoted.n]
 
 
+def test_a_sentence_cut_by_the_deadline_is_replaced_by_a_quoted_fact(kb: Path) -> None:
+    fake = FakeChatModel(
+        answer="Refunds reach your original payment method within 5 business days.", delay_s=0.1
+    )
+    backends.set_backend("chat_model", fake)
+    with override_settings(SUPPORT_ANSWER_TIMEOUT_S=0.35):
+        draft = answer_compose(question="How long do refunds take?")
+    assert draft.generated and not draft.generated.endswith(".")  # the model was cut
+    assert draft.action == "extractive" and draft.reason == "ungrounded_generation"
+    assert "5 business days" in draft.text and draft.text.endswith("].")
+
+
 def test_the_quote_is_streamed_when_nothing_was_shown(kb: Path) -> None:
     _fake("Helicopters deliver refunds.")
     pieces: list[str] = []

@@ -121,3 +121,11 @@ def test_a_statement_asking_for_information_is_no_problem_report() -> None:
         Wants.NOTHING
     )
     assert question_intent("The app keeps crashing").wants is Wants.STEPS
+
+
+def test_a_step_after_a_condition_is_an_instruction() -> None:
+    intent = question_intent("The light keeps blinking orange, what should I do?")
+    assert states_wanted(
+        "If the light is still blinking after 30 minutes, check the fibre cable.", intent, set()
+    )
+    assert not states_wanted("If the light is blinking, the line has no signal.", intent, set())
