@@ -185,6 +185,9 @@ NOT_IN_SUITE: dict[str, str] = {
     "specialise_retrieval": "a 2-fold fine-tune of the retriever on one half of the dev "
     "dialogues' agent replies, evaluated on the other half (minutes of CPU training per fold), "
     "run by hand; docs/learning.md records the result",
+    "chat_export": "a calibration of the chat-model export check (each GGUF type and runtime "
+    "against torch on the demo prompts, and a corrupted export it must fail), run by hand; "
+    "docs/learning.md records the tolerances",
     "gaps_fit": "a fit of the distance threshold that clusters knowledge-gap questions into "
     "topics, on the doc2dial paraphrase groups (dev half, test half reported), run by hand while "
     "tuning; docs/reports.md records the choice",
