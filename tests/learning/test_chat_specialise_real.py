@@ -1,6 +1,6 @@
 """The chat model's gate with the real training, export and models (issue 15 item 6): SmolLM2
 fine-tuned for a few LoRA steps on examples whose answers are shuffled across questions is
-refused by the gate, and nothing served changes. Tiny on purpose (8 examples, 3 steps, 4 export
+refused by the gate, and nothing served changes. Tiny on purpose (8 examples, 2 steps of one, 4 export
 prompts): the plumbing and the gate's decision, not the model's quality (bench/specialise.py)."""
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def real_env(tmp_path: Path, real_embedder: Any) -> Iterator[Path]:  # noqa: F81
         SUPPORT_DATA_DIR=tmp_path,
         MEDIA_ROOT=tmp_path / "media",
         SUPPORT_MODEL_THREADS=1,
+        # In a knowledge base of six short pages retrieval confidence is low even for clear
+        # matches: every question would be declined before the model writes.
+        SUPPORT_RETRIEVAL_MIN_CONFIDENCE=0.02,
         SUPPORT_CHAT_SPECIALISE_MIN_EXAMPLES=2,
         SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS=4,
     ):
@@ -58,7 +61,7 @@ def test_a_model_trained_on_shuffled_answers_is_refused_and_nothing_served_chang
         example.save(update_fields=["answer"])
     real = chat.tools()
     tiny = chat_train.ChatTrainConfig(
-        steps=3, batch_size=2, learning_rate=1e-3, threads=1, checkpoint_every=2
+        steps=2, batch_size=1, learning_rate=1e-3, threads=1, checkpoint_every=1
     )
     monkeypatch.setattr(chat, "tools", lambda: dataclasses.replace(real, config=lambda: tiny))
     conf = get_support_settings()
@@ -72,7 +75,7 @@ def test_a_model_trained_on_shuffled_answers_is_refused_and_nothing_served_chang
     run = SpecialiseRun.objects.get()
     report = run.report
     assert run.status == SpecialiseRun.Status.REFUSED, run.message
-    assert report["promoted"] is False and report["steps"] == 3
+    assert report["promoted"] is False and report["steps"] == 2
     assert "not promoted" in text
     assert {e["qtype"] for e in report["exports"]} == {"Q8_0", "Q4_1"}
     assert all(e["prompts"] == 4 for e in report["exports"])
