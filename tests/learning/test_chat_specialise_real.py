@@ -1,7 +1,8 @@
 """The chat model's gate with the real training, export and models (issue 15 item 6): SmolLM2
 fine-tuned for a few LoRA steps on examples whose answers are shuffled across questions is
-refused by the gate, and nothing served changes. Tiny on purpose (8 examples, 2 steps of one, 4 export
-prompts): the plumbing and the gate's decision, not the model's quality (bench/specialise.py)."""
+refused by the gate, and nothing served changes. Tiny on purpose (8 examples, 2 steps of one
+sample, 4 export prompts): the plumbing and the gate's decision, not the model's quality
+(bench/specialise.py)."""
 
 from __future__ import annotations
 
