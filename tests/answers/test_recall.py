@@ -231,6 +231,25 @@ def test_an_unanswerable_question_is_declined_even_when_it_matches(env: FakeChat
     assert draft.source == "knowledge_base" and "recall" not in draft.trace
 
 
+def test_a_confident_search_without_a_covering_sentence_may_be_answered(
+    env: FakeChatModel,
+) -> None:
+    # Retrieval is confident, but no sentence holds half of the question's words (no_facts):
+    # the approved answer says what the sentences cannot, and still passes the check.
+    example = _example()
+    asked = "When will my money come back after returning the jacket?"
+    memory = _memory((example.pk, 0))
+    draft = answer_compose(question=asked, search=_search(memory, 10, confidence=0.6, query=asked))
+    assert draft.reason == "learned" and draft.citations[0]["chunk_id"] == 10
+    with override_settings(SUPPORT_ANSWER_MEMORY=False):
+        plain = answer_compose(
+            question=asked, search=_search(memory, 10, confidence=0.6, query=asked)
+        )
+    assert plain.action == "escalate" and plain.reason == "no_facts"
+    weak = answer_compose(question=asked, search=_search(memory, 10, confidence=0.1, query=asked))
+    assert weak.action == "escalate" and weak.reason == "low_confidence"
+
+
 def test_an_unknown_product_name_is_declined_even_when_it_matches(
     env: FakeChatModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
