@@ -30,13 +30,15 @@ def answer_compose(
     should_stop: Callable[[], bool] | None = None,
     search: SearchResult | None = None,
     generate: bool = True,
+    answer_memory: bool | None = None,
 ) -> Draft:
     """Retrieve, decide, recall an approved answer (answer memory), else generate (streaming
     through on_delta) and check; cite one answer.
 
     `search` skips retrieval (benchmarks reuse one); `generate=False` quotes instead of
     calling the model. A quote is streamed through on_delta too, unless the model's words
-    were already shown.
+    were already shown. `answer_memory` overrides SUPPORT_ANSWER_MEMORY (the chat model's
+    gate compares models, and an approved answer comes from neither).
     """
     conf = get_support_settings()
     timer = Recorder()
@@ -52,7 +54,7 @@ def answer_compose(
             generate=generate,
         )
     recalled: Recall | None = None
-    if conf.answer_memory:
+    if conf.answer_memory if answer_memory is None else answer_memory:
         with timer.span("recall_ms"):
             recalled = recall(
                 asked,

@@ -371,8 +371,11 @@ def gate_cases(held_back: Sequence[Example], *, limit: int) -> dict[str, list[Ga
 
 
 def answer_case(case: GateCase) -> AnswerResult:
-    """One case through the full answer pipeline with whatever model serves this thread."""
-    draft = answer_compose(question=case.question, history=case.history)
+    """One case through the full answer pipeline with whatever model serves this thread.
+
+    Answer memory is off: an approved example's answer comes from neither model, and a
+    held-back question close to a training example would get it with both (docs/learning.md)."""
+    draft = answer_compose(question=case.question, history=case.history, answer_memory=False)
     declined = draft.action == AnswerAction.ESCALATE
     answer = "" if declined else words.strip_citations(draft.text)
     timings = draft.timings
