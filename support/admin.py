@@ -117,7 +117,8 @@ class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "created_at",
         "trace_column",
     )
-    list_filter = ("role", "action", "grounded", "internal")
+    # reason: e.g. `learned`, the answers answer memory gave (docs/learning.md).
+    list_filter = ("role", "action", "reason", "grounded", "internal")
     search_fields = ("text",)
     readonly_fields = (
         "trace_column",
