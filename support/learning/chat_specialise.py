@@ -679,6 +679,9 @@ def model_run_execute(
                 probe = backends.chat_model_load(out)
                 entry.update(speed_probe(probe, prompts))
                 del probe
+                # Its ctransformers copy is keyed by this temporary path: let it go now (the
+                # gate's load of the installed file makes the one that is kept).
+                compat_copy_forget(out, conf.model_cache_dir)
             exports.append(entry)
         timings["export"] = time.perf_counter() - t0
         chosen = export_choose(exports)

@@ -90,4 +90,6 @@ def test_a_model_trained_on_shuffled_answers_is_refused_and_nothing_served_chang
     assert chat_models.current(root) is None and chat_models.versions(root) == []
     assert [p.name for p in root.iterdir() if p.name.startswith(".tmp")] == []
     assert conf.resolved_model_path() == shipped
+    # No converted copy of a candidate is left behind: the shipped model's only.
+    assert len(list(conf.model_cache_dir.glob("*.ct-compat-*.gguf"))) == 1
     assert backends.get_chat_model() is served
