@@ -18,6 +18,7 @@ import pytest
 import torch
 from django.core.management import CommandError, call_command
 
+from support.learning import chat_export
 from support.learning.chat_export import (
     DEMO_QUESTIONS,
     ExportError,
@@ -259,7 +260,6 @@ def test_verification_prompts_are_the_answer_prompts_over_the_demo_kb() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.django_db
 def test_the_chat_export_command_writes_a_verified_file(
     torch_chat: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
@@ -292,3 +292,12 @@ def test_the_chat_export_command_writes_a_verified_file(
     ]
     with pytest.raises(CommandError, match="--verify"):
         call_command("chat_export", "--out", str(out), "--verify", "-1")
+
+    # A check that fails (here: a mark no export can reach) leaves nothing at --out.
+    impossible = chat_export.Tolerance(min_exact_share=1.01, min_agreement=1.01)
+    monkeypatch.setitem(chat_export.TOLERANCES, "Q4_1", impossible)  # type: ignore[arg-type]
+    failed = tmp_path / "served-Q4_1.gguf"
+    with pytest.raises(CommandError, match="disagrees with the torch model"):
+        call_command("chat_export", "--out", str(failed), "--qtype", "Q4_1", "--verify", "2")
+    assert not failed.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name[0] == "."] == []
