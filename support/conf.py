@@ -122,6 +122,19 @@ class SupportSettings:
     chat_gate_speed_tolerance: float
     chat_gate_max_questions: int
     chat_export_verify_prompts: int
+    # Training the chat model (learning.chat_train; docs/learning.md, docs/operations.md).
+    chat_train_epochs: int
+    chat_train_max_steps: int
+    chat_train_batch_size: int
+    chat_train_learning_rate: float
+    chat_train_lora_r: int
+    chat_train_lora_alpha: int
+    chat_train_lora_dropout: float
+    chat_train_target_modules: tuple[str, ...]
+    chat_train_max_prompt_tokens: int
+    chat_train_max_target_tokens: int
+    chat_train_threads: int
+    chat_train_checkpoint_every: int
     specialise_niceness: int
     # Beat's nightly run (learning.nightly).
     specialise_nightly: bool
@@ -237,6 +250,9 @@ def _build() -> SupportSettings:
     values["specialise_nightly_kinds"] = tuple(
         str(k).strip().lower() for k in values["specialise_nightly_kinds"] if str(k).strip()
     )
+    values["chat_train_target_modules"] = tuple(
+        str(m).strip() for m in values["chat_train_target_modules"] if str(m).strip()
+    )
     values["examples_auto_approve"] = tuple(
         str(s).strip().lower() for s in values["examples_auto_approve"] if str(s).strip()
     )
@@ -350,6 +366,32 @@ def _validate(conf: SupportSettings) -> None:
             "SUPPORT_CHAT_GATE_MAX_QUESTIONS and SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS must be "
             "at least 1"
         )
+    if conf.chat_train_epochs < 1 or conf.chat_train_max_steps < 1:
+        problems.append(
+            "SUPPORT_CHAT_TRAIN_EPOCHS and SUPPORT_CHAT_TRAIN_MAX_STEPS must be at least 1"
+        )
+    if conf.chat_train_batch_size < 1 or conf.chat_train_checkpoint_every < 1:
+        problems.append(
+            "SUPPORT_CHAT_TRAIN_BATCH_SIZE and SUPPORT_CHAT_TRAIN_CHECKPOINT_EVERY must be "
+            "at least 1"
+        )
+    if not 0.0 < conf.chat_train_learning_rate < 1.0:
+        problems.append("SUPPORT_CHAT_TRAIN_LEARNING_RATE must be between 0 and 1")
+    if conf.chat_train_lora_r < 1 or conf.chat_train_lora_alpha < 1:
+        problems.append(
+            "SUPPORT_CHAT_TRAIN_LORA_R and SUPPORT_CHAT_TRAIN_LORA_ALPHA must be at least 1"
+        )
+    if not 0.0 <= conf.chat_train_lora_dropout < 1.0:
+        problems.append("SUPPORT_CHAT_TRAIN_LORA_DROPOUT must be 0 or more and below 1")
+    if not conf.chat_train_target_modules:
+        problems.append("SUPPORT_CHAT_TRAIN_TARGET_MODULES must name at least one module")
+    if conf.chat_train_max_prompt_tokens < 16 or conf.chat_train_max_target_tokens < 1:
+        problems.append(
+            "SUPPORT_CHAT_TRAIN_MAX_PROMPT_TOKENS must be at least 16 and "
+            "SUPPORT_CHAT_TRAIN_MAX_TARGET_TOKENS at least 1"
+        )
+    if conf.chat_train_threads < 0:
+        problems.append("SUPPORT_CHAT_TRAIN_THREADS must be 0 (torch's default) or positive")
     if not 0 <= conf.specialise_niceness <= 19:
         problems.append("SUPPORT_SPECIALISE_NICENESS must be between 0 (unchanged) and 19")
     if conf.specialise_nightly_min_new < 1:

@@ -404,6 +404,29 @@ SUPPORT_CHAT_GATE_SPEED_TOLERANCE = env.float("SUPPORT_CHAT_GATE_SPEED_TOLERANCE
 SUPPORT_CHAT_GATE_MAX_QUESTIONS = env.int("SUPPORT_CHAT_GATE_MAX_QUESTIONS", default=100)
 # Prompts whose greedy tokens the export check compares (torch vs the GGUF file).
 SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS = env.int("SUPPORT_CHAT_EXPORT_VERIFY_PROMPTS", default=50)
+# Training the chat model (learning.chat_train: LoRA on the GGUF read into torch; docs/learning.md
+# has the measurements behind the defaults). Steps: EPOCHS passes over the training samples in
+# batches of BATCH_SIZE, at most MAX_STEPS (the 2-core budget: 1,000 examples in an hour).
+SUPPORT_CHAT_TRAIN_EPOCHS = env.int("SUPPORT_CHAT_TRAIN_EPOCHS", default=1)
+SUPPORT_CHAT_TRAIN_MAX_STEPS = env.int("SUPPORT_CHAT_TRAIN_MAX_STEPS", default=1000)
+SUPPORT_CHAT_TRAIN_BATCH_SIZE = env.int("SUPPORT_CHAT_TRAIN_BATCH_SIZE", default=4)
+SUPPORT_CHAT_TRAIN_LEARNING_RATE = env.float("SUPPORT_CHAT_TRAIN_LEARNING_RATE", default=2e-4)
+SUPPORT_CHAT_TRAIN_LORA_R = env.int("SUPPORT_CHAT_TRAIN_LORA_R", default=8)
+SUPPORT_CHAT_TRAIN_LORA_ALPHA = env.int("SUPPORT_CHAT_TRAIN_LORA_ALPHA", default=16)
+SUPPORT_CHAT_TRAIN_LORA_DROPOUT = env.float("SUPPORT_CHAT_TRAIN_LORA_DROPOUT", default=0.05)
+SUPPORT_CHAT_TRAIN_TARGET_MODULES = env.list(
+    "SUPPORT_CHAT_TRAIN_TARGET_MODULES",
+    default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+)
+# Samples whose prompt (as the pipeline builds it) or answer is longer are skipped, not cut:
+# a cut prompt is not what the model sees at answer time, and the pipeline never lets the
+# model write more than SUPPORT_MAX_ANSWER_TOKENS (at most 80).
+SUPPORT_CHAT_TRAIN_MAX_PROMPT_TOKENS = env.int("SUPPORT_CHAT_TRAIN_MAX_PROMPT_TOKENS", default=512)
+SUPPORT_CHAT_TRAIN_MAX_TARGET_TOKENS = env.int("SUPPORT_CHAT_TRAIN_MAX_TARGET_TOKENS", default=80)
+# torch threads while training (0: torch's default, every core): one leaves the other core to
+# the answer workers.
+SUPPORT_CHAT_TRAIN_THREADS = env.int("SUPPORT_CHAT_TRAIN_THREADS", default=1)
+SUPPORT_CHAT_TRAIN_CHECKPOINT_EVERY = env.int("SUPPORT_CHAT_TRAIN_CHECKPOINT_EVERY", default=10)
 # The training task lowers its worker process's priority to this niceness (0: leaves it), so
 # answering keeps the CPU while a run trains (bench/training_load.py measures the effect).
 SUPPORT_SPECIALISE_NICENESS = env.int("SUPPORT_SPECIALISE_NICENESS", default=10)

@@ -27,6 +27,12 @@ STOP = ("\n\n", "\nQuestion:", "\nFacts:")
 _FINISHED = re.compile(r"[.!?…][\"'”’)\]]*(?:\s*\[\d{1,2}\])*[\"'”’)]*$")
 
 
+def answer_max_tokens(configured: int) -> int:
+    """The most tokens the model may write for one answer (SUPPORT_MAX_ANSWER_TOKENS, capped):
+    the prompt leaves room for them, and training (learning.chat_train) builds prompts alike."""
+    return min(configured, ANSWER_MAX_TOKENS)
+
+
 def generate(
     question: Question,
     decision: Decision,

@@ -12,7 +12,7 @@ from ..retrieval import SearchResult
 from .check import check
 from .cite import cite, cite_learned
 from .decide import decide, decline_signals
-from .generate import ANSWER_MAX_TOKENS
+from .generate import answer_max_tokens
 from .generate import generate as generate_answer
 from .reasons import AnswerAction, AnswerReason
 from .recall import recall
@@ -71,7 +71,7 @@ def answer_compose(
             asked,
             decision,
             model=get_chat_model(),
-            max_tokens=min(conf.max_answer_tokens, ANSWER_MAX_TOKENS),
+            max_tokens=answer_max_tokens(conf.max_answer_tokens),
             deadline_s=conf.answer_timeout_s,
             timer=timer,
             on_delta=on_delta,

@@ -14,7 +14,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..llm.base import DecodingChatModel, context_length_for
+from ..llm.gguf_file import read_gguf
+from ..llm.tokenizer import GgufTokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -94,3 +101,66 @@ def greedy_tokens(
         if was_training:
             model.train()
     return out
+
+
+class _TorchEvaluator:
+    """support.llm.base's TokenEvaluator over a torch model: positional evaluation with a
+    key/value cache that is cut back to n_past, as the ctransformers backend rewinds."""
+
+    def __init__(self, model: PreTrainedModel, n_ctx: int) -> None:
+        self._model = model
+        self._n_ctx = n_ctx
+        self._n_vocab = int(model.config.vocab_size)
+        self._cache: Any = None
+        self._logits: Any = None
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    @property
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
+    def eval(self, tokens: Sequence[int], n_past: int, threads: int) -> None:
+        import torch
+
+        cached = 0 if self._cache is None else int(self._cache.get_seq_length())
+        if n_past > cached:
+            raise ValueError(f"n_past {n_past} is beyond the {cached} cached positions")
+        if n_past == 0:
+            self._cache = None
+        elif cached > n_past:
+            self._cache.crop(n_past - cached)  # transformers 5 takes how many to remove
+        with torch.inference_mode():
+            result = self._model(
+                input_ids=torch.tensor([list(tokens)], dtype=torch.long),
+                cache=self._cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        self._cache = result.cache
+        self._logits = result.logits[0, -1].float().numpy()
+
+    def logits(self) -> npt.NDArray[np.float32]:
+        return self._logits  # type: ignore[no-any-return]
+
+
+class TorchChatModel(DecodingChatModel):
+    """A torch model as a ChatModel: the answer pipeline (fact bias, penalties, stop rules)
+    runs on it unchanged, with the GGUF file's own tokenizer and template. Slower than the
+    GGUF backends; for evaluating a trained model before it is exported (benchmarks)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        gguf_path: Path,
+        *,
+        context_length: int | None = None,
+        threads: int | None = None,
+    ) -> None:
+        gguf = read_gguf(Path(gguf_path))
+        tokenizer = GgufTokenizer(gguf)
+        model.eval()
+        evaluator = _TorchEvaluator(model, context_length_for(gguf, context_length))
+        super().__init__(tokenizer=tokenizer, evaluator=evaluator, threads=threads or 1)
