@@ -158,55 +158,49 @@ def chat_samples(
 
 
 # -- training -----------------------------------------------------------------------------------
+def _setting(name: str) -> Any:
+    return field(default_factory=lambda: getattr(get_support_settings(), name))
+
+
 @dataclass(frozen=True)
 class ChatTrainConfig:
-    """Hyperparameters of one run (defaults: the SUPPORT_CHAT_TRAIN_* settings)."""
+    """Hyperparameters of one run; unset ones come from the SUPPORT_CHAT_TRAIN_* settings."""
 
-    steps: int
-    batch_size: int
-    learning_rate: float
-    lora_r: int
-    lora_alpha: int
-    lora_dropout: float
-    target_modules: tuple[str, ...]
-    max_prompt_tokens: int
-    max_target_tokens: int
-    threads: int  # 0: torch's default
+    # None: `epochs` passes over the samples in batches, at most `max_steps` (steps_for).
+    steps: int | None = None
+    batch_size: int = _setting("chat_train_batch_size")
+    learning_rate: float = _setting("chat_train_learning_rate")
+    lora_r: int = _setting("chat_train_lora_r")
+    lora_alpha: int = _setting("chat_train_lora_alpha")
+    lora_dropout: float = _setting("chat_train_lora_dropout")
+    target_modules: tuple[str, ...] = _setting("chat_train_target_modules")
+    max_prompt_tokens: int = _setting("chat_train_max_prompt_tokens")
+    max_target_tokens: int = _setting("chat_train_max_target_tokens")
+    threads: int = _setting("chat_train_threads")  # 0: torch's default
     seed: int = SEED
-    checkpoint_every: int = 10
+    epochs: int = _setting("chat_train_epochs")
+    max_steps: int = _setting("chat_train_max_steps")
+    checkpoint_every: int = _setting("chat_train_checkpoint_every")
 
-    @classmethod
-    def from_settings(cls, samples: int, **overrides: Any) -> ChatTrainConfig:
-        """The settings' configuration for `samples` training samples: SUPPORT_CHAT_TRAIN_EPOCHS
-        passes in batches, at most SUPPORT_CHAT_TRAIN_MAX_STEPS steps."""
-        conf = get_support_settings()
-        batch = int(overrides.get("batch_size", conf.chat_train_batch_size))
-        steps = min(
-            conf.chat_train_max_steps,
-            max(1, math.ceil(conf.chat_train_epochs * samples / batch)),
-        )
-        values: dict[str, Any] = {
-            "steps": steps,
-            "batch_size": batch,
-            "learning_rate": conf.chat_train_learning_rate,
-            "lora_r": conf.chat_train_lora_r,
-            "lora_alpha": conf.chat_train_lora_alpha,
-            "lora_dropout": conf.chat_train_lora_dropout,
-            "target_modules": conf.chat_train_target_modules,
-            "max_prompt_tokens": conf.chat_train_max_prompt_tokens,
-            "max_target_tokens": conf.chat_train_max_target_tokens,
-            "threads": conf.chat_train_threads,
-            "checkpoint_every": conf.chat_train_checkpoint_every,
-        }
-        values.update(overrides)
-        values["target_modules"] = tuple(values["target_modules"])
-        return cls(**values)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        if self.steps is not None and self.steps < 1:
+            raise ValueError("steps must be at least 1")
+        if self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError("batch_size and checkpoint_every must be at least 1")
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def steps_for(self, samples: int) -> int:
+        """The run's steps for `samples` training samples."""
+        if self.steps is not None:
+            return self.steps
+        return min(self.max_steps, max(1, math.ceil(self.epochs * samples / self.batch_size)))
+
+    def hyperparameters(self, samples: int) -> dict[str, Any]:
         """What changes the trained weights (threads and checkpoint spacing do not)."""
         values = asdict(self)
-        values.pop("threads")
-        values.pop("checkpoint_every")
+        for name in ("threads", "checkpoint_every", "epochs", "max_steps"):
+            values.pop(name)
+        values["steps"] = self.steps_for(samples)
         values["target_modules"] = list(self.target_modules)
         return values
 
@@ -234,21 +228,22 @@ def peak_rss_mb() -> float:
 def _fingerprint(samples: Sequence[ChatSample], base_gguf: Path, config: ChatTrainConfig) -> str:
     h = hashlib.sha256()
     stat = base_gguf.stat()
-    h.update(json.dumps([base_gguf.name, stat.st_size, config.hyperparameters()]).encode())
+    settings = config.hyperparameters(len(samples))
+    h.update(json.dumps([base_gguf.name, stat.st_size, settings]).encode())
     for s in samples:
         h.update(json.dumps([s.prompt_ids, s.target_ids]).encode())
     return h.hexdigest()
 
 
-def _batches(n: int, config: ChatTrainConfig) -> list[list[int]]:
+def _batches(n: int, steps: int, config: ChatTrainConfig) -> list[list[int]]:
     """Sample indices per step: seeded shuffled passes, one after the other."""
     rng = random.Random(config.seed)  # noqa: S311  (a training order, not a secret)
     order: list[int] = []
-    while len(order) < config.steps * config.batch_size:
+    while len(order) < steps * config.batch_size:
         block = list(range(n))
         rng.shuffle(block)
         order.extend(block)
-    return [order[i * config.batch_size : (i + 1) * config.batch_size] for i in range(config.steps)]
+    return [order[i * config.batch_size : (i + 1) * config.batch_size] for i in range(steps)]
 
 
 def _fits(sample: ChatSample, config: ChatTrainConfig) -> bool:
@@ -373,6 +368,8 @@ def chat_train(
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = workdir / CHECKPOINT
     fingerprint = _fingerprint(usable, base_gguf, config)
+    steps = config.steps_for(len(usable))
+    hyperparameters = config.hyperparameters(len(usable))
     previous_threads = torch.get_num_threads()
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -402,9 +399,9 @@ def chat_train(
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"])
             step, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
-            logger.info("chat training resumes at step %d of %d", step, config.steps)
+            logger.info("chat training resumes at step %d of %d", step, steps)
         resumed_from = step
-        plan = _batches(len(usable), config)
+        plan = _batches(len(usable), steps, config)
         causal_lm = peft_model.get_base_model()
         peft_model.train()
         train_started = time.perf_counter()
@@ -421,28 +418,37 @@ def chat_train(
                     "rng": torch.get_rng_state(),
                     "losses": losses,
                     "seconds": seconds_before + time.perf_counter() - train_started,
-                    "hyperparameters": config.hyperparameters(),
+                    "hyperparameters": hyperparameters,
                 },
             )
 
-        while step < config.steps:
+        while step < steps:
             if should_stop is not None and should_stop():
                 checkpoint()
                 raise SpecialiseCancelled("chat model training was cancelled")
-            share = step / max(1, config.steps - 1)
+            progress = step / max(1, steps - 1)
             for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate * (1.0 - (1.0 - FINAL_LR_SHARE) * share)
-            loss = _target_loss(causal_lm, [usable[i] for i in plan[step]])
+                group["lr"] = config.learning_rate * (1.0 - (1.0 - FINAL_LR_SHARE) * progress)
+            batch = [usable[i] for i in plan[step]]
+            tokens = sum(len(s.target_ids) for s in batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            step_loss = 0.0
+            # One sample per forward and backward, gradients summed: the memory is one
+            # sample's activations (4 samples of ~240 tokens together peaked at 5 GB), no
+            # padding is computed, and the loss is still the batch's mean over its tokens.
+            for sample in batch:
+                share = len(sample.target_ids) / tokens
+                loss = _target_loss(causal_lm, [sample])
+                (loss * share).backward()  # type: ignore[no-untyped-call]
+                step_loss += float(loss.detach()) * share
             torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
             optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(step_loss)
             step += 1
-            if step % config.checkpoint_every == 0 or step == config.steps:
+            if step % config.checkpoint_every == 0 or step == steps:
                 checkpoint()
             if on_step is not None:
-                on_step(step, config.steps)
+                on_step(step, steps)
         seconds = seconds_before + time.perf_counter() - train_started
         merged = peft_model.merge_and_unload()
         merged.eval()
@@ -451,7 +457,7 @@ def chat_train(
     logger.info(
         "chat training: %d samples, %d steps in %.0f s (call %.0f s), peak RSS %.0f MB",
         len(usable),
-        config.steps,
+        steps,
         seconds,
         time.perf_counter() - started,
         peak_rss_mb(),
@@ -463,7 +469,7 @@ def chat_train(
         seconds=seconds,
         peak_rss_mb=peak_rss_mb(),
         losses=losses,
-        hyperparameters={**config.hyperparameters(), "samples": len(usable)},
+        hyperparameters={**hyperparameters, "samples": len(usable)},
         samples=len(usable),
         resumed_from=resumed_from,
         skipped=skipped,

@@ -133,13 +133,19 @@ def test_bad_examples_are_skipped_with_a_reason(kb: Any, chat_env: FakeChatModel
     assert skipped == {ct.PROMPT_TOO_LONG: 1}
 
 
-def test_config_from_settings_and_samples_over_its_limits(tmp_path: Path) -> None:
+def test_config_defaults_come_from_the_settings(tmp_path: Path) -> None:
     with override_settings(SUPPORT_CHAT_TRAIN_EPOCHS=2, SUPPORT_CHAT_TRAIN_BATCH_SIZE=4):
-        assert ct.ChatTrainConfig.from_settings(10).steps == 5  # ceil(2 * 10 / 4)
-        assert ct.ChatTrainConfig.from_settings(10, batch_size=2).steps == 10
+        config = ct.ChatTrainConfig()
+        assert config.batch_size == 4 and config.steps is None
+        assert config.steps_for(10) == 5  # ceil(2 * 10 / 4)
+        assert ct.ChatTrainConfig(batch_size=2).steps_for(10) == 10
+        assert ct.ChatTrainConfig(steps=3).steps_for(10) == 3
     with override_settings(SUPPORT_CHAT_TRAIN_MAX_STEPS=3):
-        assert ct.ChatTrainConfig.from_settings(1000).steps == 3
-    config = ct.ChatTrainConfig.from_settings(1, max_prompt_tokens=16)
+        assert ct.ChatTrainConfig().steps_for(1000) == 3
+    hyper = ct.ChatTrainConfig(threads=1).hyperparameters(8)
+    assert hyper == ct.ChatTrainConfig(threads=2).hyperparameters(8)  # threads change nothing
+    assert "threads" not in hyper and hyper["steps"] == ct.ChatTrainConfig().steps_for(8)
+    config = ct.ChatTrainConfig(max_prompt_tokens=16)
     too_long = ct.ChatSample(None, tuple(range(1, 40)), (5, 2))
     with pytest.raises(ValueError, match="no training sample fits"):
         ct.chat_train([too_long], base_gguf=default_model_path(), workdir=tmp_path, config=config)
@@ -176,7 +182,7 @@ def _config(**overrides: Any) -> ct.ChatTrainConfig:
         "checkpoint_every": 100,  # only when stopped and at the end
     }
     values.update(overrides)
-    return ct.ChatTrainConfig.from_settings(len(ANSWERS), **values)
+    return ct.ChatTrainConfig(**values)
 
 
 @pytest.mark.slow
@@ -206,7 +212,7 @@ def test_a_tiny_run_lowers_the_training_loss(
 def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(
     tiny_samples: list[ct.ChatSample], torch_chat: Any, tmp_path: Path
 ) -> None:
-    config = _config(steps=4)
+    config = _config(steps=4, lora_dropout=0.1)  # dropout: the random state must resume too
     whole = ct.chat_train(
         tiny_samples,
         base_gguf=default_model_path(),
