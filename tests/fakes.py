@@ -223,7 +223,7 @@ class ScriptFileChatModel(FakeChatModel):
     def __init__(self, model_path: Any, cache_dir: Any = None, threads: int | None = None) -> None:
         import json
 
-        super().__init__(delay_s=0.002)
+        super().__init__(delay_s=0.02)
         self.model_path = str(model_path)
         self.answers: dict[str, str] = {}
         self.last_message = ""

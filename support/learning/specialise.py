@@ -234,6 +234,7 @@ class _Tracker:
         self.callback = callback
         self.stages = stages or _STAGES
         self._last_write = 0.0
+        self._stage_start: tuple[str, float, int] | None = None  # (stage, when, done then)
 
     def __call__(self, stage: str, done: int = 0, total: int = 0, *, check: bool = True) -> None:
         """Report progress; then honour a cancel (unless `check` is False: a step callback
@@ -241,6 +242,8 @@ class _Tracker:
         if self.callback is not None:
             self.callback(stage, done, total)
         now = time.monotonic()
+        if self._stage_start is None or self._stage_start[0] != stage:
+            self._stage_start = (stage, now, done)
         if now - self._last_write < 1.0 and done != total:
             return
         self._last_write = now
@@ -249,10 +252,26 @@ class _Tracker:
         share = (done / total) if total else 0.0
         percent = int(start + (self.stages[stage] - start) * share)
         SpecialiseRun.objects.filter(pk=self.run_id).update(
-            stage=stage, progress=percent, heartbeat_at=timezone.now()
+            stage=stage,
+            progress=percent,
+            heartbeat_at=timezone.now(),
+            message=self._eta(stage, done, total, now),
         )
         if check:
             self.check()
+
+    def _eta(self, stage: str, done: int, total: int, now: float) -> str:
+        """ "training 12/40, about 9 min left": the stage's steps so far at their pace so far
+        (a resumed run's pace from where it resumed)."""
+        if not total:
+            return stage
+        text = f"{stage} {done}/{total}"
+        assert self._stage_start is not None
+        _stage, since, first = self._stage_start
+        if done > first and done < total:
+            left = (now - since) / (done - first) * (total - done)
+            text += f", about {_duration(left)} left"
+        return text
 
     def cancelled(self) -> bool:
         return SpecialiseRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
@@ -260,6 +279,14 @@ class _Tracker:
     def check(self) -> None:
         if self.cancelled():
             raise SpecialiseCancelled("cancelled")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # --- data -------------------------------------------------------------------------------------

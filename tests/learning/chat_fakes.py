@@ -174,7 +174,7 @@ class FakeTools:
         *,
         steps: int = 4,
         step_s: float = 0.0,
-        delay_s: float = 0.002,
+        delay_s: float = 0.02,
         check_ok: bool = True,
         on_step: Callable[[int], None] | None = None,
     ) -> None:
