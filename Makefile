@@ -40,7 +40,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Every script under bench/, merged into bench/results/<date>.json; regenerates
-# docs/benchmarks.md, docs/img/ and the README's headline table (under 40 min on 2 cores).
+# docs/benchmarks.md, docs/img/ and the README's headline table (under 60 min on 2 cores).
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 

@@ -356,7 +356,7 @@ def section_header(results: Mapping[str, Any], results_file: str) -> list[str]:
         "which runs each script under `bench/` and compares each figure with a baseline "
         "measured in the same run: the raw backend library for generation, raw "
         "sentence-transformers for embedding, raw FAISS for search, an extractive baseline "
-        "for answers. Anyone can rerun it: `make bench` (full suite, under 40 minutes on 2 "
+        "for answers. Anyone can rerun it: `make bench` (full suite, under 60 minutes on 2 "
         "cores) or `make bench-quick` (under 5 minutes, for a check before a release; it "
         "writes to `var/bench/quick/` and leaves this page alone). "
         "`python bench/run.py --render <results file> --publish` redraws this page, its plots "
@@ -1600,6 +1600,130 @@ def section_training_load(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def section_specialise(results: Mapping[str, Any]) -> list[str]:
+    """The chat model and the retriever specialised on one half of the dev dialogues."""
+    lines = ["## Specialising on the company's past answers (`bench/specialise.py`)", ""]
+    note = _status_note(results, "specialise")
+    r = fig.result(results, "specialise")
+    if note:
+        lines += [note, ""]
+    elif r:
+        before, after = fig.dig(r, "pooled", "before") or {}, fig.dig(r, "pooled", "after") or {}
+        folds = r.get("folds") or []
+        lines += [
+            "`python bench/specialise.py` imports one half's agent replies of the doc2dial dev "
+            "dialogues as approved examples (question, history, answer: no span, no document), "
+            "specialises the chat model on them through `specialise --model --force` (samples "
+            "built as the answer pipeline builds its prompt, LoRA, GGUF export and its check, "
+            "the gate, whose verdict is recorded; forced so that the effect is measured), and "
+            "answers the other half's questions through the full pipeline with the shipped and "
+            "the specialised model. "
+            + (
+                "Quick run: one fold, a capped number of replies, questions and steps. "
+                if r.get("quick")
+                else ""
+            )
+            + "F1 and ROUGE-L against the agents' replies (a decline scores 0); extractive F1 "
+            "quotes the top passage's best sentence; support is the share of the answers' "
+            "content words found in their facts.",
+            "",
+            table(
+                [
+                    "model",
+                    "questions",
+                    "F1",
+                    "ROUGE-L",
+                    "extractive F1",
+                    "support",
+                    "unanswerable declined",
+                    "answerable declined",
+                    "TTFT p50",
+                    "tokens/s",
+                ],
+                [
+                    [
+                        label,
+                        num(p.get("questions")),
+                        num(p.get("f1")),
+                        num(p.get("rouge_l")),
+                        num(p.get("baseline_f1")),
+                        num(p.get("support_prompt")),
+                        num(p.get("unanswerable_declined")),
+                        num(p.get("answerable_declined")),
+                        sec((p.get("ttft_ms_p50") or 0) / 1000 or None),
+                        num(p.get("tokens_per_s"), 1),
+                    ]
+                    for label, p in (("shipped", before), ("specialised", after))
+                ],
+                "lrrrrrrrrr",
+            ),
+            "",
+            table(
+                ["fold", "samples", "steps", "training", "peak RSS", "served", "gate"],
+                [
+                    [
+                        f.get("fold"),
+                        num(f.get("trained_on")),
+                        num(f.get("steps")),
+                        sec(f.get("training_s"), 0),
+                        f"{num(f.get('peak_rss_mb'), 0)} MB",
+                        f.get("served_qtype") or "–",
+                        "promoted" if f.get("gate_promoted") else "refused",
+                    ]
+                    for f in folds
+                ],
+                "lrrrrll",
+            ),
+            "",
+        ]
+        t = r.get("targets") or {}
+        met = (
+            (after.get("f1") or 0) >= t.get("f1", 1)
+            and (after.get("support_prompt") or 0) >= t.get("support", 1)
+            and (after.get("unanswerable_declined") or 0) >= t.get("unanswerable_declined", 1)
+        )
+        lines += [
+            f"Target (issue 15): F1 ≥ {num(t.get('f1'), 2)} with support ≥ "
+            f"{num(t.get('support'), 2)} and unanswerable declined ≥ "
+            f"{num(t.get('unanswerable_declined'), 2)}: {'met' if met else '**not met**'}.",
+            "",
+        ]
+    rnote = _status_note(results, "specialise_retrieval")
+    rr = fig.result(results, "specialise_retrieval")
+    lines += ["### The retriever (`bench/specialise_retrieval.py`)", ""]
+    if rnote:
+        return [*lines, rnote, ""]
+    if not rr:
+        return lines
+    lines += [
+        "The same split for the retriever: `specialise --retrieval --force` on one half's "
+        "replies, span recall@5 and MRR@10 of the other half's answerable questions before and "
+        "after, without question memory (the retriever alone)"
+        + (" (quick run: one fold, capped replies and questions)." if rr.get("quick") else "."),
+        "",
+        table(
+            ["fold", "pairs", "steps", "training", "recall@5", "MRR@10", "gate"],
+            [
+                [
+                    f.get("fold"),
+                    num(f.get("trained_on")),
+                    num(f.get("steps")),
+                    sec(f.get("training_s"), 0),
+                    f"{num(fig.dig(f, 'before', 'recall_at_5'))} → "
+                    f"{num(fig.dig(f, 'after', 'recall_at_5'))}",
+                    f"{num(fig.dig(f, 'before', 'mrr_at_10'))} → "
+                    f"{num(fig.dig(f, 'after', 'mrr_at_10'))}",
+                    (f.get("gate") or "")[:90],
+                ]
+                for f in rr.get("folds") or []
+            ],
+            "lrrrrrl",
+        ),
+        "",
+    ]
+    return lines
+
+
 def section_learning(results: Mapping[str, Any]) -> list[str]:
     lines = ["## Learning from past conversations: question memory (`bench/learning.py`)", ""]
     note = _status_note(results, "learning")
@@ -1786,6 +1910,7 @@ def render_benchmarks(
         *section_reports(results, load_reports_by_hand()),
         *section_learning(results),
         *section_training_load(results),
+        *section_specialise(results),
         *section_cost(results),
         *section_escalation(results),
         *section_chat_load(results, images, img_prefix),

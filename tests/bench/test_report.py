@@ -329,3 +329,78 @@ def test_learning_answer_memory_table(results: dict[str, Any]) -> None:
     assert "| A | answer memory alone | 0.92 | 0.230 | 12 | 0.600 vs 0.200 | 2 |" in section
     assert "| pooled | both | per fold | 0.240 | 14 |" in section
     assert "for 8 of the answers from memory" in section and "F1 0.300" in section
+
+
+def test_specialise_section_shows_both_models_and_the_retriever(results: dict[str, Any]) -> None:
+    def p(f1: float, una: float) -> dict[str, Any]:
+        return {
+            "questions": 40,
+            "f1": f1,
+            "rouge_l": f1 - 0.05,
+            "baseline_f1": 0.31,
+            "support_prompt": 0.97,
+            "unanswerable_declined": una,
+            "answerable_declined": 0.12,
+            "ttft_ms_p50": 1234.0,
+            "tokens_per_s": 24.5,
+        }
+
+    fold = {
+        "fold": "A",
+        "trained_on": 45,
+        "steps": 12,
+        "training_s": 301.0,
+        "peak_rss_mb": 2400.0,
+        "served_qtype": "Q4_1",
+        "gate_promoted": False,
+        "gate": "forced (held-back answer F1 did not improve)",
+    }
+    results["scripts"]["specialise"] = {
+        "status": "ok",
+        "result": {
+            "quick": True,
+            "folds": [fold],
+            "pooled": {"before": p(0.331, 0.8), "after": p(0.417, 0.9)},
+            "targets": {"f1": 0.40, "support": 0.95, "unanswerable_declined": 0.85},
+        },
+    }
+    results["scripts"]["specialise_retrieval"] = {
+        "status": "ok",
+        "result": {
+            "quick": True,
+            "folds": [
+                {
+                    "fold": 1,
+                    "trained_on": 121,
+                    "steps": 8,
+                    "training_s": 285.0,
+                    "before": {"recall_at_5": 0.553, "mrr_at_10": 0.41},
+                    "after": {"recall_at_5": 0.538, "mrr_at_10": 0.40},
+                    "gate": "forced (recall@5 dropped)",
+                }
+            ],
+        },
+    }
+    page = report.render_benchmarks(results, results_file="x.json")
+    section = page.split("## Specialising on the company's past answers")[1].split("\n## ")[0]
+    assert "| shipped | 40 | 0.331 |" in section
+    assert "| specialised | 40 | 0.417 |" in section
+    assert "1.23 s" in section and "24.5" in section
+    assert "| A | 45 | 12 |" in section and "refused" in section
+    # 0.417 >= 0.40, support 0.97 >= 0.95, 0.9 >= 0.85: met.
+    assert "unanswerable declined ≥ 0.85: met" in section
+    assert "0.553 → 0.538" in section
+
+
+def test_specialise_section_says_when_the_target_is_missed(results: dict[str, Any]) -> None:
+    after = {"f1": 0.35, "support_prompt": 0.99, "unanswerable_declined": 0.9, "questions": 4}
+    results["scripts"]["specialise"] = {
+        "status": "ok",
+        "result": {
+            "folds": [],
+            "pooled": {"before": after, "after": after},
+            "targets": {"f1": 0.40, "support": 0.95, "unanswerable_declined": 0.85},
+        },
+    }
+    page = report.render_benchmarks(results, results_file="x.json")
+    assert "**not met**" in page.split("## Specialising on the company's past answers")[1]

@@ -1,0 +1,316 @@
+"""The chat model specialised on the company (issue 15 item 5): 2-fold on the doc2dial dialogues.
+
+Usage (from the repository root, with the project venv)::
+
+    python bench/specialise.py                      # both folds, every reply of a half
+    python bench/specialise.py --quick              # one fold, 60 replies, 40 questions, 12 steps
+    python bench/specialise.py --examples 300 --questions 80 --steps 60 --folds 1 --out r.json
+
+The dev dialogues of ../shared/eval/doc2dial are split by dialogue into two halves
+(bench/learning.py's `halves`, the same split as the learning benchmark). One half's agent
+replies are imported as a help desk would have them (question, history, answer: no span, no
+document; `examples_import --approve`, grounding inferred from the answer), and the chat model is
+specialised on them through the product's own path, `specialise --model --force`
+(support.learning.chat_specialise.model_specialise: samples built as the answer pipeline builds
+its prompt, LoRA training, GGUF export and its check, the gate; `--force` serves the new model
+whatever the gate says, so its effect can be measured, and the gate's verdict is recorded). The
+other half's questions (first turns and follow-ups with their history; the graded ones are the
+agent replies that are statements, plus the unanswerable first turns) are then answered through
+the full pipeline (`answer_compose`: retrieval, fact selection, fact-biased decoding, the
+groundedness check) by the shipped model (before) and by the specialised one (after). Then the
+halves swap. Reported per fold and pooled:
+
+- token F1 and ROUGE-L against the agents' replies (declines score 0), the extractive baseline
+  (the top passage's best sentence, bench/answers.py) on the same questions;
+- content-word support of the answers in their facts; unanswerable and answerable declined;
+- time to first token (p50) and tokens/s of generation for both GGUF files, on the same prompts;
+- training time, steps, samples, peak RSS of the run, and the gate's verdict.
+
+Targets (issue 15): F1 >= 0.40 with support >= 0.95 and unanswerable declined >= 85 %.
+
+Eval data: ../shared/eval/doc2dial ("doc2dial (IBM), Feng et al. 2020", CC BY 3.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+import answers as answers_bench
+import learning as learning_bench
+
+QUICK = {"examples": 60, "questions": 40, "steps": 12}
+TARGET_F1 = 0.40
+TARGET_SUPPORT = 0.95
+TARGET_UNANSWERABLE_DECLINED = 0.85
+
+
+def _order(key: str) -> str:
+    return hashlib.sha256(f"specialise:{key}".encode()).hexdigest()
+
+
+def eval_questions(test_half: set[str], limit: int | None) -> list[common.EvalQuestion]:
+    """The evaluated half's graded questions and unanswerable first turns, in a stable order
+    (a hash of the id), the unanswerable ones kept in proportion when `limit` cuts."""
+    questions = [
+        *common.load_questions(),
+        *common.load_questions(name="questions_multiturn.jsonl"),
+    ]
+    mine = [q for q in questions if learning_bench.dialogue_of(q.id) in test_half]
+    graded = sorted((q for q in mine if q.graded), key=lambda q: _order(q.id))
+    unanswerable = sorted((q for q in mine if not q.answerable), key=lambda q: _order(q.id))
+    if limit is not None:
+        share = len(unanswerable) / max(1, len(graded) + len(unanswerable))
+        n_una = max(1, round(limit * share)) if unanswerable else 0
+        graded, unanswerable = graded[: limit - n_una], unanswerable[:n_una]
+    return graded + unanswerable
+
+
+def evaluate(questions: list[common.EvalQuestion], log: Any, label: str) -> dict[str, Any]:
+    """Every question through the full answer pipeline with the served chat model."""
+    t0 = time.perf_counter()
+    rows = [answers_bench.run_one(q) for q in questions]
+    summary = answers_bench.summarize(rows)
+    generated = [r for r in rows if r["generated"] and r.get("generate_ms")]
+    tokens = sum(r["tokens"] or 0 for r in generated)
+    seconds = sum((r["generate_ms"] or 0) - (r["ttft_ms"] or 0) for r in generated) / 1000
+    summary["tokens_per_s"] = round(tokens / seconds, 1) if seconds > 0 else None
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    log(
+        f"  {label}: F1 {common.fmt(summary['f1'])}, ROUGE-L {common.fmt(summary['rouge_l'])}, "
+        f"baseline F1 {common.fmt(summary['baseline_f1'])}, support "
+        f"{common.fmt(summary['support_prompt'])}, unanswerable declined "
+        f"{common.fmt(summary['unanswerable_declined'])}, answerable declined "
+        f"{common.fmt(summary['answerable_declined'])}, TTFT p50 {summary['ttft_ms_p50']} ms, "
+        f"{summary['tokens_per_s']} tokens/s ({summary['seconds']} s)"
+    )
+    return {"summary": summary, "rows": [_slim(r) for r in rows]}
+
+
+def _slim(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "answerable", "graded", "action", "reason", "declined", "f1", "rouge_l")
+    return {k: row.get(k) for k in keys} | {"answer": (row.get("answer") or "")[:300]}
+
+
+def fold(
+    name: str,
+    train_turns: list[learning_bench.Turn],
+    questions: list[common.EvalQuestion],
+    log: Any,
+) -> dict[str, Any]:
+    from support import backends
+    from support.learning.chat_specialise import model_rollback, model_specialise
+    from support.learning.examples import ImportSummary, examples_import
+    from support.models_learning import Example, SpecialiseRun
+
+    started = time.perf_counter()
+    backends.reset_backends()
+    before = evaluate(questions, log, "shipped model")
+    summary = ImportSummary()
+    lines = [learning_bench.import_line(t) for t in train_turns if t.reply]
+    t0 = time.perf_counter()
+    for _ in examples_import(lines=lines, approve=True, summary=summary):
+        pass
+    import_s = time.perf_counter() - t0
+    log(f"  imported {len(lines)} replies in {import_s:.0f} s: {summary.render()}")
+    report = model_specialise(force=True)
+    data = report.to_json()
+    log(
+        f"  trained on {report.trained_on} samples, {report.steps} steps in "
+        f"{report.training_seconds:.0f} s (peak RSS {report.peak_rss_mb:.0f} MB); served "
+        f"{report.served_qtype}; gate: {report.reason}"
+    )
+    after = evaluate(questions, log, "specialised model")
+    result = {
+        "fold": name,
+        "imported": len(lines),
+        "import_s": round(import_s, 1),
+        "questions": len(questions),
+        "trained_on": report.trained_on,
+        "skipped": data.get("skipped"),
+        "held_back": report.held_back,
+        "steps": report.steps,
+        "training_s": round(report.training_seconds, 1),
+        "specialise_s": round(report.seconds, 1),
+        "peak_rss_mb": round(report.peak_rss_mb, 1),
+        "served_qtype": report.served_qtype,
+        "exports": data.get("exports"),
+        "hyperparameters": data.get("hyperparameters"),
+        "timings": data.get("timings"),
+        "gate_promoted": report.promoted and not report.forced,
+        "gate": report.reason,
+        "gate_before": data.get("before"),
+        "gate_after": data.get("after"),
+        "before": before["summary"],
+        "after": after["summary"],
+        "rows_before": before["rows"],
+        "rows_after": after["rows"],
+    }
+    # Back to the shipped model and no examples, for the other fold.
+    model_rollback()
+    Example.objects.all().delete()
+    SpecialiseRun.objects.all().delete()
+    backends.reset_backends()
+    result["fold_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def pooled(folds: list[dict[str, Any]], which: str) -> dict[str, Any]:
+    rows = [r for f in folds for r in f[f"rows_{which}"]]
+    graded = [r for r in rows if r["graded"]]
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+
+    def share(xs: list[dict[str, Any]]) -> float | None:
+        return sum(bool(r["declined"]) for r in xs) / len(xs) if xs else None
+
+    weights = [f["questions"] for f in folds]
+
+    def wmean(key: str) -> float | None:
+        vals = [(f[which].get(key), w) for f, w in zip(folds, weights, strict=True)]
+        vals = [(v, w) for v, w in vals if v is not None]
+        return sum(v * w for v, w in vals) / sum(w for _, w in vals) if vals else None
+
+    return {
+        "questions": len(rows),
+        "f1": common.mean(r["f1"] for r in graded),
+        "rouge_l": common.mean(r["rouge_l"] for r in graded),
+        "baseline_f1": wmean("baseline_f1"),
+        "support_prompt": wmean("support_prompt"),
+        "unanswerable_declined": share(unanswerable),
+        "answerable_declined": share(answerable),
+        "ttft_ms_p50": wmean("ttft_ms_p50"),
+        "tokens_per_s": wmean("tokens_per_s"),
+    }
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    f = common.fmt
+    rows = []
+    for label, key in (("shipped model", "before"), ("specialised", "after")):
+        p = payload["pooled"][key]
+        rows.append(
+            [
+                label,
+                p["questions"],
+                f(p["f1"]),
+                f(p["rouge_l"]),
+                f(p["baseline_f1"]),
+                f(p["support_prompt"]),
+                f(p["unanswerable_declined"]),
+                f(p["answerable_declined"]),
+                f(p["ttft_ms_p50"], 0),
+                f(p["tokens_per_s"], 1),
+            ]
+        )
+    table = common.markdown_table(
+        [
+            "model",
+            "questions",
+            "F1",
+            "ROUGE-L",
+            "extractive F1",
+            "support",
+            "unanswerable declined",
+            "answerable declined",
+            "TTFT p50 ms",
+            "tokens/s",
+        ],
+        rows,
+    )
+    training = common.markdown_table(
+        ["fold", "samples", "steps", "training s", "peak RSS MB", "served", "gate"],
+        [
+            [
+                r["fold"],
+                r["trained_on"],
+                r["steps"],
+                f(r["training_s"], 0),
+                f(r["peak_rss_mb"], 0),
+                r["served_qtype"],
+                "promoted" if r["gate_promoted"] else f"refused: {r['gate'][:80]}",
+            ]
+            for r in payload["folds"]
+        ],
+    )
+    return f"{table}\n\n{training}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one fold, few replies and steps")
+    parser.add_argument("--folds", type=int, choices=(1, 2), default=None)
+    parser.add_argument("--examples", type=int, default=None, help="replies imported per fold")
+    parser.add_argument("--questions", type=int, default=None, help="questions evaluated per fold")
+    parser.add_argument("--steps", type=int, default=None, help="at most this many steps a fold")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
+    args = parser.parse_args(argv)
+    folds_n = args.folds or (1 if args.quick else 2)
+    limit_examples = args.examples or (QUICK["examples"] if args.quick else None)
+    limit_questions = args.questions or (QUICK["questions"] if args.quick else None)
+    steps = args.steps or (QUICK["steps"] if args.quick else None)
+    started = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    # The run's own settings, before Django reads them: no outside worker, the step cap.
+    os.environ.pop("REDIS_URL", None)
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
+    if steps is not None:
+        os.environ["SUPPORT_CHAT_TRAIN_MAX_STEPS"] = str(steps)
+    data_dir = learning_bench.private_kb(log)
+    log(f"eval KB copied to {data_dir}")
+
+    turns = learning_bench.load_turns()
+    half_a, half_b = learning_bench.halves(sorted({t.dialogue for t in turns}))
+    results = []
+    for name, train, test in (("A", half_a, half_b), ("B", half_b, half_a))[:folds_n]:
+        train_set = set(train)
+        train_turns = sorted(
+            (t for t in turns if t.dialogue in train_set and t.reply),
+            key=lambda t: _order(t.question.id),
+        )[:limit_examples]
+        questions = eval_questions(set(test), limit_questions)
+        log(f"fold {name}: {len(train_turns)} replies to learn from, {len(questions)} questions")
+        results.append(fold(name, train_turns, questions, log))
+    from support.conf import get_support_settings
+
+    payload = {
+        "benchmark": "specialise",
+        "timestamp": common.timestamp(),
+        "machine": common.machine_info(),
+        "quick": bool(args.quick),
+        "settings": {
+            k: v
+            for k, v in dataclasses.asdict(get_support_settings()).items()
+            if k.startswith(("chat_train_", "chat_gate_"))
+        },
+        "folds": results,
+        "pooled": {"before": pooled(results, "before"), "after": pooled(results, "after")},
+        "targets": {
+            "f1": TARGET_F1,
+            "support": TARGET_SUPPORT,
+            "unanswerable_declined": TARGET_UNANSWERABLE_DECLINED,
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(common.peak_rss_mb(), 1),
+    }
+    payload["markdown"] = markdown(payload)
+    path = common.write_results("specialise", payload, also=args.out)
+    log(f"wrote {path}")
+    print(payload["markdown"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
