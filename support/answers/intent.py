@@ -92,7 +92,7 @@ _WHAT_TO_DO = re.compile(
 # word asks for information ("I'm looking for information about forbearance"): on doc2dial,
 # taking those for problems chose worse facts.
 _PROBLEM = re.compile(
-    r"n't\b|\b(?:not|no longer|cannot|never|slow|slower|broken|stuck|keeps?|stopped|stops|error"
+    r"n't\b|\b(?:cannot|slow|slower|broken|stuck|keeps?|stopped|stops|error"
     r"|fail(?:s|ed|ing)?|problems?|issues?|trouble|crash(?:es|ed|ing)?|down|dead|lost|missing"
     r"|wrong|disconnect(?:s|ed|ing)?|dropp(?:ed|ing)|blinking|flashing)\b",
     re.I,
@@ -139,7 +139,7 @@ def question_intent(question: str) -> Intent:
 # "If the light is still blinking after 30 minutes, check the cable ...": a step to take once a
 # condition holds.
 _CONDITIONAL_INSTRUCTION = re.compile(
-    r"^\W*(?:if|when|once|after|whenever|unless)\b[^,;:]{0,120}[,;:]\s*"
+    r"\b(?:if|when|once|after|whenever|unless)\b[^,;:]{0,120}[,;:]\s*"
     r"(?:please\s+|then\s+|first\s+)?(?P<verb>[a-z]+)\b",
     re.I,
 )
@@ -154,9 +154,11 @@ def _instructs(sentence: str, actions: tuple[str, ...]) -> bool:
             return True
     if actions:
         return False
-    conditional = _CONDITIONAL_INSTRUCTION.match(sentence)
-    if conditional is not None and conditional.group("verb").lower() in _INSTRUCTION_VERBS:
-        return True
+    # Anywhere: a page's heading often runs into its first sentence ("Recovered vehicles If
+    # your vehicle is recovered, make sure ...").
+    for conditional in _CONDITIONAL_INSTRUCTION.finditer(sentence):
+        if conditional.group("verb").lower() in _INSTRUCTION_VERBS:
+            return True
     match = _INSTRUCTION_OPENING.match(sentence)
     if match is None:
         return False

@@ -121,6 +121,9 @@ def test_a_statement_asking_for_information_is_no_problem_report() -> None:
         Wants.NOTHING
     )
     assert question_intent("The app keeps crashing").wants is Wants.STEPS
+    # A negation alone is no problem report (doc2dial: "it's not my case Social Security
+    # Credits" got an instruction instead of the definition).
+    assert question_intent("it's not my case Social Security Credits").wants is Wants.NOTHING
 
 
 def test_a_step_after_a_condition_is_an_instruction() -> None:
