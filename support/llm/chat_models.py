@@ -15,29 +15,33 @@ named `model-vN` is always complete. Promotion and rollback are one rename of CU
 process compares CURRENT with the version it loaded whenever it asks for the chat model
 (support.backends.get_chat_model) and loads the new one, so nothing needs a restart.
 
-Plain Python with no Django imports, like the rest of support.llm; the same scheme as the
-specialised retrievers (support/search/retrievers.py).
+Plain Python with no Django imports, like the rest of support.llm; the folder scheme (and its
+invariants) is support/versioned.py's, shared with the specialised retrievers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from .. import versioned
+
 PREFIX: Final = "model-v"
 MODEL_FILE: Final = "model.gguf"
 META_FILE: Final = "meta.json"
-CURRENT_FILE: Final = "CURRENT"
-HISTORY_FILE: Final = "HISTORY"
-LAST_FILE: Final = "LAST"
-_DIR_RE: Final = re.compile(rf"^{PREFIX}(\d+)$")
-_TMP_MARK: Final = ".tmp-"
+CURRENT_FILE: Final = versioned.CURRENT_FILE
+HISTORY_FILE: Final = versioned.HISTORY_FILE
+LAST_FILE: Final = versioned.LAST_FILE
+
+
+def _complete(path: Path) -> bool:
+    return (path / MODEL_FILE).is_file() and (path / META_FILE).is_file()
+
+
+_FOLDERS: Final = versioned.VersionedFolders(PREFIX, _complete, "chat model")
+discard = versioned.discard
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,29 +61,17 @@ class ChatModelVersion:
 
 
 def label_of(version: int) -> str:
-    return f"{PREFIX}{version}"
+    return _FOLDERS.label_of(version)
 
 
 def version_dir(root: Path, version: int) -> Path:
-    return root / label_of(version)
-
-
-def _complete(path: Path) -> bool:
-    return (path / MODEL_FILE).is_file() and (path / META_FILE).is_file()
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None
+    return _FOLDERS.folder(root, version)
 
 
 def current_version(root: Path) -> int:
     """CURRENT's version (0: the configured model). One small read: serving processes call
     this before every answer."""
-    return _read_int(root / CURRENT_FILE) or 0
+    return _FOLDERS.current_version(root)
 
 
 def current(root: Path) -> ChatModelVersion | None:
@@ -88,13 +80,8 @@ def current(root: Path) -> ChatModelVersion | None:
     A CURRENT naming a folder that is gone or incomplete (deleted by hand) falls back to the
     configured model.
     """
-    version = current_version(root)
-    if not version:
-        return None
-    path = version_dir(root, version)
-    if not _complete(path):
-        return None
-    return ChatModelVersion(version, path)
+    version = _FOLDERS.current(root)
+    return ChatModelVersion(version, version_dir(root, version)) if version else None
 
 
 def get(root: Path, version: int) -> ChatModelVersion | None:
@@ -104,47 +91,22 @@ def get(root: Path, version: int) -> ChatModelVersion | None:
 
 
 def history(root: Path) -> list[int]:
-    try:
-        lines = (root / HISTORY_FILE).read_text(encoding="ascii").split()
-    except FileNotFoundError:
-        return []
-    return [int(x) for x in lines if x.strip().isdigit()]
+    return _FOLDERS.history(root)
 
 
 def versions(root: Path) -> list[int]:
     """Every complete version folder's number, ascending."""
-    if not root.is_dir():
-        return []
-    found = []
-    for name in os.listdir(root):
-        match = _DIR_RE.match(name)
-        if match and _complete(root / name):
-            found.append(int(match.group(1)))
-    return sorted(found)
+    return _FOLDERS.versions(root)
 
 
 def next_version(root: Path) -> int:
-    """A number no folder, staging folder, CURRENT or HISTORY has used."""
-    latest = max(
-        [
-            0,
-            *versions(root),
-            *history(root),
-            current_version(root),
-            _read_int(root / LAST_FILE) or 0,
-        ]
-    )
-    if root.is_dir():
-        for name in os.listdir(root):
-            match = re.match(rf"^(?:{re.escape(_TMP_MARK)})?{PREFIX}(\d+)", name)
-            if match:
-                latest = max(latest, int(match.group(1)))
-    return latest + 1
+    """A number no folder, staging folder, CURRENT, HISTORY or LAST has used."""
+    return _FOLDERS.next_version(root)
 
 
 def staging_dir(root: Path, version: int) -> Path:
     """Where a version is written before `install` renames it into place."""
-    return root / f"{_TMP_MARK}{label_of(version)}-{os.getpid()}"
+    return _FOLDERS.staging_dir(root, version)
 
 
 def install(root: Path, staging: Path, version: int, meta: dict[str, Any]) -> ChatModelVersion:
@@ -153,12 +115,7 @@ def install(root: Path, staging: Path, version: int, meta: dict[str, Any]) -> Ch
     if not (staging / MODEL_FILE).is_file():
         raise FileNotFoundError(staging / MODEL_FILE)
     (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), "utf-8")
-    final = version_dir(root, version)
-    os.replace(staging, final)
-    if version > (_read_int(root / LAST_FILE) or 0):
-        _write_atomic(root / LAST_FILE, f"{version}\n")
-    _fsync_dir(root)
-    return ChatModelVersion(version, final)
+    return ChatModelVersion(version, _FOLDERS.install(root, staging, version))
 
 
 def meta(model: ChatModelVersion) -> dict[str, Any]:
@@ -172,78 +129,22 @@ def meta(model: ChatModelVersion) -> dict[str, Any]:
 def meta_update(model: ChatModelVersion, **values: Any) -> None:
     """Add keys to a version's meta.json (atomically: the gate's report after the gate ran)."""
     data = {**meta(model), **values}
-    _write_atomic(model.path / META_FILE, json.dumps(data, indent=2, sort_keys=True))
+    versioned.write_atomic(model.path / META_FILE, json.dumps(data, indent=2, sort_keys=True))
 
 
 def publish(root: Path, version: int | None) -> None:
     """Point CURRENT at `version` (None: the configured model), remembering the previous one."""
-    root.mkdir(parents=True, exist_ok=True)
-    previous = current_version(root)
-    target = version or 0
-    if target and not _complete(version_dir(root, target)):
-        raise FileNotFoundError(version_dir(root, target))
-    if previous != target:
-        _write_atomic(root / HISTORY_FILE, "".join(f"{v}\n" for v in [*history(root), previous]))
-    _write_atomic(root / CURRENT_FILE, f"{target}\n")
+    _FOLDERS.publish(root, version)
 
 
 def rollback(root: Path) -> int | None:
     """Point CURRENT back at the version before it (popping HISTORY); returns that version
     (None: the configured model). Raises LookupError when there is nothing to go back to."""
-    past = history(root)
-    served = current_version(root)
-    while past:
-        version = past.pop()
-        if version == served:
-            continue
-        if version == 0 or _complete(version_dir(root, version)):
-            _write_atomic(root / CURRENT_FILE, f"{version}\n")
-            _write_atomic(root / HISTORY_FILE, "".join(f"{v}\n" for v in past))
-            return version or None
-    raise LookupError("no earlier chat model version to roll back to")
-
-
-def discard(path: Path) -> None:
-    """Delete an unpublished version folder (a refused, cancelled or failed run)."""
-    shutil.rmtree(path, ignore_errors=True)
+    return _FOLDERS.rollback(root)
 
 
 def prune(root: Path, *, keep: int = 3) -> list[Path]:
     """Delete version folders that are neither current, in the recent rollback history, nor
     among the newest `keep`, and other processes' staging folders (crashed runs). Returns the
     model files deleted (so their derived copies can be forgotten)."""
-    if not root.is_dir():
-        return []
-    wanted = {current_version(root), *history(root)[-keep:]}
-    gone = []
-    for version in versions(root)[:-keep]:
-        if version not in wanted:
-            path = version_dir(root, version)
-            gone.append(path / MODEL_FILE)
-            discard(path)
-    for name in os.listdir(root):
-        staging = name.startswith(f"{_TMP_MARK}{PREFIX}")
-        if staging and not name.endswith(f"-{os.getpid()}") and (root / name).is_dir():
-            discard(root / name)
-    return gone
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{_TMP_MARK}{path.name}-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def _fsync_dir(root: Path) -> None:
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return [path / MODEL_FILE for path in _FOLDERS.prune(root, keep=keep)]
