@@ -150,6 +150,19 @@ def headline_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 f"answerable questions declined: {pct(ans.get('answerable_declined'))}",
             )
         )
+    spec = fig.result(results, "specialise")
+    spec_after = fig.dig(spec, "pooled", "after") or {}
+    if spec_after:
+        spec_before = fig.dig(spec, "pooled", "before") or {}
+        rows.append(
+            (
+                "Answer F1 with the chat model specialised on one half's agent replies "
+                f"(doc2dial, other half{', quick run' if spec.get('quick') else ''})",
+                num(spec_after.get("f1"), 3),
+                f"shipped model {num(spec_before.get('f1'), 3)} on the same "
+                f"{num(spec_before.get('questions'))} questions",
+            )
+        )
     quality = fig.result(results, "retrieval").get("quality") or {}
     if quality.get("hybrid"):
         h5 = fig.dig(quality, "hybrid", "span", "recall@5")

@@ -390,6 +390,9 @@ def test_specialise_section_shows_both_models_and_the_retriever(results: dict[st
     # 0.417 >= 0.40, support 0.97 >= 0.95, 0.9 >= 0.85: met.
     assert "unanswerable declined ≥ 0.85: met" in section
     assert "0.553 → 0.538" in section
+    headline = dict((r[0], r[1:]) for r in report.headline_rows(results))
+    row = next(v for k, v in headline.items() if k.startswith("Answer F1 with the chat model"))
+    assert row == ("0.417", "shipped model 0.331 on the same 40 questions")
 
 
 def test_specialise_section_says_when_the_target_is_missed(results: dict[str, Any]) -> None:
