@@ -359,33 +359,9 @@ def memory_reach(
 def search_result(found: Any, query: str, chunks: dict[int, Any], k: int = 5) -> Any:
     """`passages_search`'s SearchResult from a hybrid result (its conversion of hits into
     passages, without its database reads: `answer_path_agrees` checks the pipeline on a sample)."""
-    from support.retrieval import Passage, SearchResult
+    from support.retrieval import SearchResult, passages_from_hits
 
-    passages = []
-    for hit in found.hits:
-        c = chunks.get(hit.chunk_id)
-        if c is None:
-            continue
-        doc = c.document
-        passages.append(
-            Passage(
-                chunk_id=c.pk,
-                document_id=doc.pk,
-                filename=doc.original_filename,
-                title=doc.title or doc.original_filename,
-                source_url=doc.source_url,
-                heading_path=tuple(h for h in c.heading_path if h != doc.title),
-                page=c.page,
-                anchor=c.anchor,
-                text=c.text,
-                score=hit.score,
-                dense_score=hit.dense_score,
-                lexical_score=hit.lexical_score,
-                rank=len(passages) + 1,
-            )
-        )
-        if len(passages) == k:
-            break
+    passages = passages_from_hits(found.hits, chunks, k)
     return SearchResult(
         query,
         tuple(passages),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from django.db.models import Q
@@ -145,31 +146,7 @@ def passages_search(
         .exclude(document__status=KnowledgeDocument.Status.DISABLED)
         .select_related("document")
     }
-    passages: list[Passage] = []
-    for hit in result.hits:
-        c = chunks.get(hit.chunk_id)
-        if c is None:
-            continue  # deleted since the index version was built
-        doc = c.document
-        passages.append(
-            Passage(
-                chunk_id=c.pk,
-                document_id=doc.pk,
-                filename=doc.original_filename,
-                title=doc.title or doc.original_filename,
-                source_url=doc.source_url,
-                heading_path=tuple(h for h in c.heading_path if h != doc.title),
-                page=c.page,
-                anchor=c.anchor,
-                text=c.text,
-                score=hit.score,
-                dense_score=hit.dense_score,
-                lexical_score=hit.lexical_score,
-                rank=len(passages) + 1,
-            )
-        )
-        if len(passages) == k:
-            break
+    passages = passages_from_hits(result.hits, chunks, k)
     confidence = result.confidence if passages else 0.0
     return SearchResult(
         query,
@@ -282,3 +259,35 @@ def idf_coverage(text: str, sources: Sequence[str], idfs: dict[str, float] | Non
         return 1.0
     found = {t for s in sources for t in tokenize(s)}
     return sum(w for t, w in weights.items() if t in found) / total
+
+
+def passages_from_hits(hits: Sequence[Any], chunks: Mapping[int, Chunk], k: int) -> list[Passage]:
+    """The first `k` hits whose chunk is in `chunks` (loaded with their documents), as
+    passages ranked 1..k; a hit whose chunk is absent (deleted since the index version was
+    built, or its document disabled) is skipped."""
+    passages: list[Passage] = []
+    for hit in hits:
+        c = chunks.get(hit.chunk_id)
+        if c is None:
+            continue
+        doc = c.document
+        passages.append(
+            Passage(
+                chunk_id=c.pk,
+                document_id=doc.pk,
+                filename=doc.original_filename,
+                title=doc.title or doc.original_filename,
+                source_url=doc.source_url,
+                heading_path=tuple(h for h in c.heading_path if h != doc.title),
+                page=c.page,
+                anchor=c.anchor,
+                text=c.text,
+                score=hit.score,
+                dense_score=hit.dense_score,
+                lexical_score=hit.lexical_score,
+                rank=len(passages) + 1,
+            )
+        )
+        if len(passages) == k:
+            break
+    return passages
