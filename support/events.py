@@ -105,11 +105,22 @@ def line_kind(message: Any) -> str | None:
     return (message.reason or "notice") if message.role == "system" else None
 
 
+def answer_source(message: Any) -> str | None:
+    """Where a bot message's words come from (support.answers.reasons.AnswerSource: "learned"
+    for an approved example's answer, "knowledge_base" otherwise), as its trace recorded it;
+    None for other roles and for bot messages stored without a trace."""
+    if message.role != "bot":
+        return None
+    source = (message.trace or {}).get("source")
+    return str(source) if source else None
+
+
 def message_payload(message: Any) -> dict[str, Any]:
     """The one serializer of a stored message for clients (widget and agent views).
 
     `kind`: a system line's kind (support.handoff.escalation_rules.LineKind; "notice" for a
     rule's message), None for other roles. `suggestions`: a decline's closest covered topics.
+    `source`: where a bot answer's words come from (answer_source).
     """
     feedback = getattr(message, "feedback", None) if message.role == "bot" else None
     author = message.author
@@ -125,6 +136,7 @@ def message_payload(message: Any) -> dict[str, Any]:
         "citations": citations_with_urls(message.citations or []),
         "confidence": message.retrieval_confidence,
         "action": message.action or None,
+        "source": answer_source(message),
         "feedback": feedback.value if feedback else None,
         "kind": line_kind(message),
         "suggestions": suggestions_with_urls(message.retrieved or []) if declined else [],

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ..events import citations_with_urls, display_name, line_kind
+from ..events import answer_source, citations_with_urls, display_name, line_kind
 from ..models import (
     ApiToken,
     Conversation,
@@ -84,6 +84,11 @@ class MessageSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     author_name = serializers.SerializerMethodField()
     citations = serializers.SerializerMethodField()
     reply_to = serializers.IntegerField(source="in_reply_to_id", allow_null=True)
+    source = serializers.SerializerMethodField(
+        help_text="Bot answers: where the words come from: knowledge_base (the model over the "
+        "cited passages, a quote or a decline) or learned (an approved example's answer); null "
+        "for other roles."
+    )
     kind = serializers.SerializerMethodField(
         help_text="A system line's kind (notice, queued, ack, claimed, handed_back, ended); "
         "null for other roles."
@@ -103,6 +108,7 @@ class MessageSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "citations",
             "retrieval_confidence",
             "action",
+            "source",
             "kind",
             "created_at",
         )
@@ -116,6 +122,9 @@ class MessageSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     def get_citations(self, obj: Message) -> list[dict[str, Any]]:
         return citations_with_urls(obj.citations or [])
+
+    def get_source(self, obj: Message) -> str | None:
+        return answer_source(obj)
 
     def get_kind(self, obj: Message) -> str | None:
         return line_kind(obj)

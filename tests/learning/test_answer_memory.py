@@ -75,6 +75,7 @@ async def test_a_paraphrase_is_answered_from_memory_in_the_chat(learned: Example
     assert deltas and "".join(deltas).strip() == done["text"]
     assert done["text"].startswith(APPROVED["answer"].rstrip("."))
     assert [c["chunk_id"] for c in done["citations"]] == [chunk_id]
+    assert done["source"] == "learned"  # the widget can tell a learned answer (docs/protocol.md)
     bot = await Message.objects.aget(role="bot")
     assert bot.action == "answer" and bot.reason == "learned"
     assert bot.trace["source"] == "learned"
