@@ -35,8 +35,6 @@ articles (SQuAD-style). Eval data: ../shared/eval/doc2dial ("doc2dial (IBM), Fen
 from __future__ import annotations
 
 import argparse
-import re
-import string
 import sys
 import time
 from collections import Counter
@@ -49,44 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
 # -- metrics ------------------------------------------------------------------------------------
-_CITE = re.compile(r"\[\s*\d*\s*\]")
-_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
-_PUNCT = re.compile(f"[{re.escape(string.punctuation)}‘’“”…–—]")
+# One definition for the product's gate and every benchmark (support/answers/measures.py);
+# other scripts import them from here.
+from support.answers.measures import normalize_tokens, rouge_l, token_f1
 
-
-def normalize_tokens(text: str) -> list[str]:
-    text = _CITE.sub(" ", text or "").lower()
-    text = _ARTICLES.sub(" ", _PUNCT.sub(" ", text))
-    return text.split()
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    pred, ref = normalize_tokens(prediction), normalize_tokens(reference)
-    if not pred or not ref:
-        return float(pred == ref)
-    common_n = sum((Counter(pred) & Counter(ref)).values())
-    if not common_n:
-        return 0.0
-    precision, recall = common_n / len(pred), common_n / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
-def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1: longest common subsequence of the normalised words."""
-    pred, ref = normalize_tokens(prediction), normalize_tokens(reference)
-    if not pred or not ref:
-        return float(pred == ref)
-    prev = [0] * (len(ref) + 1)
-    for a in pred:
-        cur = [0]
-        for j, b in enumerate(ref):
-            cur.append(prev[j] + 1 if a == b else max(prev[j + 1], cur[j]))
-        prev = cur
-    lcs = prev[-1]
-    if not lcs:
-        return 0.0
-    precision, recall = lcs / len(pred), lcs / len(ref)
-    return 2 * precision * recall / (precision + recall)
+__all__ = ["normalize_tokens", "rouge_l", "token_f1"]
 
 
 # -- the run ------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from django.utils import timezone
 
 from .. import backends
 from ..answers import words
+from ..answers.measures import token_f1
 from ..answers.pipeline import answer_compose
 from ..answers.reasons import AnswerAction
 from ..answers.types import Turn
@@ -179,28 +180,6 @@ class ModelRollback:
 
 
 # --- measures ---------------------------------------------------------------------------------
-
-_NORMALISE = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~‘’“”…–—"})
-_ARTICLES: Final = frozenset({"a", "an", "the"})
-
-
-def _tokens(text: str) -> list[str]:
-    text = words.strip_citations(text or "").lower().translate(_NORMALISE)
-    return [t for t in text.split() if t not in _ARTICLES]
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    """SQuAD-style token F1 (bench/answers.py's measure: lower case, no punctuation, articles
-    or citation marks)."""
-    pred, ref = _tokens(prediction), _tokens(reference)
-    if not pred or not ref:
-        return float(pred == ref)
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if not common:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
 
 # --- the gate ---------------------------------------------------------------------------------
 
