@@ -84,7 +84,8 @@ TRAINERS: dict[str, list[str]] = {
 }
 TRAINER_ENV: dict[str, dict[str, str]] = {
     "retrieval": {"SUPPORT_SPECIALISE_EPOCHS": "1000"},
-    "chat": {},
+    # Enough passes that the run never ends during the measurement (it is stopped at the end).
+    "chat": {"SUPPORT_CHAT_TRAIN_EPOCHS": "1000", "SUPPORT_CHAT_TRAIN_MAX_STEPS": "100000"},
 }
 STAGE_PROBED = ("retrieval", "chat")
 CHILD_TIMEOUT_S = 1800
