@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ..retrieval import Passage
 from ..text import sentences
@@ -62,24 +62,33 @@ def _shorten(sentence: str, max_words: int) -> str:
     return head.rstrip(" ,;:") + " …"
 
 
-def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = None) -> list[Fact]:
-    """The k sentences of the top passages sharing most of the question's content words.
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A sentence of a top passage that could be a fact, with what its ranking reads."""
 
-    Ties go to the earlier passage and sentence. A sentence stating what the question asks
-    for ranks higher (FACT_INTENT_WEIGHT). Sentences sharing no word with the question, unless
-    their section's heading does and they state what it asks for ("Place the router ..." under
-    "Slow Wi-Fi" for "My wifi is slow upstairs"), or addressing the assistant (prompt
-    injection), are never facts.
-    """
+    fact: Fact
+    position: int  # its place among its passage's candidate sentences (0: the first)
+    shared: int  # question terms it holds
+    heading: int  # question terms only its section's heading holds
+    wanted: bool  # it states what the question asks for
+    eligible: bool  # lexical fact selection may choose it (it shares a word, or ...)
+
+
+def fact_candidates(*, question: str, passages: Sequence[Passage]) -> list[Candidate]:
+    """Every sentence of the top passages that may be quoted, in passage and reading order,
+    scored as `facts_select` ranks them: questions (FAQ labels), bare short sentences, prompt
+    injection and repeats are left out; `eligible` says whether lexical selection would take it
+    (it shares a word with the question, or its heading does and it states what is asked)."""
     q_terms = terms(question)
     intent = question_intent(question)
     n_terms = len(q_terms) or 1
-    scored: list[Fact] = []
+    out: list[Candidate] = []
     seen: set[str] = set()
     for n, passage in enumerate(passages[:MAX_PASSAGES], 1):
         # The section's own heading (the document title is shared by all its sections).
         heading = terms(passage.heading_path[-1]) & q_terms if passage.heading_path else set()
         short = ""  # an FAQ answer's bare "Yes." / "No." opens the sentence after it
+        position = 0
         for raw in sentences(clean_untrusted(passage.text)):
             raw = " ".join(raw.split())
             if _QUESTION_LABEL.match(raw):
@@ -105,12 +114,34 @@ def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = 
             seen.add(key)
             shared = q_terms & terms(sentence)
             wanted = states_wanted(sentence, intent, q_terms)
-            if not shared and not (heading and wanted):
-                continue  # shares no word with the question: a distraction, not a fact
             overlap = (len(shared) + FACT_HEADING_WEIGHT * len(heading - shared)) / n_terms
             score = overlap - FACT_RANK_PENALTY * (n - 1)
             fact = Fact(n, passage, _shorten(sentence, FACT_MAX_WORDS), score)
-            scored.append(fact if not wanted else replace(fact, bonus=FACT_INTENT_WEIGHT))
+            out.append(
+                Candidate(
+                    fact=fact if not wanted else replace(fact, bonus=FACT_INTENT_WEIGHT),
+                    position=position,
+                    shared=len(shared),
+                    heading=len(heading - shared),
+                    wanted=wanted,
+                    # Sharing no word with the question: a distraction, not a fact.
+                    eligible=bool(shared) or bool(heading and wanted),
+                )
+            )
+            position += 1
+    return out
+
+
+def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = None) -> list[Fact]:
+    """The k sentences of the top passages sharing most of the question's content words.
+
+    Ties go to the earlier passage and sentence. A sentence stating what the question asks
+    for ranks higher (FACT_INTENT_WEIGHT). Sentences sharing no word with the question, unless
+    their section's heading does and they state what it asks for ("Place the router ..." under
+    "Slow Wi-Fi" for "My wifi is slow upstairs"), or addressing the assistant (prompt
+    injection), are never facts.
+    """
+    scored = [c.fact for c in fact_candidates(question=question, passages=passages) if c.eligible]
     order = sorted(range(len(scored)), key=lambda i: -scored[i].rank)[: k or MAX_FACTS]
     if not FACTS_BEST_FIRST:
         order.sort()  # in passage and reading order
