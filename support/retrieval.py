@@ -175,6 +175,21 @@ _EVERYDAY_ACRONYMS = frozenset(
     LAN VPN CPU RAM SIM ETA DOB SSN ZIP POS VIP ACH IBAN BIC PST EST CST MST UTC GMT AM PM
     THE AND FOR NOT YOU HELP""".split()  # noqa: SIM905
 )
+# A code the customer asks about as an error or fault ("What does error E07 mean?", "my router
+# shows code 37", "E07 error"): unlike an order number or a PIN, it names something the
+# knowledge base must hold for an answer, and passages about other codes would only yield a
+# confident answer about another code (ERR-4032 for E07).
+_CODE = r"[A-Za-z]{0,6}-?\d[\w-]*(?![\w-])(?!\s+(?:times?|days?|hours?|minutes?|weeks?|months?)\b)"
+_ERROR_CODE = re.compile(
+    # "error E07", "fault code 12", "error message 0x80", "warning no. 5"
+    rf"\b(?:error|fault|alarm|warning)(?:\s+(?:code|number|message))?\s*(?:no\.?\s*)?[:#]?\s*({_CODE})"
+    # "E07 error"
+    rf"|(?<![\w-])({_CODE})\s+(?:error|fault)\b"
+    # "what does code 37 mean", "code 37 means?": not a zip, promo or verification code
+    rf"|\b(?:what(?:'s|\s+is|\s+does)|meaning\s+of)\s+(?:the\s+|this\s+)?code\s*[:#]?\s*({_CODE})"
+    rf"|\bcode\s*[:#]?\s*({_CODE})\s+mean",
+    re.IGNORECASE,
+)
 
 
 def unknown_identifiers(text: str) -> list[str]:
@@ -183,7 +198,9 @@ def unknown_identifiers(text: str) -> list[str]:
     A question about a product name, an acronym or an error code the knowledge base never
     mentions cannot be answered from it, however close the retrieved passages look: "What does
     VADIP offer?" retrieves pages about other VA programmes. Capitals count only inside
-    ordinary text: a message typed in capitals is shouting, not a list of acronyms.
+    ordinary text: a message typed in capitals is shouting, not a list of acronyms. Codes with
+    digits count only as an error or fault code ("error E07", "code 37", "E07 error"), in any
+    case.
     """
     letters = [c for c in text if c.isalpha()]
     shouting = bool(letters) and sum(c.isupper() for c in letters) > 0.5 * len(letters)
@@ -199,6 +216,11 @@ def unknown_identifiers(text: str) -> list[str]:
         terms = tokenize(ident)
         if terms and terms[0] not in lexical.vocab:
             unknown.append(ident)
+    for groups in _ERROR_CODE.findall(text):
+        code = next(g for g in groups if g)
+        terms = tokenize(code)
+        if terms and terms[0] not in lexical.vocab and code not in unknown:
+            unknown.append(code)
     return unknown
 
 

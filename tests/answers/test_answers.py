@@ -400,3 +400,9 @@ def test_identifiers_are_checked_against_the_indexed_vocabulary(kb: Path) -> Non
     # Codes with digits are mostly the customer's own (order numbers), two letters shorthand.
     assert unknown_identifiers("Can I return order 7H2K-99 within 30 days? SS") == []
     assert unknown_identifiers("My PIN is 1234, how do I return an item?") == []  # everyday
+    # An error or fault code is asked about: the knowledge base must hold it, in any case.
+    assert unknown_identifiers("What does error E07 mean?") == ["E07"]
+    assert unknown_identifiers("my router shows an e07 error") == ["e07"]
+    assert unknown_identifiers("what does code 37 mean") == ["37"]
+    assert unknown_identifiers("I got the error 3 times, my promo code SAVE20 fails") == []
+    assert unknown_identifiers("Is zip code 90210 covered? My verification code is 1234") == []

@@ -54,6 +54,7 @@ CASES: tuple[Case, ...] = (
     Case("late fee", (t("How much is the late fee?", says=("7.50",)),)),
     Case("static ip", (t("Do you offer a static IP address?", says=("Fibre 1000", "5 euros"), never=LABELS),)),
     Case("error code", (t("What does error ERR-7730 mean?", says=("overheating",), never=("ERR-4032", "ERR-1101")),)),
+    Case("unknown error code", (t("What does error E07 mean?", expect="decline", never=("ERR-4032", "ERR-1101", "ERR-7730")),)),
     Case("keep number", (t("Can I keep my old phone number?", says=("5 working days",), never=LABELS),)),
     Case("refund window", (t("Can I get a refund if I cancel?", says=("14 days",)),)),
     Case("refund time", (t("How long do refunds take?", says=("10 working days",)),)),
@@ -75,6 +76,12 @@ CASES: tuple[Case, ...] = (
     Case("blinking orange", (t("The light on my router keeps blinking orange, what should I do?", says=("fibre cable",)),)),
     Case("missed payment", (t("What happens if I miss a payment?", says=("5 days",)),)),
     Case("outage", (t("Is there an outage in my area?", says=("Service status",)),)),
+    # (a customer's own wording, tried by hand on 2026-12-03)
+    Case("late fee paraphrase", (t("how much is the fee if I pay late?", says=("7.50",)),)),
+    Case("money back", (t("Can I get my money back if I cancel in the first two weeks?", says=("14 days",)),)),
+    Case("downgrade mid-contract", (t("can I downgrade my plan mid-contract", says=("12 months",)),)),
+    Case("charged each month", (t("when will I be charged each month", says=("15th",)),)),
+    Case("activation time", (t("how long does activation take", says=("welcome email",), never=("refund",)),)),
     # --- follow-ups and topic switches: each turn is answered for itself
     Case("follow-up pronoun", (
         t("How do I change my Wi-Fi password?", says=("Wi-Fi settings",)),
