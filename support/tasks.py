@@ -186,14 +186,19 @@ def report_rollup_task() -> dict[str, object]:
 # the run like any error: nothing served changes before its promotion step.
 @shared_task(name=jobs.SPECIALISE, soft_time_limit=3600, time_limit=3660)
 def specialise_task(*, run_id: int) -> str:
-    from .learning.priority import training_priority_lower
-    from .learning.specialise import SpecialiseCancelled, run_execute
+    return _training_run(run_id)
 
+
+def _training_run(run_id: int) -> str:
+    """Both kinds of run: here, niced (a training worker), or in a child process when this
+    process also serves the chat (the embedded mode; support/learning/training_process.py)."""
+    from .learning.priority import training_priority_lower
+    from .learning.training_process import in_child_process, queued_run_execute, run_in_child
+
+    if in_child_process():
+        return run_in_child(run_id=run_id)
     training_priority_lower()  # SUPPORT_SPECIALISE_NICENESS: answering keeps the CPU
-    try:
-        return "promoted" if run_execute(run_id=run_id).promoted else "refused"
-    except SpecialiseCancelled:
-        return "cancelled"
+    return queued_run_execute(run_id=run_id)
 
 
 # Periodic (CELERY_BEAT_SCHEDULE, nightly): starts a run when on and enough examples are new;
@@ -210,15 +215,7 @@ def specialise_nightly_task() -> dict[str, object]:
 # not redelivered, as above; a killed run's checkpoints let the next run resume the training.
 @shared_task(name=jobs.SPECIALISE_MODEL, soft_time_limit=7200, time_limit=7260)
 def specialise_model_task(*, run_id: int) -> str:
-    from .learning.chat_specialise import model_run_execute
-    from .learning.priority import training_priority_lower
-    from .learning.specialise import SpecialiseCancelled
-
-    training_priority_lower()  # SUPPORT_SPECIALISE_NICENESS: answering keeps the CPU
-    try:
-        return "promoted" if model_run_execute(run_id=run_id).promoted else "refused"
-    except SpecialiseCancelled:
-        return "cancelled"
+    return _training_run(run_id)
 
 
 # Knowledge gaps (docs/reports.md): a failure is stored on the run or the draft, not raised.

@@ -261,9 +261,37 @@ def test_the_embedded_worker_starts_and_stops_its_watchdog(monkeypatch: pytest.M
     monkeypatch.setattr(embedded, "_ReadyWorkController", FakeController)
     worker = embedded.EmbeddedWorker(app)
     assert worker.watchdog._interval() == 30.0  # SUPPORT_OUTCOME_CHECK_INTERVAL_S
+    assert not embedded.serving_here()
     worker.start()
     try:
         assert worker.watchdog._thread is not None and worker.watchdog._thread.is_alive()
+        assert worker._beat is not None and worker._beat.is_alive()  # the rest of beat's jobs
+        assert embedded.serving_here()  # training runs go to a child process meanwhile
     finally:
+        beat = worker._beat
         worker.stop()
     assert worker.watchdog._thread is None
+    assert not beat.is_alive() and not embedded.serving_here()
+
+
+def test_the_embedded_beat_runs_the_jobs_the_watchdog_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery.beat import PersistentScheduler
+
+    from chatbot.celery import app
+    from support import embedded
+
+    jobs = embedded.EmbeddedWorker(app).beat_jobs()
+    assert {"support.report_rollup", "support.specialise_nightly", "support.gaps_nightly"} <= set(
+        jobs
+    )
+    assert not embedded.WATCHDOG_JOBS & set(jobs)
+    # Every job of the schedule runs somewhere: the watchdog thread or the embedded beat.
+    assert set(jobs) | embedded.WATCHDOG_JOBS == set(app.conf.beat_schedule)
+    # What the scheduler takes from CELERY_BEAT_SCHEDULE: the beat jobs only.
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(PersistentScheduler, "merge_inplace", lambda self, b: seen.append(b))
+    scheduler = object.__new__(embedded.EmbeddedScheduler)  # no schedule file: the merge alone
+    scheduler.merge_inplace(dict(app.conf.beat_schedule))
+    assert set(seen[0]) == set(jobs)

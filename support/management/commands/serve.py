@@ -49,7 +49,12 @@ class Command(BaseCommand):
         if worker is not None:
             worker.start()
         base = f"http://{host}:{port}"
-        worker_text = "embedded thread" if worker else "external (celery -A chatbot worker)"
+        worker_text = (
+            f"embedded ({worker.concurrency} threads; beat: {', '.join(worker.beat_jobs())}; "
+            "specialisation runs train in a child process)"
+            if worker
+            else "external (celery -A chatbot worker)"
+        )
         admin = demo_admin_ensure()
         login = (
             f"user '{admin.admin_username}', password '{admin.admin_password}'"
