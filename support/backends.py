@@ -19,6 +19,7 @@ from .conf import get_support_settings
 from .llm import chat_models
 from .llm.base import ChatModel
 from .search import retrievers
+from .search.bridge import BridgeConfig
 from .search.embedder import Embedder
 from .search.hybrid import HybridSearcher
 from .search.index import IndexManifest, IndexReader
@@ -105,13 +106,28 @@ def get_index_reader() -> IndexReader:
     )
 
 
+def bridge_config() -> BridgeConfig:
+    """The paraphrase bridge's query-time settings (SUPPORT_BRIDGE*)."""
+    conf = get_support_settings()
+    return BridgeConfig(
+        enabled=conf.bridge,
+        threshold=conf.bridge_threshold,
+        weight=conf.bridge_weight,
+        neighbours=conf.bridge_neighbours,
+        substitute=conf.bridge_substitute,
+    )
+
+
 def get_searcher() -> HybridSearcher:
     """Dense + BM25 hybrid search over the current index; queries are embedded with the
     model that embedded the version searched."""
     return _get(  # type: ignore[no-any-return]
         "searcher",
         lambda: HybridSearcher(
-            get_index_reader(), get_embedder(), embedder_for=embedder_for_manifest
+            get_index_reader(),
+            get_embedder(),
+            embedder_for=embedder_for_manifest,
+            bridge=bridge_config(),
         ),
     )
 

@@ -46,6 +46,13 @@ class SupportSettings:
     # (0: never; for machines that do not share SUPPORT_DATA_DIR).
     index_sync_interval_s: float
     retrieval_min_confidence: float
+    # Paraphrase bridge (support.search.bridge; docs/generation.md, "Paraphrase bridge").
+    bridge: bool
+    bridge_threshold: float
+    bridge_weight: float
+    bridge_neighbours: int
+    bridge_substitute: bool
+    bridge_vocabulary: int
     max_answer_tokens: int
     answer_timeout_s: float
     max_message_chars: int
@@ -334,6 +341,14 @@ def _validate(conf: SupportSettings) -> None:
         problems.append(
             f"SUPPORT_EXAMPLES_AUTO_APPROVE: unknown source(s) {sorted(unknown_sources)} "
             f"(use any of {', '.join(EXAMPLE_SOURCES)})"
+        )
+    if not 0.0 < conf.bridge_threshold <= 1.0:
+        problems.append("SUPPORT_BRIDGE_THRESHOLD must be above 0 and at most 1")
+    if not 0.0 <= conf.bridge_weight <= 1.0:
+        problems.append("SUPPORT_BRIDGE_WEIGHT must be between 0 and 1")
+    if conf.bridge_neighbours < 1 or conf.bridge_vocabulary < 0:
+        problems.append(
+            "SUPPORT_BRIDGE_NEIGHBOURS must be at least 1, SUPPORT_BRIDGE_VOCABULARY at least 0"
         )
     if not 0.0 < conf.answer_memory_min_similarity <= 1.0:
         problems.append("SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY must be above 0 and at most 1")

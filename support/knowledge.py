@@ -35,7 +35,9 @@ from .learning.memory import memory_build, memory_fingerprint
 from .models import Chunk, KnowledgeDocument
 from .search import index as search_index
 from .search import retrievers
+from .search.bridge import VocabularyBridge, bridge_build
 from .search.embedder import Embedder
+from .search.lexical import Bm25Index
 
 logger = logging.getLogger(__name__)
 
@@ -704,11 +706,46 @@ def _index_build(metadata: dict[str, str], *, publish: bool) -> tuple[int, int, 
         hnsw_threshold=conf.hnsw_threshold,
         metadata=metadata,
         memory=memory,
+        bridge=_bridge_factory(embedder, metadata["embedding_model"], conf),
         lock_timeout=120,
         publish=publish,
     )
     keys = len(memory) if memory is not None else 0
     return version, len(rows), keys
+
+
+def _bridge_factory(
+    embedder: Embedder, model: str, conf: SupportSettings
+) -> Callable[[Bm25Index], VocabularyBridge | None] | None:
+    """What embeds a new version's vocabulary (support.search.bridge), reusing the served
+    version's vectors of the terms it already had; None when the bridge is off
+    (SUPPORT_BRIDGE) or SUPPORT_BRIDGE_VOCABULARY is 0."""
+    if not conf.bridge or conf.bridge_vocabulary <= 0:
+        return None
+
+    def build(lexical: Bm25Index) -> VocabularyBridge | None:
+        return bridge_build(
+            lexical,
+            embedder.encode,
+            model=model,
+            limit=conf.bridge_vocabulary,
+            previous=_served_bridge(conf.index_dir),
+        )
+
+    return build
+
+
+def _served_bridge(root: Path) -> VocabularyBridge | None:
+    current = search_index.current_version(root)
+    if current is None:
+        return None
+    try:
+        manifest = search_index.read_manifest(root, current)
+        if not manifest.bridge_file:
+            return None
+        return VocabularyBridge.load(root / manifest.bridge_file)
+    except (FileNotFoundError, ValueError):
+        return None  # pruned meanwhile, or another format: embed everything again
 
 
 _Row = tuple[Any, ...]

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from .backends import get_index_reader, get_searcher
 from .models import Chunk, KnowledgeDocument
+from .search.bridge import Expansion
 from .search.embedder import Embedder
 from .search.index import IndexNotReady, IndexSnapshot
 from .search.lexical import Bm25Index, tokenize
@@ -109,6 +110,9 @@ class SearchResult:
     # documents left out; support.search.hybrid.HybridResult.own_ranking; empty: as
     # `passages`).
     own_ranking: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    # Query words the knowledge base never uses and the terms of its own that stood in for
+    # them (support.search.bridge); the answer stage counts them as weaker fact words.
+    bridged: tuple[Expansion, ...] = ()
 
 
 def passages_search(
@@ -159,6 +163,7 @@ def passages_search(
         query_vector=result.query_vector,
         memory=result.memory,
         own_ranking=result.own_ranking,
+        bridged=result.bridged,
     )
 
 

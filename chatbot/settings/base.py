@@ -273,6 +273,23 @@ SUPPORT_INDEX_SYNC_INTERVAL_S = env.float("SUPPORT_INDEX_SYNC_INTERVAL_S", defau
 # check (support.generation.MIN_FACT_SCORE) it declines 83% of unanswerable doc2dial
 # first-turn questions and 16% of answerable ones (bench/answers.py).
 SUPPORT_RETRIEVAL_MIN_CONFIDENCE = env.float("SUPPORT_RETRIEVAL_MIN_CONFIDENCE", default=0.3)
+# Paraphrase bridge (support.search.bridge, docs/generation.md): a query word the knowledge base
+# never uses stands in for its nearest knowledge-base terms (cosine of single-word embeddings
+# at least THRESHOLD, at most NEIGHBOURS of them), each counting WEIGHT of a query term in BM25
+# and in the answer stage's word overlap. VOCABULARY: the most frequent terms embedded with each
+# index version (0: none). SUBSTITUTE: the coverage ceiling counts a bridged word as its
+# stand-in, for WEIGHT of it (instead of as a word the knowledge base lacks).
+# Off by default: on doc2dial it changed no test-half question (at the setting chosen on the
+# dev half, below), weights that change anything lost an unanswerable decline on dev, and it
+# costs a forward pass per query with an unknown word (bench/bridge.py). Turning it on takes
+# effect for index versions built afterwards (the vocabulary is embedded at build time only
+# when it is on).
+SUPPORT_BRIDGE = env.bool("SUPPORT_BRIDGE", default=False)
+SUPPORT_BRIDGE_THRESHOLD = env.float("SUPPORT_BRIDGE_THRESHOLD", default=0.65)
+SUPPORT_BRIDGE_WEIGHT = env.float("SUPPORT_BRIDGE_WEIGHT", default=0.25)
+SUPPORT_BRIDGE_SUBSTITUTE = env.bool("SUPPORT_BRIDGE_SUBSTITUTE", default=False)
+SUPPORT_BRIDGE_NEIGHBOURS = env.int("SUPPORT_BRIDGE_NEIGHBOURS", default=2)
+SUPPORT_BRIDGE_VOCABULARY = env.int("SUPPORT_BRIDGE_VOCABULARY", default=20_000)
 SUPPORT_MAX_ANSWER_TOKENS = env.int("SUPPORT_MAX_ANSWER_TOKENS", default=160)
 SUPPORT_ANSWER_TIMEOUT_S = env.float("SUPPORT_ANSWER_TIMEOUT_S", default=30.0)
 SUPPORT_MAX_MESSAGE_CHARS = env.int("SUPPORT_MAX_MESSAGE_CHARS", default=2000)

@@ -43,11 +43,13 @@ def decide(
         # "What does VADIP offer?" when no page mentions VADIP: passages about something else
         # would only yield a confident answer to another question.
         return Decision(Route.DECLINE, AnswerReason.UNKNOWN_TERM, (), 0.0)
-    facts = facts_select(question=question.text, passages=search.passages)
+    facts = facts_select(question=question.text, passages=search.passages, bridged=search.bridged)
     if search.query != question.text:
         # A follow-up found its passages with the earlier turn in the query: its facts may
         # share words with that turn rather than with the short question.
-        context_facts = facts_select(question=search.query, passages=search.passages)
+        context_facts = facts_select(
+            question=search.query, passages=search.passages, bridged=search.bridged
+        )
         if top_score(context_facts) > top_score(facts):
             facts = context_facts
     top = top_score(facts)

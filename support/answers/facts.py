@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..retrieval import Passage
+from ..search.bridge import Expansion
 from ..text import sentences
 from .claims import LABEL
 from .intent import question_intent, states_wanted
@@ -74,19 +75,28 @@ class Candidate:
     eligible: bool  # lexical fact selection may choose it (it shares a word, or ...)
 
 
-def fact_candidates(*, question: str, passages: Sequence[Passage]) -> list[Candidate]:
+def fact_candidates(
+    *, question: str, passages: Sequence[Passage], bridged: Sequence[Expansion] = ()
+) -> list[Candidate]:
     """Every sentence of the top passages that may be quoted, in passage and reading order,
     scored as `facts_select` ranks them: questions (FAQ labels), bare short sentences, prompt
     injection and repeats are left out; `eligible` says whether lexical selection would take it
-    (it shares a word with the question, or its heading does and it states what is asked)."""
+    (it shares a word with the question, or its heading does and it states what is asked).
+
+    `bridged` (the search's expansions, support.search.bridge): a question word the knowledge
+    base never uses counts its expansion's weight in a sentence (or heading) holding one of the
+    terms that stood in for it ("moves" for "relocating"), and such a sentence is eligible."""
     q_terms = terms(question)
+    stand_ins = bridge_terms(bridged, q_terms)
     intent = question_intent(question)
     n_terms = len(q_terms) or 1
     out: list[Candidate] = []
     seen: set[str] = set()
     for n, passage in enumerate(passages[:MAX_PASSAGES], 1):
         # The section's own heading (the document title is shared by all its sections).
-        heading = terms(passage.heading_path[-1]) & q_terms if passage.heading_path else set()
+        heading_terms = terms(passage.heading_path[-1]) if passage.heading_path else set()
+        heading = heading_terms & q_terms
+        heading_bridged = _bridged(stand_ins, heading_terms) - heading
         short = ""  # an FAQ answer's bare "Yes." / "No." opens the sentence after it
         position = 0
         for raw in sentences(clean_untrusted(passage.text)):
@@ -112,9 +122,17 @@ def fact_candidates(*, question: str, passages: Sequence[Passage]) -> list[Candi
             if key in seen:
                 continue
             seen.add(key)
-            shared = q_terms & terms(sentence)
+            s_terms = terms(sentence)
+            shared = q_terms & s_terms
+            bridged_words = _bridged(stand_ins, s_terms) - shared
             wanted = states_wanted(sentence, intent, q_terms)
-            overlap = (len(shared) + FACT_HEADING_WEIGHT * len(heading - shared)) / n_terms
+            overlap = (
+                len(shared)
+                + FACT_HEADING_WEIGHT * len(heading - shared)
+                + sum(stand_ins[w][1] for w in bridged_words)
+                + FACT_HEADING_WEIGHT
+                * sum(stand_ins[w][1] for w in heading_bridged - shared - bridged_words)
+            ) / n_terms
             score = overlap - FACT_RANK_PENALTY * (n - 1)
             fact = Fact(n, passage, _shorten(sentence, FACT_MAX_WORDS), score)
             out.append(
@@ -125,27 +143,55 @@ def fact_candidates(*, question: str, passages: Sequence[Passage]) -> list[Candi
                     heading=len(heading - shared),
                     wanted=wanted,
                     # Sharing no word with the question: a distraction, not a fact.
-                    eligible=bool(shared) or bool(heading and wanted),
+                    eligible=bool(shared) or bool(bridged_words) or bool(heading and wanted),
                 )
             )
             position += 1
     return out
 
 
-def facts_select(*, question: str, passages: Sequence[Passage], k: int | None = None) -> list[Fact]:
+def facts_select(
+    *,
+    question: str,
+    passages: Sequence[Passage],
+    k: int | None = None,
+    bridged: Sequence[Expansion] = (),
+) -> list[Fact]:
     """The k sentences of the top passages sharing most of the question's content words.
 
     Ties go to the earlier passage and sentence. A sentence stating what the question asks
     for ranks higher (FACT_INTENT_WEIGHT). Sentences sharing no word with the question, unless
     their section's heading does and they state what it asks for ("Place the router ..." under
     "Slow Wi-Fi" for "My wifi is slow upstairs"), or addressing the assistant (prompt
-    injection), are never facts.
+    injection), are never facts. `bridged`: see `fact_candidates`.
     """
-    scored = [c.fact for c in fact_candidates(question=question, passages=passages) if c.eligible]
+    candidates = fact_candidates(question=question, passages=passages, bridged=bridged)
+    scored = [c.fact for c in candidates if c.eligible]
     order = sorted(range(len(scored)), key=lambda i: -scored[i].rank)[: k or MAX_FACTS]
     if not FACTS_BEST_FIRST:
         order.sort()  # in passage and reading order
     return [scored[i] for i in order]
+
+
+def bridge_terms(
+    bridged: Sequence[Expansion], q_terms: set[str]
+) -> dict[str, tuple[frozenset[str], float]]:
+    """Question term (as `terms` writes it) -> the terms standing in for it and their weight,
+    for the question's own terms only."""
+    out: dict[str, tuple[set[str], float]] = {}
+    for e in bridged:
+        word = next(iter(terms(e.word)), None)
+        if word is None or word not in q_terms:
+            continue
+        found, weight = out.setdefault(word, (set(), e.weight))
+        found.update(terms(e.term))
+        out[word] = (found, max(weight, e.weight))
+    return {w: (frozenset(t), weight) for w, (t, weight) in out.items()}
+
+
+def _bridged(stand_ins: dict[str, tuple[frozenset[str], float]], held: set[str]) -> set[str]:
+    """The question terms that `held` (a sentence's terms) has a stand-in for."""
+    return {w for w, (found, _) in stand_ins.items() if found & held}
 
 
 def top_score(facts: Sequence[Fact]) -> float:

@@ -52,6 +52,7 @@ from typing import Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from support.search.bridge import DEFAULT_BRIDGE, BridgeConfig, Expansion
 from support.search.embedder import Embedder
 from support.search.index import DenseHit, IndexManifest, IndexReader, IndexSnapshot
 from support.search.lexical import Bm25Index, LexicalHit
@@ -147,6 +148,9 @@ class HybridResult:
     # keys; the same as `hits` when no key scored): answer memory's evidence that the knowledge
     # base, not the key itself, points at a chunk.
     own_ranking: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    # The query words the index lacks and the knowledge-base terms that stood in for them
+    # (support.search.bridge): extra BM25 terms here, extra fact words in the answer stage.
+    bridged: tuple[Expansion, ...] = ()
 
 
 def fuse(
@@ -207,9 +211,16 @@ def fuse(
     ]
 
 
-def lexical_coverage(lexical: Bm25Index, query: str, top_score: float) -> float:
-    """Best BM25 score as a fraction of the score of a chunk matching every query term."""
-    ceiling = lexical.max_score(query)
+def lexical_coverage(
+    lexical: Bm25Index,
+    query: str,
+    top_score: float,
+    *,
+    stand_ins: dict[str, tuple[str, float]] | None = None,
+) -> float:
+    """Best BM25 score as a fraction of the score of a chunk matching every query term
+    (`stand_ins`: see Bm25Index.max_score)."""
+    ceiling = lexical.max_score(query, stand_ins=stand_ins)
     return min(1.0, top_score / ceiling) if ceiling > 0 else 0.0
 
 
@@ -224,11 +235,13 @@ def hybrid_search(
     fusion: FusionConfig = DEFAULT_FUSION,
     confidence: ConfidenceModel = DEFAULT_CONFIDENCE,
     memory: QuestionMemory | Literal[False] | None = None,
+    bridged: Sequence[Expansion] = (),
 ) -> HybridResult:
     """Fused top-`k` from one snapshot (dense and lexical of the same version).
 
     The snapshot's question memory is used unless `memory` is False (another memory may be
-    given instead: benchmarks)."""
+    given instead: benchmarks). `bridged` (the snapshot's bridge's expansions of the query)
+    adds knowledge-base terms to the BM25 query, each with its weight."""
     allow = None if allow_ids is None else np.fromiter(allow_ids, dtype=np.int64)
     deny = None if deny_ids is None else np.fromiter(deny_ids, dtype=np.int64)
     n = max(fusion.candidates, k)
@@ -243,7 +256,10 @@ def hybrid_search(
     coverage = 0.0
     bm25 = snapshot.lexical
     if bm25 is not None:
-        all_scores = bm25.score_all(query_text)
+        extra: dict[str, float] = {}
+        for e in bridged:
+            extra[e.term] = max(extra.get(e.term, 0.0), e.weight)
+        all_scores = bm25.score_all(query_text, extra=extra)
         lexical_hits = bm25.top_k(all_scores, n, allow_ids=allow, deny_ids=deny)
         lexical_scores = {h.chunk_id: h.score for h in lexical_hits}
         missing_lexical = np.fromiter(
@@ -259,7 +275,9 @@ def hybrid_search(
             values = np.where(pos >= 0, all_scores[np.maximum(pos, 0)], 0.0)
             lexical_scores.update(zip(missing_lexical.tolist(), values.tolist(), strict=True))
         if lexical_hits:
-            coverage = lexical_coverage(bm25, query_text, lexical_hits[0].score)
+            coverage = lexical_coverage(
+                bm25, query_text, lexical_hits[0].score, stand_ins=_stand_ins(bridged)
+            )
     missing_dense = [
         cid
         for cid in dict.fromkeys([*(h.chunk_id for h in lexical_hits), *memory_scores])
@@ -302,7 +320,18 @@ def hybrid_search(
         query_vector=np.asarray(query_vector, dtype=np.float32).reshape(-1),
         memory=keys if keys is not None else snapshot.memory,
         own_ranking=tuple(h.chunk_id for h in own),
+        bridged=tuple(bridged) if bm25 is not None else (),
     )
+
+
+def _stand_ins(bridged: Sequence[Expansion]) -> dict[str, tuple[str, float]] | None:
+    """A substituting bridge's best expansion of each query word (the ceiling of coverage
+    counts it instead of the word: support.search.bridge)."""
+    out: dict[str, tuple[str, float]] = {}
+    for e in bridged:
+        if e.substitute and e.word not in out:
+            out[e.word] = (e.term, e.weight)
+    return out or None
 
 
 def _memory_scores(
@@ -351,8 +380,10 @@ class HybridSearcher:
         fusion: FusionConfig = DEFAULT_FUSION,
         confidence: ConfidenceModel = DEFAULT_CONFIDENCE,
         embedder_for: Callable[[IndexManifest], Embedder] | None = None,
+        bridge: BridgeConfig = DEFAULT_BRIDGE,
     ) -> None:
         self.reader = reader
+        self.bridge = bridge
         self.embedder = embedder
         self.embedder_for = embedder_for
         self.fusion = fusion
@@ -379,12 +410,17 @@ class HybridSearcher:
         pick = self.embedder_for
         if embedder is None and pick is None:
             # Embedding first warms the model even before the first index exists.
-            vector = self.embedder.encode_query(query)
+            chosen = self.embedder
+            vector = chosen.encode_query(query)
             snapshot = snapshot if snapshot is not None else self.reader.snapshot()
         else:
             snapshot = snapshot if snapshot is not None else self.reader.snapshot()
             chosen = embedder if embedder is not None else pick(snapshot.manifest)  # type: ignore[misc]
             vector = chosen.encode_query(query)
+        bridged: tuple[Expansion, ...] = ()
+        if snapshot.bridge is not None and snapshot.lexical is not None:
+            # The vocabulary was embedded with the model of this version, as `chosen` is.
+            bridged = snapshot.bridge.expand(snapshot.lexical, query, chosen.encode, self.bridge)
         return hybrid_search(
             snapshot,
             vector,
@@ -395,4 +431,5 @@ class HybridSearcher:
             fusion=self.fusion,
             confidence=self.confidence,
             memory=None if memory else False,
+            bridged=bridged,
         )

@@ -8,6 +8,7 @@ Layout of an index directory::
     opening-v7.npy          sorted ids of the chunks that open their document (optional)
     memory-v7.npz           question memory: approved examples' questions as keys of their
     memlex-v7.npz           chunks, vectors + chunk lists and BM25 (optional; search.memory)
+    bridge-v7.npz           the BM25 vocabulary's terms embedded (optional; search.bridge)
     manifest-v7.json        what was built, how, and with which parameters
     discarded-v8.mark       a staged version that was discarded (its number stays taken)
     .build.lock             fcntl lock: one writer at a time across processes
@@ -39,7 +40,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from support.exceptions import SupportError
+from support.search.bridge import VocabularyBridge
 from support.search.lexical import TOKENIZER_VERSION, Bm25Index, Bm25Params
 from support.search.memory import QuestionMemory
 
@@ -57,7 +59,7 @@ CURRENT_FILE: Final = "CURRENT"
 LOCK_FILE: Final = ".build.lock"
 GATE_LOCK_FILE: Final = ".gate.lock"
 _VERSION_FILE_RE: Final = re.compile(
-    r"^(?:index|lexical|manifest|opening|memory|memlex|discarded)-v(\d+)\.(?:faiss|npz|json|npy|mark)$"
+    r"^(?:index|lexical|manifest|opening|memory|memlex|bridge|discarded)-v(\d+)\.(?:faiss|npz|json|npy|mark)$"
 )
 _TMP_MARK: Final = ".tmp-"
 # faiss's bundled stubs miss the search-parameter classes; go through an untyped alias there.
@@ -104,6 +106,8 @@ class IndexManifest:
     memory_file: str | None = None
     memory_lexical_file: str | None = None
     memory_keys: int = 0
+    bridge_file: str | None = None
+    bridge_terms: int = 0
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -177,6 +181,10 @@ def memory_file_names(version: int) -> tuple[str, str]:
     return f"memory-v{version}.npz", f"memlex-v{version}.npz"
 
 
+def bridge_file_name(version: int) -> str:
+    return f"bridge-v{version}.npz"
+
+
 def discarded_file_name(version: int) -> str:
     return f"discarded-v{version}.mark"
 
@@ -195,6 +203,7 @@ def build(
     bm25_params: Bm25Params | None = None,
     metadata: Mapping[str, Any] | None = None,
     memory: QuestionMemory | None = None,
+    bridge: Callable[[Bm25Index], VocabularyBridge | None] | None = None,
     keep: int = 2,
     lock_timeout: float | None = None,
     publish: bool = True,
@@ -210,7 +219,9 @@ def build(
     give them a prior, see hybrid.FusionConfig.opening_boost).
     An HNSW graph is used when there are more than `hnsw_threshold` vectors, else an exact
     flat index. `memory` (keys pointing at some of `ids`) is written with the version and
-    loaded with it. Blocks while another process builds in the same directory (at most
+    loaded with it. `bridge`, given the version's BM25 index (so `texts` is needed), returns
+    its embedded vocabulary (support.search.bridge), written and loaded with the version.
+    Blocks while another process builds in the same directory (at most
     `lock_timeout` seconds when given, then raises IndexBuildBusy). Keeps the newest `keep`
     versions on disk and deletes older ones.
     """
@@ -235,6 +246,7 @@ def build(
     )
     params = bm25_params or Bm25Params()
     lexical = Bm25Index.build(id_array, texts, params=params) if texts is not None else None
+    vocabulary = bridge(lexical) if bridge is not None and lexical is not None else None
 
     with build_lock(root, timeout=lock_timeout):
         version = _next_version(root)
@@ -249,6 +261,10 @@ def build(
             opening_name = opening_file_name(version)
             _atomic_write(root / opening_name, lambda tmp: _save_array(tmp, opening))
         memory_names = _write_memory(root, version, memory)
+        bridge_name = None
+        if vocabulary is not None:
+            bridge_name = bridge_file_name(version)
+            _atomic_write(root / bridge_name, vocabulary.save)
         manifest = IndexManifest(
             version=version,
             kind=kind,
@@ -267,6 +283,8 @@ def build(
             memory_file=memory_names[0] if memory_names else None,
             memory_lexical_file=memory_names[1] if memory_names else None,
             memory_keys=len(memory) if memory_names and memory is not None else 0,
+            bridge_file=bridge_name,
+            bridge_terms=len(vocabulary) if vocabulary is not None else 0,
             metadata=dict(metadata or {}),
         )
         if publish:
@@ -301,6 +319,7 @@ def republish(
             "index_file": index_file_name(version),
             "lexical_file": lexical_file_name(version) if base.lexical_file else None,
             "opening_file": opening_file_name(version) if base.opening_file else None,
+            "bridge_file": bridge_file_name(version) if base.bridge_file else None,
         }
         for attr, name in names.items():
             old = getattr(base, attr)
@@ -378,6 +397,7 @@ def staged_exists(directory: str | os.PathLike[str], version: int) -> bool:
         manifest.opening_file,
         manifest.memory_file,
         manifest.memory_lexical_file,
+        manifest.bridge_file,
     ]
     return all((root / name).is_file() for name in names if name)
 
@@ -413,6 +433,7 @@ def discard(directory: str | os.PathLike[str], version: int) -> bool:
             lexical_file_name(version),
             opening_file_name(version),
             *memory_file_names(version),
+            bridge_file_name(version),
             manifest_file_name(version),
         ]
         if not any((root / name).exists() for name in names):
@@ -605,6 +626,8 @@ class IndexSnapshot:
     opening: NDArray[np.int64] | None = None
     # Approved examples' questions as extra keys of their chunks; None without examples.
     memory: QuestionMemory | None = None
+    # The BM25 vocabulary embedded (support.search.bridge); None for a version without one.
+    bridge: VocabularyBridge | None = None
 
     @property
     def version(self) -> int:
@@ -749,6 +772,9 @@ def load_snapshot(
         memory = QuestionMemory.load(
             root / manifest.memory_file, root / manifest.memory_lexical_file
         )
+    bridge = None
+    if manifest.bridge_file:
+        bridge = VocabularyBridge.load(root / manifest.bridge_file)
     return IndexSnapshot(
         manifest=manifest,
         dense=dense,
@@ -756,6 +782,7 @@ def load_snapshot(
         ef_search=ef_search or manifest.ef_search or DEFAULT_EF_SEARCH,
         opening=opening,
         memory=memory,
+        bridge=bridge,
     )
 
 

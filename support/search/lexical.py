@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -243,31 +243,66 @@ class Bm25Index:
         found = self._sorted_ids[where] == chunk_ids
         return np.where(found, self._id_order[where], -1)
 
-    def score_all(self, query: str) -> NDArray[np.float32]:
-        """BM25 score of every chunk (row order) for `query`; zeros when nothing matches."""
+    def score_all(
+        self, query: str, *, extra: Mapping[str, float] | None = None
+    ) -> NDArray[np.float32]:
+        """BM25 score of every chunk (row order) for `query`; zeros when nothing matches.
+
+        `extra` adds index terms with a query weight each (a paraphrase bridge's expansions,
+        support.search.bridge); one the query already matches is not counted twice."""
         scores = np.zeros(len(self.ids), dtype=np.float32)
+        columns: dict[int, float] = {}
         for term, qtf in _query_terms(query).items():
             t = self._column(term)
-            if t is None:
-                continue
+            if t is not None:
+                columns[t] = columns.get(t, 0.0) + qtf
+        if extra:
+            matched = set(columns)
+            for term, weight in extra.items():
+                t = self.vocab.get(term)
+                if t is not None and t not in matched:
+                    columns[t] = max(columns.get(t, 0.0), weight)
+        for t, qtf in columns.items():
             start, end = self._indptr[t], self._indptr[t + 1]
             # Rows are unique within one posting list, so fancy-index += is exact.
             scores[self._rows[start:end]] += (self._idf[t] * qtf) * self._weights[start:end]
         return scores
 
-    def max_score(self, query: str) -> float:
+    def has_term(self, term: str) -> bool:
+        """Whether a query term matches some chunk (as written or as a variant)."""
+        return self._column(term) is not None
+
+    def document_frequencies(self) -> NDArray[np.int64]:
+        """Chunks holding each term, by vocabulary column."""
+        df: NDArray[np.int64] = np.diff(self._indptr)
+        return df
+
+    def max_score(
+        self, query: str, *, stand_ins: Mapping[str, tuple[str, float]] | None = None
+    ) -> float:
         """Score of an average-length chunk holding each query term once.
 
         A reference for turning a BM25 score into a query-length-independent coverage ratio.
         Terms missing from the index count with the highest possible IDF, so a query about
-        things the knowledge base never mentions has low coverage.
+        things the knowledge base never mentions has low coverage. `stand_ins` maps such a
+        term to an index term standing in for it and the share it stands in for (a paraphrase
+        bridge's substitution, support.search.bridge): that share counts the index term's IDF.
         """
         n = len(self.ids)
         unseen_idf = math.log1p((n + 0.5) / 0.5)
         total = 0.0
         for term, qtf in _query_terms(query).items():
             t = self._column(term)
-            total += qtf * (float(self._idf[t]) if t is not None else unseen_idf)
+            if t is not None:
+                total += qtf * float(self._idf[t])
+                continue
+            stand_in = stand_ins.get(term) if stand_ins else None
+            col = self.vocab.get(stand_in[0]) if stand_in is not None else None
+            if stand_in is None or col is None:
+                total += qtf * unseen_idf
+            else:
+                share = stand_in[1]
+                total += qtf * (share * float(self._idf[col]) + (1.0 - share) * unseen_idf)
         return total
 
     def _column(self, term: str) -> int | None:

@@ -329,3 +329,48 @@ def test_a_document_indexed_with_warnings_is_marked_for_review_in_the_list(
     listing = admin.get(reverse("admin:support_knowledgedocument_changelist"))
     assert b"<strong>review</strong>" in listing.content
     assert b"Hidden text found" in listing.content
+
+
+class _CountingEmbedder:
+    """The real embedder, remembering the single words it embedded (the bridge's vocabulary)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.words: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def encode(self, texts: list[str], *, batch_size: int | None = None) -> object:
+        self.words.extend(t for t in texts if t.isalpha())
+        return self.inner.encode(texts, batch_size=batch_size)  # type: ignore[attr-defined]
+
+
+def test_the_paraphrase_bridge_is_built_with_each_version_when_on(
+    kb_env: Path, real_embedder: object
+) -> None:
+    from django.test import override_settings
+
+    from support import backends
+
+    _upload("router.md", ROUTER_MD)
+    assert search_index.read_manifest(kb_env / "index", 1).bridge_file is None  # off by default
+
+    with override_settings(SUPPORT_BRIDGE=True, SUPPORT_BRIDGE_THRESHOLD=0.6):
+        counting = _CountingEmbedder(real_embedder)
+        backends.set_backend("embedder", counting)
+        version = knowledge.index_rebuild(force=True).version
+        manifest = search_index.read_manifest(kb_env / "index", version)
+        assert manifest.bridge_file and manifest.bridge_terms == len(counting.words) > 5
+        assert "reset" in counting.words
+
+        counting.words.clear()
+        _upload("billing.md", BILLING_MD)
+        # Only the new page's words are embedded again; the served version's vectors are reused.
+        assert counting.words and "reset" not in counting.words
+        assert {"refunds", "refund"} & set(counting.words)
+
+        # "reimbursed" is no word of the knowledge base: it stands in for its nearest ones.
+        result = passages_search(query="reimbursed", k=3)
+        assert {e.term for e in result.bridged} & {"refund", "paid"}
+        assert "Refunds" in result.passages[0].text
