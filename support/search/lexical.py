@@ -262,10 +262,10 @@ class Bm25Index:
                 t = self.vocab.get(term)
                 if t is not None and t not in matched:
                     columns[t] = max(columns.get(t, 0.0), weight)
-        for t, qtf in columns.items():
+        for t, weight in columns.items():
             start, end = self._indptr[t], self._indptr[t + 1]
             # Rows are unique within one posting list, so fancy-index += is exact.
-            scores[self._rows[start:end]] += (self._idf[t] * qtf) * self._weights[start:end]
+            scores[self._rows[start:end]] += (self._idf[t] * weight) * self._weights[start:end]
         return scores
 
     def has_term(self, term: str) -> bool:

@@ -137,6 +137,31 @@ def test_support_settings_are_validated() -> None:
     assert get_support_settings().chunk_tokens > 8
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("SUPPORT_BRIDGE_THRESHOLD", 0.0, "BRIDGE_THRESHOLD"),
+        ("SUPPORT_BRIDGE_WEIGHT", 1.5, "BRIDGE_WEIGHT"),
+        ("SUPPORT_BRIDGE_NEIGHBOURS", 0, "BRIDGE_NEIGHBOURS"),
+        ("SUPPORT_BRIDGE_VOCABULARY", -1, "BRIDGE_VOCABULARY"),
+    ],
+)
+def test_bridge_settings_are_validated(setting: str, value: float, named: str) -> None:
+    with override_settings(**{setting: value}), pytest.raises(ImproperlyConfigured, match=named):
+        get_support_settings()
+
+
+def test_the_searcher_takes_the_bridge_settings() -> None:
+    from support import backends
+
+    with override_settings(
+        SUPPORT_BRIDGE=True, SUPPORT_BRIDGE_THRESHOLD=0.8, SUPPORT_BRIDGE_SUBSTITUTE=True
+    ):
+        config = backends.bridge_config()
+    assert (config.enabled, config.threshold, config.substitute) == (True, 0.8, True)
+    assert not backends.bridge_config().enabled  # off by default
+
+
 def test_support_settings_follow_override_settings() -> None:
     before = get_support_settings().company_name
     with override_settings(SUPPORT_COMPANY_NAME="Other Co"):
