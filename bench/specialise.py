@@ -79,7 +79,7 @@ def evaluate(questions: list[common.EvalQuestion], log: Any, label: str) -> dict
     """Every question through the full answer pipeline with the served chat model."""
     t0 = time.perf_counter()
     rows = [answers_bench.run_one(q) for q in questions]
-    summary = answers_bench.summarize(rows)
+    summary = answers_bench.summarize(rows) | check_split(rows)
     generated = [r for r in rows if r["generated"] and r.get("generate_ms")]
     tokens = sum(r["tokens"] or 0 for r in generated)
     seconds = sum((r["generate_ms"] or 0) - (r["ttft_ms"] or 0) for r in generated) / 1000
@@ -96,9 +96,37 @@ def evaluate(questions: list[common.EvalQuestion], log: Any, label: str) -> dict
     return {"summary": summary, "rows": [_slim(r) for r in rows]}
 
 
+def check_split(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the groundedness check did to the model's answers on the graded questions: how many
+    it kept, their F1, the F1 of the quotes it fell back to, and the F1 the model's own text
+    would have scored had every generation been kept (docs/learning.md, the recipe sweep)."""
+    from support.answers import words
+
+    graded = [r for r in rows if r["graded"] and r["generated"]]
+    kept = [r for r in graded if r["action"] == "answer"]
+    quoted = [r for r in graded if r["action"] == "extractive"]
+    return {
+        "graded_generated": len(graded),
+        "kept": len(kept),
+        "kept_f1": common.mean(r["f1"] for r in kept),
+        "fallback_f1": common.mean(r["f1"] for r in quoted),
+        "generated_f1": common.mean(
+            answers_bench.token_f1(words.strip_citations(r["generated"]), r["reference"] or "")
+            for r in graded
+        ),
+        "generated_words": common.mean(
+            len(words.strip_citations(r["generated"]).split()) for r in graded
+        ),
+        "generated_questions": sum(r["generated"].rstrip().endswith("?") for r in graded),
+    }
+
+
 def _slim(row: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "answerable", "graded", "action", "reason", "declined", "f1", "rouge_l")
-    return {k: row.get(k) for k in keys} | {"answer": (row.get("answer") or "")[:300]}
+    return {k: row.get(k) for k in keys} | {
+        "answer": (row.get("answer") or "")[:300],
+        "generated": (row.get("generated") or "")[:300],
+    }
 
 
 def fold(
@@ -162,6 +190,242 @@ def fold(
     backends.reset_backends()
     result["fold_s"] = round(time.perf_counter() - started, 1)
     return result
+
+
+# -- tuning on an inner split (--inner) ------------------------------------------------------------
+MODULES = {
+    "all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "qv": ("q_proj", "v_proj"),
+    "attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One training configuration of the sweep: `name:lr=1e-4,r=4,modules=qv,grounded=1,steps=40`
+    (unset keys keep the SUPPORT_CHAT_TRAIN_* settings; alpha defaults to 2 r)."""
+
+    name: str
+    values: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> Recipe:
+        name, _, rest = text.partition(":")
+        values = dict(kv.split("=", 1) for kv in rest.split(",") if kv.strip())
+        unknown = set(values) - {"lr", "r", "alpha", "modules", "grounded", "steps"}
+        if unknown:
+            raise SystemExit(f"recipe {name}: unknown keys {sorted(unknown)}")
+        return cls(name, values)
+
+    @property
+    def grounded(self) -> bool:
+        return self.values.get("grounded", "0") in ("1", "true", "yes")
+
+    def config(self, default_steps: int | None) -> Any:
+        from support.learning.chat_train import ChatTrainConfig
+
+        kw: dict[str, Any] = {"checkpoint_every": 10_000}
+        if "lr" in self.values:
+            kw["learning_rate"] = float(self.values["lr"])
+        if "r" in self.values:
+            kw["lora_r"] = int(self.values["r"])
+            kw["lora_alpha"] = int(self.values.get("alpha", 2 * kw["lora_r"]))
+        elif "alpha" in self.values:
+            kw["lora_alpha"] = int(self.values["alpha"])
+        if "modules" in self.values:
+            kw["target_modules"] = MODULES[self.values["modules"]]
+        steps = int(self.values["steps"]) if "steps" in self.values else default_steps
+        if steps is not None:
+            kw["steps"] = steps
+        return ChatTrainConfig(**kw)
+
+
+def sample_diagnosis(examples: list[Any], samples: list[Any]) -> dict[str, Any]:
+    """Do the targets (approved answers) agree with the facts their prompts show?"""
+    by_id = {e.pk: e for e in examples}
+    answers = [(by_id[s.example_id].answer or "").strip() for s in samples]
+    supports = sorted(s.support for s in samples)
+
+    def share(pred: Any) -> float | None:
+        return sum(map(pred, samples)) / len(samples) if samples else None
+
+    return {
+        "samples": len(samples),
+        "grounded": sum(s.grounded for s in samples),
+        "grounded_share": share(lambda s: s.grounded),
+        "support_median": supports[len(supports) // 2] if supports else None,
+        "support_below_075": share(lambda s: s.support < 0.75),
+        "questions": sum(a.endswith("?") for a in answers),
+        "questions_grounded": sum(
+            a.endswith("?") and s.grounded for a, s in zip(answers, samples, strict=True)
+        ),
+    }
+
+
+def inner(
+    args: argparse.Namespace,
+    turns: list[learning_bench.Turn],
+    half: list[str],
+    recipes: list[Recipe],
+    log: Any,
+) -> dict[str, Any]:
+    """Split one half again by dialogue: learn from the first part's replies, answer the second
+    part's questions; the other half is never touched. Every recipe trains on the same
+    samples (the grounded ones when it says so) and is served as a Q8_0 export, like a
+    specialised model (the export check and the gate are skipped: this measures recipes)."""
+    import tempfile
+
+    from django.test import override_settings
+
+    from support import backends
+    from support.conf import get_support_settings
+    from support.learning import chat_train
+    from support.learning.chat_export import export_gguf
+    from support.learning.chat_torch import load_torch_chat_model
+    from support.learning.examples import ImportSummary, examples_for_training, examples_import
+
+    learn, answer = learning_bench.halves(half, salt="inner")
+    learn_set, answer_set = set(learn), set(answer)
+    train_turns = sorted(
+        (t for t in turns if t.dialogue in learn_set and t.reply),
+        key=lambda t: _order(t.question.id),
+    )[: args.examples]
+    questions = eval_questions(answer_set, args.questions)
+    log(
+        f"inner split of half A: {len(learn)} dialogues ({len(train_turns)} replies) to learn "
+        f"from, {len(answer)} dialogues ({len(questions)} questions) to answer"
+    )
+    summary = ImportSummary()
+    t0 = time.perf_counter()
+    for _ in examples_import(
+        lines=[learning_bench.import_line(t) for t in train_turns], approve=True, summary=summary
+    ):
+        pass
+    log(f"  imported in {time.perf_counter() - t0:.0f} s: {summary.render()}")
+    backends.reset_backends()
+    conf = get_support_settings()
+    examples = list(examples_for_training().order_by("pk"))
+    samples, skipped = chat_train.chat_samples(
+        examples, model=backends.get_chat_model(), grounded_only=False
+    )
+    diagnosis = sample_diagnosis(examples, samples)
+    log(f"  {len(samples)} samples (skipped {skipped}); targets: {diagnosis}")
+    results: list[dict[str, Any]] = []
+    # The models answer on their own: an approved example recalled from memory is neither's.
+    with override_settings(SUPPORT_ANSWER_MEMORY=False):
+        before = evaluate(questions, log, "shipped model")
+        base = conf.configured_model_path()
+        preloaded = load_torch_chat_model(base, threads=conf.chat_train_threads or None)
+        work = Path(tempfile.mkdtemp(prefix="bench-specialise-inner-"))
+        for recipe in recipes:
+            chosen = [s for s in samples if s.grounded] if recipe.grounded else samples
+            config = recipe.config(args.steps)
+            log(
+                f"recipe {recipe.name}: {len(chosen)} samples, {config.hyperparameters(len(chosen))}"
+            )
+            t0 = time.perf_counter()
+            trained = chat_train.chat_train(
+                chosen,
+                base_gguf=base,
+                workdir=work / recipe.name,
+                config=config,
+                preloaded=preloaded,
+            )
+            train_s = time.perf_counter() - t0
+            out = export_gguf(trained.model, source=base, out=work / f"{recipe.name}.gguf")
+            del trained.model
+            model = backends.chat_model_load(out)
+            with backends.chat_model_override(model):
+                after = evaluate(questions, log, f"recipe {recipe.name}")
+            del model
+            out.unlink(missing_ok=True)
+            losses = trained.losses
+            k = max(1, len(losses) // 5)
+            results.append(
+                {
+                    "recipe": recipe.name,
+                    "spec": recipe.values,
+                    "grounded_only": recipe.grounded,
+                    "samples": len(chosen),
+                    "steps": trained.steps,
+                    "hyperparameters": trained.hyperparameters,
+                    "loss_first": sum(losses[:k]) / k,
+                    "loss_last": sum(losses[-k:]) / k,
+                    "training_s": round(trained.seconds, 1),
+                    "recipe_s": round(time.perf_counter() - t0, 1),
+                    "after": after["summary"],
+                    "rows": after["rows"],
+                }
+            )
+            log(
+                f"  recipe {recipe.name}: F1 {common.fmt(before['summary']['f1'])} -> "
+                f"{common.fmt(after['summary']['f1'])}; loss {results[-1]['loss_first']:.3f} -> "
+                f"{results[-1]['loss_last']:.3f}; {train_s:.0f} s training + export"
+            )
+    return {
+        "learn_dialogues": len(learn),
+        "answer_dialogues": len(answer),
+        "imported": len(train_turns),
+        "questions": len(questions),
+        "skipped": skipped,
+        "targets": diagnosis,
+        "before": before["summary"],
+        "rows_before": before["rows"],
+        "recipes": results,
+    }
+
+
+def inner_markdown(payload: dict[str, Any]) -> str:
+    f = common.fmt
+    b = payload["before"]
+
+    def row(label: str, samples: Any, steps: Any, loss: str, s: dict[str, Any]) -> list[Any]:
+        return [
+            label,
+            samples,
+            steps,
+            loss,
+            f(s["f1"]),
+            f(s["rouge_l"]),
+            f(s["support_prompt"]),
+            f(s["answerable_declined"]),
+            f"{s['kept']}/{s['graded_generated']}",
+            f(s["kept_f1"]),
+            f(s["fallback_f1"]),
+            f(s["generated_f1"]),
+        ]
+
+    rows = [row("shipped model", "—", "—", "—", b)]
+    for r in payload["recipes"]:
+        rows.append(
+            row(
+                f"{r['recipe']} ({', '.join(f'{k}={v}' for k, v in r['spec'].items())})",
+                r["samples"],
+                r["steps"],
+                f"{r['loss_first']:.2f} → {r['loss_last']:.2f}",
+                r["after"],
+            )
+        )
+    return (
+        common.markdown_table(
+            [
+                "model",
+                "samples",
+                "steps",
+                "training loss",
+                "F1",
+                "ROUGE-L",
+                "support",
+                "answerable declined",
+                "kept by the check",
+                "F1 kept",
+                "F1 quoted instead",
+                "F1 of every generation",
+            ],
+            rows,
+        )
+        + "\n"
+    )
 
 
 def pooled(folds: list[dict[str, Any]], which: str) -> dict[str, Any]:
@@ -253,6 +517,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=None, help="questions evaluated per fold")
     parser.add_argument("--steps", type=int, default=None, help="at most this many steps a fold")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
+    parser.add_argument(
+        "--inner",
+        action="store_true",
+        help="tune: split half A again by dialogue, learn from one part, answer the other",
+    )
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        type=Recipe.parse,
+        default=[],
+        help="with --inner: name:lr=..,r=..,alpha=..,modules=all|qv|attn,grounded=0|1,steps=..",
+    )
     args = parser.parse_args(argv)
     folds_n = args.folds or (1 if args.quick else 2)
     limit_examples = args.examples or (QUICK["examples"] if args.quick else None)
@@ -273,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
 
     turns = learning_bench.load_turns()
     half_a, half_b = learning_bench.halves(sorted({t.dialogue for t in turns}))
+    if args.inner:
+        return inner_main(args, turns, half_a, log, started)
     results = []
     for name, train, test in (("A", half_a, half_b), ("B", half_b, half_a))[:folds_n]:
         train_set = set(train)
@@ -307,6 +585,37 @@ def main(argv: list[str] | None = None) -> int:
     }
     payload["markdown"] = markdown(payload)
     path = common.write_results("specialise", payload, also=args.out)
+    log(f"wrote {path}")
+    print(payload["markdown"])
+    return 0
+
+
+def inner_main(
+    args: argparse.Namespace,
+    turns: list[learning_bench.Turn],
+    half_a: list[str],
+    log: Any,
+    started: float,
+) -> int:
+    from support.conf import get_support_settings
+
+    recipes = args.recipe or [Recipe("defaults", {})]
+    result = inner(args, turns, half_a, recipes, log)
+    payload = {
+        "benchmark": "specialise_inner",
+        "timestamp": common.timestamp(),
+        "machine": common.machine_info(),
+        "settings": {
+            k: v
+            for k, v in dataclasses.asdict(get_support_settings()).items()
+            if k.startswith("chat_train_")
+        },
+        **result,
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(common.peak_rss_mb(), 1),
+    }
+    payload["markdown"] = inner_markdown(payload)
+    path = common.write_results("specialise_inner", payload, also=args.out)
     log(f"wrote {path}")
     print(payload["markdown"])
     return 0

@@ -140,6 +140,7 @@ class SupportSettings:
     chat_train_target_modules: tuple[str, ...]
     chat_train_max_prompt_tokens: int
     chat_train_max_target_tokens: int
+    chat_train_grounded_only: bool
     chat_train_threads: int
     chat_train_checkpoint_every: int
     specialise_niceness: int

@@ -440,6 +440,9 @@ SUPPORT_CHAT_TRAIN_TARGET_MODULES = env.list(
 # model write more than SUPPORT_MAX_ANSWER_TOKENS (at most 80).
 SUPPORT_CHAT_TRAIN_MAX_PROMPT_TOKENS = env.int("SUPPORT_CHAT_TRAIN_MAX_PROMPT_TOKENS", default=512)
 SUPPORT_CHAT_TRAIN_MAX_TARGET_TOKENS = env.int("SUPPORT_CHAT_TRAIN_MAX_TARGET_TOKENS", default=80)
+# Train only on approved answers the pipeline's groundedness check would keep for their prompt
+# (docs/learning.md: the recipe sweep).
+SUPPORT_CHAT_TRAIN_GROUNDED_ONLY = env.bool("SUPPORT_CHAT_TRAIN_GROUNDED_ONLY", default=False)
 # torch threads while training (0: torch's default, every core): one leaves the other core to
 # the answer workers.
 SUPPORT_CHAT_TRAIN_THREADS = env.int("SUPPORT_CHAT_TRAIN_THREADS", default=1)

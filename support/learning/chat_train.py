@@ -36,9 +36,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..answers.decide import decide
 from ..answers.generate import answer_max_tokens
+from ..answers.grounding import grounding_check
 from ..answers.prompt import prompt_build
 from ..answers.retrieve import retrieve
 from ..answers.types import Question, Route, Turn
+from ..answers.words import content_support, strip_citations
 from ..conf import get_support_settings
 from ..llm import ChatModel
 from ..llm.errors import PromptTooLongError
@@ -63,6 +65,10 @@ FINAL_LR_SHARE: Final = 0.1
 EMPTY_ANSWER: Final = "empty_answer"
 PROMPT_TOO_LONG: Final = "prompt_too_long"
 ANSWER_TOO_LONG: Final = "answer_too_long"
+# The pipeline's groundedness check would not keep the approved answer as an answer to its
+# own prompt (SUPPORT_CHAT_TRAIN_GROUNDED_ONLY): learning it teaches the model to write what the
+# check then replaces with a quote.
+UNGROUNDED_ANSWER: Final = "ungrounded_answer"
 # "declined:<reason>" / "quoted:<reason>": the pipeline would not let the model write.
 
 
@@ -71,6 +77,11 @@ class ChatSample:
     example_id: int | None
     prompt_ids: tuple[int, ...]
     target_ids: tuple[int, ...]  # the answer's tokens, then end-of-turn
+    # The pipeline's groundedness check on the approved answer against the prompt's facts
+    # (answers.grounding.grounding_check, as answers.check runs it on a generation), and the
+    # answer's content-word support in those facts.
+    grounded: bool = True
+    support: float = 1.0
 
 
 def example_question(example: Example) -> Question:
@@ -104,9 +115,12 @@ def chat_samples(
     model: ChatModel | None = None,
     max_prompt_tokens: int | None = None,
     max_target_tokens: int | None = None,
+    grounded_only: bool | None = None,
 ) -> tuple[list[ChatSample], dict[str, int]]:
     """Each example's prompt exactly as the answer pipeline builds it at answer time, with its
-    answer as the target; the skipped ones counted by reason (needs the published index)."""
+    answer as the target; the skipped ones counted by reason (needs the published index).
+    `grounded_only` (default SUPPORT_CHAT_TRAIN_GROUNDED_ONLY) also skips an answer the
+    pipeline's groundedness check would not keep for that prompt."""
     from ..backends import get_chat_model
 
     conf = get_support_settings()
@@ -114,6 +128,7 @@ def chat_samples(
     max_prompt = max_prompt_tokens or conf.chat_train_max_prompt_tokens
     max_new = answer_max_tokens(conf.max_answer_tokens)
     max_target = min(max_target_tokens or conf.chat_train_max_target_tokens, max_new)
+    only_grounded = conf.chat_train_grounded_only if grounded_only is None else grounded_only
     eot = end_of_turn_id(model)
     samples: list[ChatSample] = []
     skipped: dict[str, int] = {}
@@ -153,7 +168,16 @@ def chat_samples(
         if len(prompt.token_ids) > max_prompt:
             skip(PROMPT_TOO_LONG)
             continue
-        samples.append(ChatSample(example.pk, prompt.token_ids, (*target, eot)))
+        grounding = grounding_check(answer, prompt.facts, asked.text)
+        if only_grounded and not grounding.grounded:
+            skip(UNGROUNDED_ANSWER)
+            continue
+        support = content_support(strip_citations(answer), [f.text for f in prompt.facts])
+        samples.append(
+            ChatSample(
+                example.pk, prompt.token_ids, (*target, eot), grounding.grounded, round(support, 4)
+            )
+        )
     return samples, skipped
 
 

@@ -133,6 +133,38 @@ def test_bad_examples_are_skipped_with_a_reason(kb: Any, chat_env: FakeChatModel
     assert skipped == {ct.PROMPT_TOO_LONG: 1}
 
 
+def test_answers_the_check_would_not_keep_are_marked_and_skipped_when_asked(
+    kb: Any, chat_env: FakeChatModel
+) -> None:
+    supported = _example(
+        "How do I reset the router?",
+        "Hold the reset button on the back for 10 seconds until the light blinks orange.",
+    )
+    # Fact words recombined into a claim the fact does not make, and words it lacks.
+    unsupported = _example(
+        "How do I reset the router?",
+        "Call our engineers, they will visit you and replace the router tomorrow.",
+    )
+    asked_back = _example("How do I reset the router?", "Which router model do you have?")
+    examples = [supported, unsupported, asked_back]
+    samples, skipped = ct.chat_samples(examples, model=chat_env, grounded_only=False)
+    marks = {s.example_id: (s.grounded, s.support) for s in samples}
+    assert skipped == {}
+    assert marks[supported.pk] == (True, 1.0)
+    assert marks[unsupported.pk][0] is False and marks[unsupported.pk][1] < 0.75
+    assert marks[asked_back.pk][0] is False
+    samples, skipped = ct.chat_samples(examples, model=chat_env, grounded_only=True)
+    assert [s.example_id for s in samples] == [supported.pk]
+    assert skipped == {ct.UNGROUNDED_ANSWER: 2}
+    # The setting is the default.
+    with override_settings(SUPPORT_CHAT_TRAIN_GROUNDED_ONLY=True):
+        assert [s.example_id for s in ct.chat_samples(examples, model=chat_env)[0]] == [
+            supported.pk
+        ]
+    with override_settings(SUPPORT_CHAT_TRAIN_GROUNDED_ONLY=False):
+        assert len(ct.chat_samples(examples, model=chat_env)[0]) == 3
+
+
 def test_config_defaults_come_from_the_settings(tmp_path: Path) -> None:
     with override_settings(SUPPORT_CHAT_TRAIN_EPOCHS=2, SUPPORT_CHAT_TRAIN_BATCH_SIZE=4):
         config = ct.ChatTrainConfig()
