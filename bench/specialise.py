@@ -212,7 +212,7 @@ class Recipe:
     def parse(cls, text: str) -> Recipe:
         name, _, rest = text.partition(":")
         values = dict(kv.split("=", 1) for kv in rest.split(",") if kv.strip())
-        unknown = set(values) - {"lr", "r", "alpha", "modules", "grounded", "steps"}
+        unknown = set(values) - {"lr", "r", "alpha", "modules", "grounded", "support", "steps"}
         if unknown:
             raise SystemExit(f"recipe {name}: unknown keys {sorted(unknown)}")
         return cls(name, values)
@@ -220,6 +220,12 @@ class Recipe:
     @property
     def grounded(self) -> bool:
         return self.values.get("grounded", "0") in ("1", "true", "yes")
+
+    def chosen(self, samples: list[Any]) -> list[Any]:
+        """The samples this recipe trains on: all, the grounded ones, or those whose answer's
+        content-word support in the prompt's facts is at least `support`."""
+        least = float(self.values.get("support", 0))
+        return [s for s in samples if (s.grounded or not self.grounded) and s.support >= least]
 
     def config(self, default_steps: int | None) -> Any:
         from support.learning.chat_train import ChatTrainConfig
@@ -255,6 +261,9 @@ def sample_diagnosis(examples: list[Any], samples: list[Any]) -> dict[str, Any]:
         "grounded_share": share(lambda s: s.grounded),
         "support_median": supports[len(supports) // 2] if supports else None,
         "support_below_075": share(lambda s: s.support < 0.75),
+        "support_at_least": {
+            str(t): sum(s.support >= t for s in samples) for t in (0.5, 0.6, 0.7, 0.8, 0.9)
+        },
         "questions": sum(a.endswith("?") for a in answers),
         "questions_grounded": sum(
             a.endswith("?") and s.grounded for a, s in zip(answers, samples, strict=True)
@@ -318,8 +327,11 @@ def inner(
         preloaded = load_torch_chat_model(base, threads=conf.chat_train_threads or None)
         work = Path(tempfile.mkdtemp(prefix="bench-specialise-inner-"))
         for recipe in recipes:
-            chosen = [s for s in samples if s.grounded] if recipe.grounded else samples
+            chosen = recipe.chosen(samples)
             config = recipe.config(args.steps)
+            if not chosen:
+                log(f"recipe {recipe.name}: no sample left, nothing trained")
+                continue
             log(
                 f"recipe {recipe.name}: {len(chosen)} samples, {config.hyperparameters(len(chosen))}"
             )
