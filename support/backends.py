@@ -228,6 +228,10 @@ def reset_backends() -> None:
     with _lock:
         _instances.clear()
         _chat_model_built_for.clear()
+    # The fact ranker's sentence vectors came from the embedder just dropped.
+    from .answers import fact_ranker
+
+    fact_ranker.reset()
 
 
 @receiver(setting_changed)

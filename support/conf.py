@@ -115,6 +115,7 @@ class SupportSettings:
     # question matches its question this closely (dense cosine) and retrieval found its chunk.
     answer_memory: bool
     answer_memory_min_similarity: float
+    fact_ranker: bool
     # Specialising the retriever (docs/learning.md, "A retriever specialised on the company").
     specialise_threads: int
     specialise_epochs: int
@@ -191,6 +192,10 @@ class SupportSettings:
     @property
     def chat_models_dir(self) -> Path:
         return self.data_dir / "chat_models"
+
+    @property
+    def fact_rankers_dir(self) -> Path:
+        return self.data_dir / "fact_rankers"
 
     def resolved_model_path(self) -> Path:
         """The chat model file served: SUPPORT_MODEL_PATH when set (it pins the model), else

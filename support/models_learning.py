@@ -170,6 +170,7 @@ class SpecialiseRun(models.Model):
     class Kind(models.TextChoices):
         RETRIEVAL = "retrieval", "Retriever"
         MODEL = "model", "Chat model"
+        FACTS = "facts", "Fact ranker"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -396,6 +396,9 @@ SUPPORT_ANSWER_MEMORY = env.bool("SUPPORT_ANSWER_MEMORY", default=True)
 SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY = env.float(
     "SUPPORT_ANSWER_MEMORY_MIN_SIMILARITY", default=0.82
 )
+# The fact ranker learned from approved examples (manage.py specialise --facts) chooses the
+# sentence a quote quotes once a version is promoted; off: always the lexical ranking.
+SUPPORT_FACT_RANKER = env.bool("SUPPORT_FACT_RANKER", default=True)
 # Specialising the retriever on approved examples (manage.py specialise, queue "training").
 # torch threads for training; 0 leaves torch's default (all cores): a training worker should
 # leave the serving processes room, so the compose file's training worker sets 1.

@@ -83,12 +83,13 @@ def cited_facts(answer: str, facts: Sequence[Fact]) -> list[Fact]:
 
 
 def extractive_answer(facts: Sequence[Fact], k: int | None = None) -> str:
-    """The best facts quoted verbatim (citations_resolve marks their passages).
+    """The best facts quoted verbatim (citations_resolve marks their passages): the learned
+    ranker's pick first (Fact.chosen), then by rank.
 
     Questions among them (help pages use them as headings) answer nothing: they are quoted
     only when every fact is one.
     """
-    ranked = sorted(facts, key=lambda f: f.rank, reverse=True)
+    ranked = sorted(facts, key=lambda f: (f.chosen, f.rank), reverse=True)
     statements = [f for f in ranked if not f.text.rstrip().endswith("?")]
     best = (statements or ranked)[: k or EXTRACTIVE_FACTS]
     best.sort(key=lambda f: (f.n, facts.index(f)))

@@ -7,6 +7,11 @@ questions (docs/generation.md, "Tuning history").
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
 from ..retrieval import (
     SearchResult,
     idf_coverage,
@@ -16,7 +21,8 @@ from ..retrieval import (
     term_idfs,
     unknown_identifiers,
 )
-from .facts import facts_select, top_score
+from .fact_ranker import FactRanker, facts_rerank
+from .facts import MAX_FACTS, fact_candidates, facts_select, top_score
 from .reasons import AnswerReason
 from .types import Decision, Fact, Question, Retrieved, Route
 
@@ -32,10 +38,61 @@ FULL_COVERAGE = 0.9
 NO_FACTS_QUOTE_CONFIDENCE = 0.7
 
 
+# (question text) -> its vector; (sentences) -> theirs: the fact ranker's embedder.
+QuestionVector = Callable[[str], NDArray[np.float32]]
+Encode = Callable[[list[str]], NDArray[np.float32]]
+
+
 def decide(
+    question: Question,
+    retrieved: Retrieved,
+    *,
+    min_confidence: float,
+    generate: bool,
+    ranker: FactRanker | None = None,
+    question_vector: QuestionVector | None = None,
+    encode: Encode | None = None,
+) -> Decision:
+    """What to do with the retrieved passages (`generate=False`: quote instead of writing).
+
+    With a learned fact ranker (and its embedder), an answer's facts carry the ranker's pick
+    (quoted first); the route and the decline decision are the lexical ranking's."""
+    decision = _decide(question, retrieved, min_confidence=min_confidence, generate=generate)
+    if (
+        ranker is None
+        or question_vector is None
+        or encode is None
+        or decision.route is Route.DECLINE
+        or not decision.facts
+    ):
+        return decision
+    query = retrieved.search.query
+    facts = facts_rerank(
+        facts=decision.facts,
+        # The question the facts were selected for (a follow-up's query holds the earlier turn).
+        candidates=fact_candidates(
+            question=query if _context_won(question, retrieved) else question.text,
+            passages=retrieved.search.passages,
+        ),
+        ranker=ranker,
+        question_vector=question_vector(question.text),
+        encode=encode,
+        max_facts=MAX_FACTS,
+    )
+    return Decision(decision.route, decision.reason, facts, decision.top_score)
+
+
+def _context_won(question: Question, retrieved: Retrieved) -> bool:
+    search = retrieved.search
+    if search.query == question.text:
+        return False
+    own = top_score(facts_select(question=question.text, passages=search.passages))
+    return top_score(facts_select(question=search.query, passages=search.passages)) > own
+
+
+def _decide(
     question: Question, retrieved: Retrieved, *, min_confidence: float, generate: bool
 ) -> Decision:
-    """What to do with the retrieved passages (`generate=False`: quote instead of writing)."""
     search = retrieved.search
     if not search.passages:
         return Decision(Route.DECLINE, AnswerReason.NO_PASSAGES, (), 0.0)

@@ -6,12 +6,17 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
-from ..backends import get_chat_model
+import numpy as np
+from numpy.typing import NDArray
+
+from ..backends import get_chat_model, get_embedder
 from ..conf import get_support_settings
 from ..retrieval import SearchResult
+from ..search import retrievers
 from .check import check
 from .cite import cite, cite_learned
 from .decide import decide, decline_signals
+from .fact_ranker import FactRanker, served_ranker
 from .generate import answer_max_tokens
 from .generate import generate as generate_answer
 from .reasons import AnswerAction, AnswerReason
@@ -47,11 +52,15 @@ def answer_compose(
     with timer.span("retrieval_ms"):
         retrieved = Retrieved(search) if search is not None else retrieve(asked)
     with timer.span("select_ms"):
+        ranker = fact_ranker_served()
         decision = decide(
             asked,
             retrieved,
             min_confidence=conf.retrieval_min_confidence,
             generate=generate,
+            ranker=ranker,
+            question_vector=_question_vector(retrieved) if ranker is not None else None,
+            encode=get_embedder().encode if ranker is not None else None,
         )
     recalled: Recall | None = None
     if conf.answer_memory if answer_memory is None else answer_memory:
@@ -99,6 +108,26 @@ def answer_compose(
     if on_delta is not None and _quote_unshown(draft, generation):
         on_delta(draft.text)
     return draft
+
+
+def fact_ranker_served() -> FactRanker | None:
+    """The promoted fact ranker (None: SUPPORT_FACT_RANKER off or none promoted)."""
+    conf = get_support_settings()
+    return served_ranker(conf.fact_rankers_dir) if conf.fact_ranker else None
+
+
+def _question_vector(retrieved: Retrieved) -> Callable[[str], NDArray[np.float32]]:
+    """The fact ranker's question vector: the configured embedder's (the ranker was trained
+    with it); the search's own when retrieval used that embedder too."""
+    search = retrieved.search
+    same = retrievers.current(get_support_settings().retrievers_dir) is None
+
+    def vector(text: str) -> NDArray[np.float32]:
+        if same and search.query_vector is not None and search.query == text:
+            return search.query_vector
+        return get_embedder().encode_query(text)
+
+    return vector
 
 
 def _quote_unshown(draft: Draft, generation: Generation | None) -> bool:

@@ -32,6 +32,8 @@ class Fact:
     score: float  # the share of the question's terms it holds (what decide judges)
     # Ranking only: it states what the question asks for (support.answers.intent).
     bonus: float = 0.0
+    # The learned fact ranker's pick (support.answers.fact_ranker): quoted before any other.
+    chosen: bool = False
 
     @property
     def rank(self) -> float:
