@@ -1,5 +1,9 @@
-"""`manage.py specialise [--retrieval] [--model] [--json] [--force]` and
-`specialise --rollback [--model]`.
+"""`manage.py specialise [--retrieval] [--model] [--facts] [--json] [--force]` and
+`specialise --rollback [--model | --facts]`.
+
+`--facts` (alone) trains the fact ranker, the choice of the sentence a quote quotes
+(support/learning/fact_train.py), gates it on the held-back examples' answer F1 and promotes it
+or not; `--rollback --facts` serves the previous version (or the lexical ranking) again.
 
 Trains what is asked for (the retriever: `--retrieval`, also what runs without a flag; the chat
 model: `--model`; both: the retriever first), runs the gate, promotes or not (docs/learning.md).
@@ -17,6 +21,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from support.learning.chat_specialise import ModelReport, model_rollback, model_specialise
+from support.learning.fact_train import FactsReport, fact_ranker_rollback, facts_specialise
 from support.learning.specialise import (
     SpecialiseBusy,
     SpecialiseCancelled,
@@ -33,6 +38,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--retrieval", action="store_true", help="fine-tune the retriever")
         parser.add_argument("--model", action="store_true", help="fine-tune the chat model")
+        parser.add_argument(
+            "--facts", action="store_true", help="learn which sentence a quote quotes"
+        )
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
         parser.add_argument(
             "--force", action="store_true", help="promote even if the gate refuses (logged)"
@@ -44,6 +52,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["facts"]:
+            if options["model"] or options["retrieval"]:
+                raise CommandError("--facts runs alone (without --model or --retrieval)")
+            self._facts(
+                rollback=options["rollback"], force=options["force"], as_json=options["json"]
+            )
+            return
         if options["rollback"] and options["model"]:
             self._model_rollback(as_json=options["json"])
             return
@@ -101,6 +116,24 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.to_json(), sort_keys=True))
         else:
             self.stdout.write(_render(report))
+
+    def _facts(self, *, rollback: bool, force: bool, as_json: bool) -> None:
+        try:
+            if rollback:
+                version = fact_ranker_rollback()
+                if as_json:
+                    self.stdout.write(json.dumps({"rolled_back_to": version}))
+                else:
+                    label = f"fact-ranker-v{version}" if version else "the lexical ranking"
+                    self.stdout.write(f"fact selection rolled back to {label}")
+                return
+            report = facts_specialise(force=force, progress=None if as_json else _Bar())
+        except (SpecialiseBusy, SpecialiseUnavailable, SpecialiseCancelled) as exc:
+            raise CommandError(str(exc)) from exc
+        if as_json:
+            self.stdout.write(json.dumps(report.to_json(), sort_keys=True))
+        else:
+            self.stdout.write(_render_facts(report))
 
     def _model_rollback(self, *, as_json: bool) -> None:
         try:
@@ -167,6 +200,20 @@ def _render(report: SpecialiseReport) -> str:
         lines.append(
             f"serving retriever-v{report.model_version} (index version {report.index_version})"
         )
+    return "\n".join(lines)
+
+
+def _render_facts(report: FactsReport) -> str:
+    before, after = report.before, report.after
+    lines = [
+        f"{'promoted' if report.promoted else 'not promoted'}: {report.reason}",
+        f"trained on {report.trained_on} example(s) (C {report.cv.get('chosen_c')}, "
+        f"cross-validated); held back {report.held_back}; {report.seconds:.1f} s in all",
+        f"  held_back  n={before['questions']}  answer F1 {before['answer_f1']} -> "
+        f"{after['answer_f1']} ({after.get('changed', 0)} quote(s) changed)",
+    ]
+    if report.promoted:
+        lines.append(f"serving fact-ranker-v{report.model_version}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,109 @@
+"""`specialise --facts` with the real embedder on a small knowledge base: approved exchanges
+teach the pipeline which sentence to quote, the gate judges it on the held-back ones, the
+answer pipeline serves the promoted ranker, and a rollback brings the lexical ranking back
+(docs/learning.md, "Fact selection")."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from support.answers import fact_ranker
+from support.answers.pipeline import answer_compose
+from support.conf import get_support_settings
+from support.learning import fact_train
+from support.models import Example, KnowledgeDocument, SpecialiseRun
+
+# Customers whose invoice did not come: the agents answer with the page's second sentence,
+# which shares fewer of their words than the first ("Invoices are sent ... every month").
+QUESTIONS = (
+    "I did not get my invoice this month",
+    "my invoice for this month never came",
+    "no invoice arrived this month",
+    "where is my invoice for the month?",
+    "the monthly invoice is not in my inbox",
+    "this month I got no invoice",
+    "invoice missing for this month",
+    "still waiting for the invoice of this month",
+)
+AGENT = "Please call us on 1-800-555-0199 if an invoice is missing, we will resend it."
+
+
+def _example(i: int, question: str, answer: str, *, held_back: bool) -> Example:
+    return Example.objects.create(
+        question=question,
+        answer=answer,
+        source=Example.Source.IMPORT,
+        state=Example.State.APPROVED,
+        reviewed_at=timezone.now(),
+        external_id=f"x-{i}",
+        split_key=f"conv-{i}",
+        held_back=held_back,
+    )
+
+
+def _examples(answer: Any) -> None:
+    n = 0
+    for round_ in range(3):
+        for j, q in enumerate(QUESTIONS):
+            text = q if round_ == 0 else f"{q} {('please', 'thanks')[round_ - 1]}"
+            _example(n, text, answer(j), held_back=round_ == 2 and j < 4)
+            n += 1
+
+
+@pytest.fixture
+def few_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A handful of exchanges is enough to show the path (the product wants 20 labelled).
+    monkeypatch.setattr(fact_train, "MIN_LABELLED", 5)
+    fact_ranker.reset()
+
+
+@pytest.mark.django_db
+def test_approved_answers_teach_the_quote_and_rollback_restores_it(
+    kb: dict[str, KnowledgeDocument], few_labels: None
+) -> None:
+    question = "the invoice of this month did not come"
+    before = answer_compose(question=question, generate=False)
+    assert before.text.startswith("Invoices are sent by e-mail"), before.text
+    _examples(lambda _: AGENT)
+
+    out = io.StringIO()
+    call_command("specialise", "--facts", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["promoted"] is True, report
+    assert report["held_back"] == 4 and report["trained_on"] == 20
+    assert report["after"]["answer_f1"] > report["before"]["answer_f1"]
+    assert report["cv"]["chosen_c"] is not None
+    run = SpecialiseRun.objects.get(pk=report["run_id"])
+    assert run.kind == SpecialiseRun.Kind.FACTS and run.status == SpecialiseRun.Status.PROMOTED
+    root = get_support_settings().fact_rankers_dir
+    assert fact_ranker.FACT_RANKERS.current(root) == report["model_version"]
+
+    after = answer_compose(question=question, generate=False)
+    assert after.text.startswith("Call us on 1-800-555-0199"), after.text
+    assert after.action == before.action and after.reason == before.reason
+
+    out = io.StringIO()
+    call_command("specialise", "--facts", "--rollback", stdout=out)
+    assert "lexical ranking" in out.getvalue()
+    assert answer_compose(question=question, generate=False).text == before.text
+
+
+@pytest.mark.django_db
+def test_answers_the_passages_do_not_hold_are_refused_and_nothing_changes(
+    kb: dict[str, KnowledgeDocument], few_labels: None
+) -> None:
+    question = "the invoice of this month did not come"
+    before = answer_compose(question=question, generate=False)
+    # Replies about something else entirely (a harmful set: nothing in them is in the pages).
+    _examples(lambda j: f"Our shop in Glasgow opens at {8 + j % 3} on Saturdays.")
+    report = fact_train.facts_specialise()
+    assert report.promoted is False and report.model_version is None
+    assert report.after["answer_f1"] == report.before["answer_f1"]
+    assert fact_ranker.FACT_RANKERS.current(get_support_settings().fact_rankers_dir) is None
+    assert answer_compose(question=question, generate=False).text == before.text
