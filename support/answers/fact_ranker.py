@@ -17,6 +17,7 @@ lexical ranking. Plain numpy: no model is loaded, and sentence vectors are cache
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -33,6 +34,8 @@ from .facts import Candidate
 from .measures import normalize_tokens
 from .types import Fact
 from .words import content_words
+
+logger = logging.getLogger(__name__)
 
 RANKER_FILE = "ranker.json"
 PAST_FILE = "past.npz"
@@ -268,7 +271,13 @@ def served_ranker(root: Path) -> FactRanker | None:
         return cached[2]
     with _lock:
         if _served is None or _served[:2] != (root, version):
-            _served = (root, version, ranker_load(FACT_RANKERS.folder(root, version)))
+            try:
+                loaded = ranker_load(FACT_RANKERS.folder(root, version))
+            except (OSError, ValueError, KeyError) as exc:
+                # A damaged or foreign folder must not stop answers: the lexical ranking.
+                logger.warning("fact ranker v%s not loaded (%s): lexical ranking", version, exc)
+                return None
+            _served = (root, version, loaded)
         return _served[2]
 
 
@@ -286,9 +295,10 @@ def sentence_vectors(
             while len(_sentences) > SENTENCE_CACHE:
                 _sentences.popitem(last=False)
     with _lock:
-        found = {t: _sentences.get(t) for t in texts}
-    if any(v is None for v in found.values()):  # evicted meanwhile: encode those again
-        again = [t for t, v in found.items() if v is None]
+        cached = {t: _sentences.get(t) for t in texts}
+    found = {t: v for t, v in cached.items() if v is not None}
+    again = [t for t, v in cached.items() if v is None]
+    if again:  # evicted meanwhile: encode those again
         found.update(zip(again, encode(again), strict=True))
     return np.stack([found[t] for t in texts]).astype(np.float32)
 
@@ -312,8 +322,11 @@ def facts_rerank(
 ) -> tuple[Fact, ...]:
     """`facts` with the ranker's pick among the candidates marked `chosen` (quoted first): a
     fact already, or put in place of the lowest-ranked one (passage and reading order kept)."""
-    if not candidates:
+    vector = np.asarray(question_vector, dtype=np.float32).reshape(-1)
+    if not candidates or (len(ranker.past) and ranker.past.vectors.shape[1] != vector.shape[0]):
+        # Another embedder than the one it was trained with: its memories cannot be read.
         return tuple(facts)
+    question_vector = vector
     texts = [c.fact.text for c in candidates]
     today = _today(facts, candidates)
     features = candidate_features(

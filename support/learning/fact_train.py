@@ -239,11 +239,13 @@ def samples_build(examples: Sequence[Example], progress: Progress | None = None)
     embedder = get_embedder()
     questions = [ex.question for ex in examples]
     encode_queries = getattr(embedder, "encode_queries", None)
-    vectors = (
-        encode_queries(questions)
-        if encode_queries is not None
-        else np.stack([embedder.encode_query(q) for q in questions] or [np.zeros(1)])
-    )
+    if encode_queries is not None:
+        vectors = encode_queries(questions)
+    else:
+        vectors = np.stack(
+            [embedder.encode_query(q) for q in questions]
+            or [np.zeros(embedder.dimension, dtype=np.float32)]
+        )
     out = []
     for i, ex in enumerate(examples):
         if progress is not None:

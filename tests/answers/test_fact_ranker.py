@@ -223,3 +223,30 @@ def test_training_learns_what_the_approved_answers_quote() -> None:
 def test_nothing_is_learned_from_answers_no_sentence_holds() -> None:
     ranker, info = fact_train.ranker_train(_samples(60, answer_of=None), DIM)
     assert ranker is None and info["chosen_c"] is None
+
+
+def test_a_damaged_folder_or_another_embedder_falls_back_to_the_lexical_ranking(
+    tmp_path: Path,
+) -> None:
+    fact_ranker.reset()
+    version = FACT_RANKERS.next_version(tmp_path)
+    staging = FACT_RANKERS.staging_dir(tmp_path, version)
+    ranker_save(_ranker({"cosine": 5.0}), staging)
+    (staging / "ranker.json").write_text('{"format": 99}')
+    FACT_RANKERS.install(tmp_path, staging, version)
+    FACT_RANKERS.publish(tmp_path, version)
+    assert served_ranker(tmp_path) is None
+    # Past questions embedded with another model (8 dimensions, the question has 4).
+    past = PastQuestions(np.stack([_unit(0)]), ("a",), ("",), ("g",))
+    question = Question("How do I restart the router?")
+    plain = decide(question, _search(), min_confidence=0.3, generate=False)
+    other = decide(
+        question,
+        _search(),
+        min_confidence=0.3,
+        generate=False,
+        ranker=_ranker({"cosine": 5.0}, past),
+        question_vector=lambda _: np.ones(4, dtype=np.float32) / 2,
+        encode=_encode,
+    )
+    assert other == plain
