@@ -143,7 +143,7 @@ def build_rows(
     return rows
 
 
-def product_path_agrees(rows: list[Row], ranker: Any) -> dict[str, int]:
+def product_path_agrees(rows: list[Row], ranker: Any) -> dict[str, Any]:
     """The ranker's pick as `decide(ranker=...)` and `cite` quote it, against the bench's."""
     from support import backends
     from support.answers.cite import cite
@@ -281,7 +281,22 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in picks.items():
             pooled[k].update(v)
         pooled_rows += test
-        agrees = product_path_agrees(test[:: max(1, len(test) // 40)], ranker) if ranker else None
+        agrees = None
+        if ranker is not None:
+            from support.answers import fact_ranker
+
+            sample = test[:: max(1, len(test) // 40)]
+            fact_ranker.reset()
+            agrees = {"cold": product_path_agrees(sample, ranker)}
+            # As a serving process starts: the training half's candidate sentences cached.
+            fact_ranker.reset()
+            fact_ranker.sentence_cache_fill(
+                fact_train.with_sentences(ranker, [r.sample for r in train])
+            )
+            agrees["from_training"] = product_path_agrees(sample, ranker)
+            # Every sentence of those questions cached now: the ranking's own cost.
+            agrees["warm"] = product_path_agrees(sample, ranker)
+            fact_ranker.reset()
         coef = None
         if ranker is not None:
             coef = dict(zip(FEATURES, np.round(ranker.coef, 3).tolist(), strict=True))

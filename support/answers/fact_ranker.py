@@ -196,6 +196,10 @@ class FactRanker:
     intercept: float
     past: PastQuestions
     meta: dict[str, Any]
+    # The candidate sentences met in training and their vectors: a serving process starts with
+    # them cached (embedding a chunk's sentences at its first question costs most of the time).
+    sentences: tuple[str, ...] = ()
+    sentence_matrix: NDArray[np.float32] | None = None
 
     def scores(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         scaled: NDArray[np.float64] = (features - self.mean) / self.scale
@@ -213,9 +217,16 @@ class FactRanker:
 def ranker_save(ranker: FactRanker, folder: Path) -> None:
     """Write the ranker's files into `folder` (a staging folder: `install` renames it)."""
     folder.mkdir(parents=True, exist_ok=True)
+    dimension = ranker.past.vectors.shape[1]
+    matrix = ranker.sentence_matrix
     np.savez(
         folder / PAST_FILE,
         vectors=ranker.past.vectors.astype(np.float32),
+        sentences=(
+            matrix.astype(np.float32)
+            if matrix is not None
+            else np.zeros((0, dimension), dtype=np.float32)
+        ),
     )
     payload = {
         "format": FORMAT,
@@ -228,6 +239,7 @@ def ranker_save(ranker: FactRanker, folder: Path) -> None:
         "label_keys": list(ranker.past.label_keys),
         "groups": list(ranker.past.groups),
         "meta": ranker.meta,
+        "sentences": list(ranker.sentences if ranker.sentence_matrix is not None else ()),
     }
     (folder / RANKER_FILE).write_text(json.dumps(payload), encoding="utf-8")
 
@@ -238,6 +250,10 @@ def ranker_load(folder: Path) -> FactRanker:
         raise ValueError(f"{folder} holds a fact ranker of another format")
     with np.load(folder / PAST_FILE) as arrays:
         vectors = arrays["vectors"].astype(np.float32)
+        matrix = arrays["sentences"].astype(np.float32)
+    sentences = tuple(payload.get("sentences", ()))
+    if len(sentences) != len(matrix):
+        raise ValueError(f"{folder}: {len(sentences)} sentences, {len(matrix)} vectors")
     return FactRanker(
         mean=np.asarray(payload["mean"], dtype=np.float64),
         scale=np.asarray(payload["scale"], dtype=np.float64),
@@ -250,6 +266,8 @@ def ranker_load(folder: Path) -> FactRanker:
             tuple(payload["groups"]),
         ),
         meta=payload.get("meta", {}),
+        sentences=sentences,
+        sentence_matrix=matrix,
     )
 
 
@@ -278,7 +296,24 @@ def served_ranker(root: Path) -> FactRanker | None:
                 logger.warning("fact ranker v%s not loaded (%s): lexical ranking", version, exc)
                 return None
             _served = (root, version, loaded)
+            _cache_fill(loaded)
         return _served[2]
+
+
+def sentence_cache_fill(ranker: FactRanker) -> None:
+    """Cache the sentence vectors the ranker carries (its training's candidates)."""
+    with _lock:
+        _cache_fill(ranker)
+
+
+def _cache_fill(ranker: FactRanker) -> None:
+    if ranker.sentence_matrix is None:
+        return
+    pairs = zip(ranker.sentences, ranker.sentence_matrix, strict=True)
+    for text, vector in list(pairs)[-SENTENCE_CACHE:]:
+        _sentences[text] = vector
+    while len(_sentences) > SENTENCE_CACHE:
+        _sentences.popitem(last=False)
 
 
 def sentence_vectors(

@@ -192,6 +192,24 @@ def ranker_cv(
     return best, mean
 
 
+def with_sentences(ranker: FactRanker, samples: Sequence[Sample]) -> FactRanker:
+    """The ranker carrying every candidate sentence of these samples with its vector (a
+    serving process starts with them cached)."""
+    from dataclasses import replace
+
+    seen: dict[str, NDArray[np.float32]] = {}
+    for s in samples:
+        for c, vector in zip(s.candidates, s.sentence_vectors, strict=True):
+            seen.setdefault(c.fact.text, vector)
+    dimension = ranker.past.vectors.shape[1]
+    matrix = (
+        np.stack(list(seen.values())).astype(np.float32)
+        if seen
+        else np.zeros((0, dimension), dtype=np.float32)
+    )
+    return replace(ranker, sentences=tuple(seen), sentence_matrix=matrix)
+
+
 def ranker_train(
     samples: Sequence[Sample], dimension: int, cs: Sequence[float | None] = CS
 ) -> tuple[FactRanker | None, dict[str, Any]]:
@@ -323,6 +341,7 @@ def facts_specialise(*, force: bool = False, progress: Progress | None = None) -
             promote = False
         version = None
         if ranker is not None and (promote or force):
+            ranker = with_sentences(ranker, [*train, *held])
             if not promote:
                 logger.warning("fact ranker promoted by --force: %s", reason)
             version = _install(ranker, conf.fact_rankers_dir, reason)
@@ -356,10 +375,9 @@ def _install(ranker: FactRanker, root: Any, reason: str) -> int:
     staging = folders.staging_dir(root, version)
     try:
         meta = {**ranker.meta, "reason": reason}
-        fact_ranker.ranker_save(
-            FactRanker(ranker.mean, ranker.scale, ranker.coef, ranker.intercept, ranker.past, meta),
-            staging,
-        )
+        from dataclasses import replace
+
+        fact_ranker.ranker_save(replace(ranker, meta=meta), staging)
         folders.install(root, staging, version)
     except BaseException:
         discard(staging)

@@ -3,6 +3,7 @@ vectors: its features, its choice in `decide`, its versioned folders, and traini
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,26 @@ def test_a_damaged_folder_or_another_embedder_falls_back_to_the_lexical_ranking(
         encode=_encode,
     )
     assert other == plain
+
+
+def test_a_served_ranker_brings_its_training_sentences_cached(tmp_path: Path) -> None:
+    fact_ranker.reset()
+    sentences = ("Call support when the lights stay red.", "Hold the reset button.")
+    ranker = dataclasses.replace(
+        _ranker({"cosine": 1.0}),
+        sentences=sentences,
+        sentence_matrix=np.stack([_unit(3), _unit(4)]),
+    )
+    version = FACT_RANKERS.next_version(tmp_path)
+    staging = FACT_RANKERS.staging_dir(tmp_path, version)
+    ranker_save(ranker, staging)
+    FACT_RANKERS.install(tmp_path, staging, version)
+    FACT_RANKERS.publish(tmp_path, version)
+    assert served_ranker(tmp_path) is not None
+
+    def encode(texts: list[str]) -> np.ndarray:
+        raise AssertionError(f"encoded {texts}")
+
+    vectors = fact_ranker.sentence_vectors(list(sentences), encode)
+    assert np.allclose(vectors, np.stack([_unit(3), _unit(4)]))
+    fact_ranker.reset()
