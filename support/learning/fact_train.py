@@ -192,15 +192,23 @@ def ranker_cv(
     return best, mean
 
 
-def with_sentences(ranker: FactRanker, samples: Sequence[Sample]) -> FactRanker:
-    """The ranker carrying every candidate sentence of these samples with its vector (a
-    serving process starts with them cached)."""
+def with_sentences(
+    ranker: FactRanker,
+    samples: Sequence[Sample],
+    more: Sequence[str] = (),
+    encode: Callable[[list[str]], NDArray[np.float32]] | None = None,
+) -> FactRanker:
+    """The ranker carrying every candidate sentence of these samples, and `more` (encoded),
+    with its vector: a serving process starts with them cached."""
     from dataclasses import replace
 
     seen: dict[str, NDArray[np.float32]] = {}
     for s in samples:
         for c, vector in zip(s.candidates, s.sentence_vectors, strict=True):
             seen.setdefault(c.fact.text, vector)
+    rest = [t for t in dict.fromkeys(more) if t not in seen]
+    if rest and encode is not None:
+        seen.update(zip(rest, fact_ranker.sentence_vectors(rest, encode), strict=True))
     dimension = ranker.past.vectors.shape[1]
     matrix = (
         np.stack(list(seen.values())).astype(np.float32)
@@ -303,6 +311,24 @@ def samples_build(examples: Sequence[Example], progress: Progress | None = None)
     return out
 
 
+def kb_sentences() -> list[str]:
+    """Every candidate sentence of every chunk of the knowledge base (as `fact_candidates`
+    cuts a passage into them)."""
+    from types import SimpleNamespace
+
+    from ..answers.facts import fact_candidates
+    from ..models import Chunk
+    from ..retrieval import passages_from_hits
+
+    chunks = {c.pk: c for c in Chunk.objects.select_related("document")}
+    texts: dict[str, None] = {}
+    for pk in chunks:
+        hit = SimpleNamespace(chunk_id=pk, score=0.0, dense_score=0.0, lexical_score=0.0)
+        for c in fact_candidates(question="", passages=passages_from_hits([hit], chunks, 1)):
+            texts.setdefault(c.fact.text, None)
+    return list(texts)
+
+
 def facts_specialise(*, force: bool = False, progress: Progress | None = None) -> FactsReport:
     """Train the fact ranker on the approved examples, gate it on the held-back ones, promote
     it or not (holds the one-at-a-time specialisation lock; raises SpecialiseBusy)."""
@@ -341,7 +367,11 @@ def facts_specialise(*, force: bool = False, progress: Progress | None = None) -
             promote = False
         version = None
         if ranker is not None and (promote or force):
-            ranker = with_sentences(ranker, [*train, *held])
+            # The whole knowledge base's sentences: a first question about a chunk then costs
+            # no embedding either.
+            if progress is not None:
+                progress("sentences", 0, 0)
+            ranker = with_sentences(ranker, [*train, *held], kb_sentences(), get_embedder().encode)
             if not promote:
                 logger.warning("fact ranker promoted by --force: %s", reason)
             version = _install(ranker, conf.fact_rankers_dir, reason)

@@ -84,6 +84,12 @@ def test_approved_answers_teach_the_quote_and_rollback_restores_it(
     root = get_support_settings().fact_rankers_dir
     assert fact_ranker.FACT_RANKERS.current(root) == report["model_version"]
 
+    # The version carries every sentence of the knowledge base with its vector.
+    served = fact_ranker.served_ranker(root)
+    assert served is not None
+    assert set(fact_train.kb_sentences()) <= set(served.sentences)
+    assert any("ERR-4032" in t for t in served.sentences)  # a chunk no example asked about
+
     after = answer_compose(question=question, generate=False)
     assert after.text.startswith("Call us on 1-800-555-0199"), after.text
     assert after.action == before.action and after.reason == before.reason
