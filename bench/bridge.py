@@ -38,41 +38,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
-from decline_fit import _dialogue, _queries_embedded_once
+from decline_fit import _queries_embedded_once, split_samples
 
 THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8)
 WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 KINDS = ("answerable", "withheld", "unanswerable")
-
-
-def _samples(
-    split: str, limit: int | None
-) -> list[tuple[common.EvalQuestion, str, tuple[int, ...]]]:
-    from support.answers.retrieve import needs_context
-    from support.models import KnowledgeDocument
-
-    first = common.load_questions()
-    dev = {_dialogue(q) for q in first if q.index % 2 == 0}
-
-    def in_split(q: common.EvalQuestion) -> bool:
-        return (_dialogue(q) in dev) == (split == "dev")
-
-    later = [
-        q
-        for q in common.load_questions(name="questions_multiturn.jsonl")
-        if in_split(q) and not needs_context(q.text)
-    ]
-    questions = [q for q in first if in_split(q)] + later
-    questions = questions[:limit] if limit else questions
-    doc_ids = dict(KnowledgeDocument.objects.values_list("original_filename", "pk"))
-    out = []
-    for q in questions:
-        if q.answerable:
-            hidden = tuple(doc_ids[f"{d}.md"] for d in q.grounding_doc_ids if f"{d}.md" in doc_ids)
-            out += [(q, "answerable", ()), (q, "withheld", hidden)]
-        else:
-            out.append((q, "unanswerable", ()))
-    return out
 
 
 def _run(sample: tuple[Any, str, tuple[int, ...]], min_conf: float) -> dict[str, Any]:
@@ -208,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sub in (False, True)
     }
     min_conf = conf.retrieval_min_confidence
-    dev_samples, test_samples = _samples("dev", args.limit), _samples("test", args.limit)
+    dev_samples = split_samples("dev", args.limit)
+    test_samples = split_samples("test", args.limit)
     with (
         index_pinned(pinned),
         _queries_embedded_once([s[0].text for s in (*dev_samples, *test_samples)]),

@@ -89,10 +89,14 @@ def _queries_embedded_once(texts: Sequence[str]) -> Iterator[None]:
         cls.encode_query = original  # type: ignore[method-assign]
 
 
-def collect(split: str, limit: int | None) -> list[dict[str, Any]]:
-    """One row per sample: its kind, dialogue, the shipped decision and the signals."""
+def split_samples(
+    split: str, limit: int | None
+) -> list[tuple[common.EvalQuestion, str, tuple[int, ...]]]:
+    """The samples of one half of the dev dialogues ("dev": even first turns' dialogues,
+    "test": the others): first turns, and later turns that stand alone (not follow-ups); an
+    answerable question twice, as asked ("answerable") and with its grounding pages withheld
+    from retrieval ("withheld", their document ids), an unanswerable one once."""
     from support.answers.retrieve import needs_context
-    from support.conf import get_support_settings
     from support.models import KnowledgeDocument
 
     first = common.load_questions()
@@ -109,13 +113,28 @@ def collect(split: str, limit: int | None) -> list[dict[str, Any]]:
     questions = [q for q in first if in_split(q)] + later
     questions = questions[:limit] if limit else questions
     doc_ids = dict(KnowledgeDocument.objects.values_list("original_filename", "pk"))
+    out: list[tuple[common.EvalQuestion, str, tuple[int, ...]]] = []
+    for q in questions:
+        if q.answerable:
+            hidden = tuple(doc_ids[f"{d}.md"] for d in q.grounding_doc_ids if f"{d}.md" in doc_ids)
+            out += [(q, "answerable", ()), (q, "withheld", hidden)]
+        else:
+            out.append((q, "unanswerable", ()))
+    return out
+
+
+def collect(split: str, limit: int | None) -> list[dict[str, Any]]:
+    """One row per sample: its kind, dialogue, the shipped decision and the signals."""
+    from support.conf import get_support_settings
+
+    samples = split_samples(split, limit)
     min_conf = get_support_settings().retrieval_min_confidence
-    with _queries_embedded_once([q.text for q in questions]):
-        return _collect(questions, doc_ids, min_conf)
+    with _queries_embedded_once(list(dict.fromkeys(q.text for q, _, _ in samples))):
+        return _collect(samples, min_conf)
 
 
 def _collect(
-    questions: Sequence[common.EvalQuestion], doc_ids: dict[str, int], min_conf: float
+    samples: Sequence[tuple[common.EvalQuestion, str, tuple[int, ...]]], min_conf: float
 ) -> list[dict[str, Any]]:
     from support.answers.decide import decide, decline_signals
     from support.answers.types import Question, Retrieved
@@ -123,31 +142,24 @@ def _collect(
 
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for i, q in enumerate(questions, 1):
-        variants: list[tuple[str, tuple[int, ...]]] = []
-        if q.answerable:
-            hidden = tuple(doc_ids[f"{d}.md"] for d in q.grounding_doc_ids if f"{d}.md" in doc_ids)
-            variants = [("answerable", ()), ("withheld", hidden)]
-        else:
-            variants = [("unanswerable", ())]
-        for kind, exclude in variants:
-            search = passages_search(query=q.text, k=5, exclude_document_ids=exclude)
-            asked = Question(q.text)
-            decision = decide(asked, Retrieved(search), min_confidence=min_conf, generate=True)
-            rows.append(
-                {
-                    "id": q.id,
-                    "dialogue": _dialogue(q),
-                    "first_turn": not q.history,
-                    "kind": kind,
-                    "shipped_declines": decision.route.value == "decline",
-                    "shipped_reason": decision.reason.value if decision.reason else None,
-                    **decline_signals(asked, search, decision.facts),
-                }
-            )
-        if i % 100 == 0:
+    for i, (q, kind, exclude) in enumerate(samples, 1):
+        search = passages_search(query=q.text, k=5, exclude_document_ids=exclude)
+        asked = Question(q.text)
+        decision = decide(asked, Retrieved(search), min_confidence=min_conf, generate=True)
+        rows.append(
+            {
+                "id": q.id,
+                "dialogue": _dialogue(q),
+                "first_turn": not q.history,
+                "kind": kind,
+                "shipped_declines": decision.route.value == "decline",
+                "shipped_reason": decision.reason.value if decision.reason else None,
+                **decline_signals(asked, search, decision.facts),
+            }
+        )
+        if i % 200 == 0:
             el = time.perf_counter() - started
-            print(f"  {i}/{len(questions)} questions ({el:.0f} s)", file=sys.stderr, flush=True)
+            print(f"  {i}/{len(samples)} samples ({el:.0f} s)", file=sys.stderr, flush=True)
     return rows
 
 
