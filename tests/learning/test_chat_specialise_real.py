@@ -51,7 +51,7 @@ def test_a_model_trained_on_shuffled_answers_is_refused_and_nothing_served_chang
     real_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chat_train = pytest.importorskip("support.learning.chat_train")
-    pytest.importorskip("support.learning.chat_export")
+    chat_export = pytest.importorskip("support.learning.chat_export")
     # The training half's answers shuffled across its questions (the held-back half keeps the
     # agents' real answers: the gate measures against those).
     train = list(Example.objects.filter(held_back=False).order_by("pk"))
@@ -80,6 +80,14 @@ def test_a_model_trained_on_shuffled_answers_is_refused_and_nothing_served_chang
     assert "not promoted" in text
     assert {e["qtype"] for e in report["exports"]} == {"Q8_0", "Q4_1"}
     assert all(e["prompts"] == 4 for e in report["exports"])
+    # Both backends load the trained export: the check decodes it in llama.cpp (`make install`
+    # builds the llamacpp extra; CI fails without it), the served backend (ctransformers, through
+    # its compatibility copy) streams the speed probe of each export that passed.
+    assert conf.generator_backend.endswith("CTransformersChatModel")
+    verified_in = "llamacpp" if chat_export.llamacpp_available() else "ctransformers"
+    assert {e["backend"] for e in report["exports"]} == {verified_in}
+    passed = [e for e in report["exports"] if e["ok"]]
+    assert passed and all(e["tokens_per_s"] for e in passed)
     held_before, held_after = report["before"]["held_back"], report["after"]["held_back"]
     assert held_before["questions"] == held_after["questions"] == len(EXAMPLES) - TRAINED
     assert report["regressions"], report["reason"]
