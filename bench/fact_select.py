@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -221,10 +222,65 @@ def outcome(rows: list[Row], picks: dict[str, int | None]) -> dict[str, Any]:
     }
 
 
+def service_run(
+    turns: list[learning.Turn], half: list[str], args: Any, log: Any, started: float
+) -> int:
+    """`facts_specialise` itself on one half's replies imported and approved (the held-back
+    split at its default): its time, peak RSS and gate report."""
+    from support.learning import examples, fact_train
+    from support.models import Example
+
+    keep = set(half)
+    lines = [learning.import_line(t) for t in turns if t.reply and t.dialogue in keep]
+    t0 = time.perf_counter()
+    summary = examples.ImportSummary()
+    for _ in examples.examples_import(lines=lines, approve=False, summary=summary):
+        pass
+    ids = list(Example.objects.values_list("pk", flat=True))
+    examples.examples_review(example_ids=ids, state=Example.State.APPROVED, by=None)
+    import_s = time.perf_counter() - t0
+    log(f"imported and approved {summary.imported} replies in {import_s:.0f} s")
+    stages: dict[str, float] = {}
+    last = [time.perf_counter(), ""]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if stage != last[1]:
+            if last[1]:
+                stages[str(last[1])] = stages.get(str(last[1]), 0.0) + now - float(last[0])
+            last[0], last[1] = now, stage
+
+    t0 = time.perf_counter()
+    report = fact_train.facts_specialise(progress=progress)
+    seconds = time.perf_counter() - t0
+    stages[str(last[1])] = stages.get(str(last[1]), 0.0) + time.perf_counter() - float(last[0])
+    result = {
+        "machine": common.machine_info(),
+        "mode": "service" + (" quick" if args.quick else ""),
+        "dialogues": len(keep),
+        "imported": summary.imported,
+        "import_s": round(import_s, 1),
+        "specialise_s": round(seconds, 1),
+        "stages_s": {k: round(v, 1) for k, v in stages.items()},
+        "report": report.to_json(),
+        "peak_rss_mb": round(common.peak_rss_mb(), 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    path = common.write_results("fact_select_service", result, also=args.out)
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
+    print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here")
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help="instead: import half A's replies approved and run `specialise --facts` itself",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -248,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     half_a, half_b = learning.halves(sorted({t.dialogue for t in turns}))
     if args.quick:
         half_a, half_b = half_a[:QUICK_DIALOGUES], half_b[:QUICK_DIALOGUES]
+    if args.service:
+        return service_run(turns, half_a, args, log, started)
     in_run = set(half_a) | set(half_b)
     turns = [t for t in turns if t.dialogue in in_run]
     log(f"{len(turns)} turns of {len(in_run)} dialogues")
