@@ -210,6 +210,10 @@ NOT_IN_SUITE: dict[str, str] = {
     "bridge": "a sweep of the paraphrase bridge's threshold and weight over the dev dialogues "
     "(test half reported), run by hand while tuning; the bridge ships off and docs/generation.md "
     "records the choice",
+    "fact_select": "the fact ranker learned from approved examples against the lexical "
+    "ranking and an oracle, 2-fold over the dev dialogues (5-6 minutes: every turn searched and "
+    "every candidate sentence embedded), and `--service`, `specialise --facts` itself; run by "
+    "hand, docs/learning.md records both",
     "gaps_fit": "a fit of the distance threshold that clusters knowledge-gap questions into "
     "topics, on the doc2dial paraphrase groups (dev half, test half reported), run by hand while "
     "tuning; docs/reports.md records the choice",
