@@ -15,6 +15,7 @@ def _fact(fact: Fact) -> dict[str, Any]:
         "chunk_id": fact.passage.chunk_id,
         "score": round(fact.score, 4),
         "bonus": round(fact.bonus, 4),
+        "chosen": fact.chosen,  # the learned fact ranker's pick (quoted first)
         "text": fact.text,
     }
 

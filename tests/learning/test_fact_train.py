@@ -93,6 +93,9 @@ def test_approved_answers_teach_the_quote_and_rollback_restores_it(
     after = answer_compose(question=question, generate=False)
     assert after.text.startswith("Call us on 1-800-555-0199"), after.text
     assert after.action == before.action and after.reason == before.reason
+    chosen = [f["text"] for f in after.trace["facts"] if f["chosen"]]  # the trace shows the pick
+    assert len(chosen) == 1 and chosen[0].startswith("Call us on")
+    assert not any(f["chosen"] for f in before.trace["facts"])
 
     out = io.StringIO()
     call_command("specialise", "--facts", "--rollback", stdout=out)
