@@ -18,6 +18,7 @@ from support.answers.pipeline import answer_compose
 from support.conf import get_support_settings
 from support.learning import fact_train
 from support.models import Example, KnowledgeDocument, SpecialiseRun
+from tests.fakes import FakeChatModel
 
 # Customers whose invoice did not come: the agents answer with the page's second sentence,
 # which shares fewer of their words than the first ("Invoices are sent ... every month").
@@ -65,7 +66,9 @@ def few_labels(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.django_db
 def test_approved_answers_teach_the_quote_and_rollback_restores_it(
-    kb: dict[str, KnowledgeDocument], few_labels: None
+    kb: dict[str, KnowledgeDocument],
+    few_labels: None,
+    chat_env: FakeChatModel,
 ) -> None:
     question = "the invoice of this month did not come"
     before = answer_compose(question=question, generate=False)
@@ -96,6 +99,12 @@ def test_approved_answers_teach_the_quote_and_rollback_restores_it(
     chosen = [f["text"] for f in after.trace["facts"] if f["chosen"]]  # the trace shows the pick
     assert len(chosen) == 1 and chosen[0].startswith("Call us on")
     assert not any(f["chosen"] for f in before.trace["facts"])
+    # With generation on, the pick is among the facts the model is shown.
+    written = answer_compose(question=question)
+    assert written.trace["generate"]["facts_shown"], written.trace
+    shown = [f["text"] for f in written.trace["generate"]["facts_shown"] if f["chosen"]]
+    assert len(shown) == 1 and shown[0].startswith("Call us on")
+    assert chat_env.prompts and "1-800-555-0199" in chat_env.prompts[-1]
 
     out = io.StringIO()
     call_command("specialise", "--facts", "--rollback", stdout=out)
