@@ -84,7 +84,8 @@ class MessageSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     author_name = serializers.SerializerMethodField()
     citations = serializers.SerializerMethodField()
     reply_to = serializers.IntegerField(source="in_reply_to_id", allow_null=True)
-    source = serializers.SerializerMethodField(
+    # DRF's metaclass takes declared fields off the class, so Field.source is not overridden.
+    source = serializers.SerializerMethodField(  # type: ignore[assignment]
         help_text="Bot answers: where the words come from: knowledge_base (the model over the "
         "cited passages, a quote or a decline) or learned (an approved example's answer); null "
         "for other roles."

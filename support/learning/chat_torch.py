@@ -33,12 +33,12 @@ def _quiet_progress() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
         if enabled:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def load_torch_chat_model(
@@ -61,7 +61,7 @@ def load_torch_chat_model(
         tokenizer = AutoTokenizer.from_pretrained(
             str(path.parent), gguf_file=path.name, local_files_only=True
         )
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     return model, tokenizer
 
 
@@ -83,7 +83,7 @@ def greedy_tokens(
     out: list[int] = []
     stop = {int(i) for i in eos_ids}
     was_training = model.training
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     try:
         with torch.inference_mode():
             inputs = torch.tensor([list(prompt_ids)], dtype=torch.long)
@@ -161,6 +161,6 @@ class TorchChatModel(DecodingChatModel):
     ) -> None:
         gguf = read_gguf(Path(gguf_path))
         tokenizer = GgufTokenizer(gguf)
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]
         evaluator = _TorchEvaluator(model, context_length_for(gguf, context_length))
         super().__init__(tokenizer=tokenizer, evaluator=evaluator, threads=threads or 1)

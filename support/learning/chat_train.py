@@ -320,7 +320,7 @@ def chat_loss(
 
     total, tokens = 0.0, 0
     was_training = model.training
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     try:
         with torch.inference_mode():
             for i in range(0, len(samples), batch_size):
@@ -487,7 +487,7 @@ def chat_train(
         peak_rss_mb(),
     )
     return ChatTrainResult(
-        model=merged,
+        model=merged,  # type: ignore[arg-type]
         tokenizer=tokenizer,
         steps=step,
         seconds=seconds,

@@ -85,6 +85,16 @@ def test_handoff_claim_reply_hand_back_close(agent_api: Api, agent: Any) -> None
     lines = [m["kind"] for m in listed if m["role"] == "system"]
     assert lines == ["queued", "claimed"]
     assert all(m["kind"] is None for m in listed if m["role"] != "system")
+    # `source` is a bot answer's (docs/protocol.md): null for every other role.
+    assert all(m["source"] is None for m in listed if m["role"] != "bot")
+    answer = Message.objects.create(
+        conversation_id=Conversation.objects.get(pk=cid).pk,
+        role="bot",
+        text="An approved answer.",
+        trace={"source": "learned"},
+    )
+    listed = follow_pages(customer, f"/api/v1/conversations/{cid}/messages/")
+    assert [m["source"] for m in listed if m["id"] == answer.pk] == ["learned"]
     back = agent_api.post(f"/api/v1/conversations/{cid}/hand-back/").json()
     assert back["status"] == "bot"
     conversation_escalate(
