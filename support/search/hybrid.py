@@ -55,10 +55,14 @@ from numpy.typing import NDArray
 from support.search.bridge import DEFAULT_BRIDGE, BridgeConfig, Expansion
 from support.search.embedder import Embedder
 from support.search.index import DenseHit, IndexManifest, IndexReader, IndexSnapshot
+from support.search.lexical import _SPLIT_RE as SPLIT_RE
+from support.search.lexical import _TOKEN_RE as TOKEN_RE
 from support.search.lexical import Bm25Index, LexicalHit
 from support.search.memory import QuestionMemory
+from support.text import ANSWER_STOPWORDS, SEARCH_STOPWORDS
 
 FusionMethod = Literal["convex", "rrf"]
+CoverageKind = Literal["all_terms", "content_terms"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,9 @@ class ConfidenceModel:
     intercept: float
     w_dense: float
     w_lexical: float
+    # What `lexical_coverage` is computed over: every BM25 query term, or the question's
+    # content words only (`content_coverage`).
+    coverage: CoverageKind = "all_terms"
 
     def __call__(self, top_cosine: float, lexical_coverage: float) -> float:
         z = self.intercept + self.w_dense * top_cosine + self.w_lexical * lexical_coverage
@@ -117,6 +124,10 @@ class ConfidenceModel:
 # Re-checked with 448-token chunks (bench/retrieval_variants.py --confidence 448/32): these
 # coefficients reach AUC 0.878 there, a re-fit 0.879 in-sample / 0.868 cross-validated, so they
 # were kept, and with them the operating point SUPPORT_RETRIEVAL_MIN_CONFIDENCE was chosen for.
+# Coverage over the question's content words only (coverage="content_terms", re-fitted on the
+# dev dialogues, bench/coverage_fit.py) was measured against this and not shipped: answerable vs
+# withheld-page AUC 0.567 against 0.588 (5-fold CV by dialogue), and no fewer answerable test
+# questions declined (docs/generation.md, "Content-word coverage").
 DEFAULT_CONFIDENCE: Final = ConfidenceModel(intercept=-5.988, w_dense=3.889, w_lexical=5.747)
 
 
@@ -224,6 +235,60 @@ def lexical_coverage(
     return min(1.0, top_score / ceiling) if ceiling > 0 else 0.0
 
 
+# Words of a question's phrasing rather than of its subject: they say nothing about whether
+# the knowledge base covers it, yet a BM25 term the index lacks counts at the highest IDF in the
+# coverage ceiling, so "how much is the fee if I pay late?" looked uncovered. Only the coverage
+# drops them; BM25 ranking keeps them (SEARCH_STOPWORDS keeps "how", "when", "can" on purpose).
+# Negations stay (ANSWER_STOPWORDS keeps them), and so do the particles and prepositions of
+# ANSWER_STOPWORDS: "cut off", "set up", "after cancelling" say what is asked.
+_RELATION_WORDS: Final = frozenset(
+    """above after again against before below between down during further off once out over
+    through under until up""".split()  # noqa: SIM905
+)
+COVERAGE_STOPWORDS: Final = ((ANSWER_STOPWORDS | SEARCH_STOPWORDS) - _RELATION_WORDS) | frozenset(
+    """happen happens happened happening go goes going anything something anyone someone
+    anybody somebody way ways thing things still ever really actually exactly whether next
+    kind sort""".split()  # noqa: SIM905
+)
+
+
+def content_query(lexical: Bm25Index, query: str) -> str:
+    """The query's content words, for the coverage: phrasing words (COVERAGE_STOPWORDS) left
+    out, and a hyphenated or joined compound the index lacks replaced by its parts when one of
+    them is known ("mid-contract" -> "mid contract": the compound itself adds nothing the
+    parts do not, but unseen it would count at the highest IDF). Empty when nothing is left."""
+    kept: list[str] = []
+    for match in TOKEN_RE.finditer(query.lower()):
+        token = match.group()
+        if token.isalnum():
+            if token not in COVERAGE_STOPWORDS:
+                kept.append(token)
+            continue
+        parts = [p for p in SPLIT_RE.split(token) if p and p not in COVERAGE_STOPWORDS]
+        if not lexical.has_term(token) and any(lexical.has_term(p) for p in parts):
+            kept.extend(parts)
+        else:
+            kept.append(token)
+    return " ".join(kept)
+
+
+def content_coverage(
+    lexical: Bm25Index,
+    query: str,
+    *,
+    allow: NDArray[np.int64] | None = None,
+    deny: NDArray[np.int64] | None = None,
+    extra: dict[str, float] | None = None,
+    stand_ins: dict[str, tuple[str, float]] | None = None,
+) -> float:
+    """`lexical_coverage` over the query's content words (`content_query`): the best score
+    of an allowed chunk for those words against a chunk matching all of them. A query with no
+    content word left falls back to all of its terms."""
+    text = content_query(lexical, query) or query
+    hits = lexical.top_k(lexical.score_all(text, extra=extra), 1, allow_ids=allow, deny_ids=deny)
+    return lexical_coverage(lexical, text, hits[0].score, stand_ins=stand_ins) if hits else 0.0
+
+
 def hybrid_search(
     snapshot: IndexSnapshot,
     query_vector: NDArray[np.float32],
@@ -274,7 +339,16 @@ def hybrid_search(
             pos = bm25.positions(missing_lexical)
             values = np.where(pos >= 0, all_scores[np.maximum(pos, 0)], 0.0)
             lexical_scores.update(zip(missing_lexical.tolist(), values.tolist(), strict=True))
-        if lexical_hits:
+        if lexical_hits and confidence.coverage == "content_terms":
+            coverage = content_coverage(
+                bm25,
+                query_text,
+                allow=allow,
+                deny=deny,
+                extra=extra,
+                stand_ins=_stand_ins(bridged),
+            )
+        elif lexical_hits:
             coverage = lexical_coverage(
                 bm25, query_text, lexical_hits[0].score, stand_ins=_stand_ins(bridged)
             )

@@ -11,11 +11,14 @@ from support.search.hybrid import (
     ConfidenceModel,
     FusionConfig,
     HybridSearcher,
+    content_coverage,
+    content_query,
     fuse,
     hybrid_search,
+    lexical_coverage,
 )
 from support.search.index import DenseHit, IndexReader, build
-from support.search.lexical import LexicalHit
+from support.search.lexical import Bm25Index, LexicalHit
 
 from .conftest import FakeEmbedder
 
@@ -161,3 +164,73 @@ def test_opening_ids_must_be_indexed_chunks(tmp_path: Path) -> None:
     vectors = np.eye(2, dtype=np.float32)
     with pytest.raises(ValueError, match="subset"):
         build(tmp_path, [1, 2], vectors, opening_ids=[3])
+
+
+# --- coverage over the question's content words -----------------------------------------------
+_BILLING = {
+    1: "Late payment fee: a fee of 5 EUR is added when a bill is paid after its due date.",
+    2: "Changing your plan: you can downgrade your contract at the end of a billing period.",
+    3: "Refunds are paid within 14 days of the request.",
+    4: "Wi-Fi: place the router upstairs for a stronger signal.",
+}
+
+
+@pytest.fixture
+def billing_bm25() -> Bm25Index:
+    return Bm25Index.build(list(_BILLING), list(_BILLING.values()))
+
+
+def test_content_query_drops_phrasing_words_only(billing_bm25: Bm25Index) -> None:
+    assert content_query(billing_bm25, "How much is the fee if I pay late?") == "fee pay late"
+    # Negations are content: dropping one would make a question its opposite.
+    assert content_query(billing_bm25, "can I not pay the fee") == "not pay fee"
+    assert content_query(billing_bm25, "how can I get it?") == ""
+    # Particles say what is asked: "cut off" is not "cut".
+    assert content_query(billing_bm25, "Will you cut off my service?") == "cut off service"
+
+
+def test_unseen_compound_counts_by_its_known_parts(billing_bm25: Bm25Index) -> None:
+    assert content_query(billing_bm25, "downgrade mid-contract") == "downgrade mid contract"
+    # A compound the index holds stays whole; one with no known part stays too (it is what
+    # makes a question about something else look uncovered).
+    assert content_query(billing_bm25, "wi-fi upstairs") == "wi-fi upstairs"
+    assert content_query(billing_bm25, "error ZX-9001") == "error zx-9001"
+
+
+def test_content_coverage_ignores_phrasing_words(billing_bm25: Bm25Index) -> None:
+    top = billing_bm25.search("How much is the fee if I pay late?", 1)[0]
+    assert top.chunk_id == 1
+    all_terms = lexical_coverage(billing_bm25, "How much is the fee if I pay late?", top.score)
+    content = content_coverage(billing_bm25, "How much is the fee if I pay late?")
+    assert content > all_terms
+    assert content == pytest.approx(
+        lexical_coverage(
+            billing_bm25, "fee pay late", billing_bm25.search("fee pay late", 1)[0].score
+        )
+    )
+    compound = content_coverage(billing_bm25, "can I downgrade my plan mid-contract")
+    assert compound > lexical_coverage(
+        billing_bm25,
+        "can I downgrade my plan mid-contract",
+        billing_bm25.search("can I downgrade my plan mid-contract", 1)[0].score,
+    )
+
+
+def test_content_coverage_stays_low_off_topic(billing_bm25: Bm25Index) -> None:
+    assert content_coverage(billing_bm25, "What is the capital of France?") == 0.0
+    # Only allowed chunks count: with the fee chunk denied nothing matches "late".
+    deny = np.asarray([1], dtype=np.int64)
+    assert content_coverage(billing_bm25, "late fee", deny=deny) < content_coverage(
+        billing_bm25, "late fee"
+    )
+
+
+def test_search_uses_the_models_coverage(searcher: HybridSearcher) -> None:
+    query = "how much does the refund policy take in days"
+    searcher.confidence = ConfidenceModel(-3.0, 4.0, 4.0, coverage="all_terms")
+    all_terms = searcher.search(query, k=3)
+    searcher.confidence = ConfidenceModel(-3.0, 4.0, 4.0, coverage="content_terms")
+    content = searcher.search(query, k=3)
+    assert [h.chunk_id for h in content.hits] == [h.chunk_id for h in all_terms.hits]
+    assert content.lexical_coverage > all_terms.lexical_coverage
+    assert content.confidence > all_terms.confidence
