@@ -233,7 +233,7 @@ def default_chat_model_path() -> Path:
 # Example.Source values (support.models_learning); conf.py imports no models.
 EXAMPLE_SOURCES = ("agent_reply", "rated_helpful", "import")
 # SpecialiseRun.Kind values.
-SPECIALISE_KINDS = ("retrieval", "model")
+SPECIALISE_KINDS = ("retrieval", "model", "facts")
 
 _FIELD_TO_SETTING = {
     "data_dir": "SUPPORT_DATA_DIR",

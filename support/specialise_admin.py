@@ -175,11 +175,12 @@ class SpecialiseRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 )
                 messages.success(request, f"The chat model is rolled back to {label}.")
         else:
-            kind = (
-                SpecialiseRun.Kind.MODEL
-                if "_start_model" in request.POST
-                else SpecialiseRun.Kind.RETRIEVAL
-            )
+            if "_start_model" in request.POST:
+                kind = SpecialiseRun.Kind.MODEL
+            elif "_start_facts" in request.POST:
+                kind = SpecialiseRun.Kind.FACTS
+            else:
+                kind = SpecialiseRun.Kind.RETRIEVAL
             try:
                 run = specialise.specialise_start(by=request.user, kind=kind)
             except SupportError as exc:

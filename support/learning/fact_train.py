@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from django.utils import timezone
 from numpy.typing import NDArray
 
 from ..answers import fact_ranker
@@ -31,7 +32,14 @@ from ..answers.facts import Candidate
 from ..answers.measures import token_f1
 from ..conf import get_support_settings
 from ..models import Example, SpecialiseRun
-from .specialise import SpecialiseUnavailable, _finish, run_create
+from .specialise import (
+    SpecialiseBusy,
+    SpecialiseCancelled,
+    SpecialiseUnavailable,
+    _finish,
+    _Tracker,
+    run_create,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -329,15 +337,37 @@ def kb_sentences() -> list[str]:
     return list(texts)
 
 
+# Share of the whole run done at the end of each stage (the admin's percent).
+FACT_STAGES = {"samples": 85, "training": 92, "sentences": 100}
+
+
 def facts_specialise(*, force: bool = False, progress: Progress | None = None) -> FactsReport:
     """Train the fact ranker on the approved examples, gate it on the held-back ones, promote
     it or not (holds the one-at-a-time specialisation lock; raises SpecialiseBusy)."""
+    run = run_create(force=force, kind=SpecialiseRun.Kind.FACTS)
+    return facts_run_execute(run_id=run.pk, progress=progress)
+
+
+def facts_run_execute(*, run_id: int, progress: Progress | None = None) -> FactsReport:
+    """Execute a queued fact-ranker run (the admin's button, the nightly job, `specialise
+    --facts`): its report is stored on the run. Cancellable between examples (raises
+    SpecialiseCancelled); on any failure nothing served has changed."""
     from ..backends import get_embedder
 
     started = time.perf_counter()
     conf = get_support_settings()
-    run = run_create(force=force, kind=SpecialiseRun.Kind.FACTS)
+    run = SpecialiseRun.objects.get(pk=run_id)
+    if run.kind != SpecialiseRun.Kind.FACTS:
+        raise SpecialiseBusy(f"run {run_id} specialises the {run.get_kind_display().lower()}")
+    if not run.holds_lock or run.status != SpecialiseRun.Status.QUEUED:
+        raise SpecialiseBusy(f"run {run_id} is not queued ({run.status})")
+    SpecialiseRun.objects.filter(pk=run_id).update(
+        status=SpecialiseRun.Status.RUNNING, heartbeat_at=timezone.now()
+    )
+    track = _Tracker(run_id, progress, FACT_STAGES)
+    force = run.force
     try:
+        track.check()
         approved = Example.objects.filter(state=Example.State.APPROVED).order_by("pk")
         train_examples = list(approved.filter(held_back=False))
         held_examples = list(approved.filter(held_back=True))
@@ -347,10 +377,10 @@ def facts_specialise(*, force: bool = False, progress: Progress | None = None) -
                 "judge it by."
             )
         dimension = get_embedder().dimension
-        train = samples_build(train_examples, progress)
-        held = samples_build(held_examples, progress)
-        if progress is not None:
-            progress("training", 0, 0)
+        total = len(train_examples) + len(held_examples)
+        train = samples_build(train_examples, _offset(track, 0, total))
+        held = samples_build(held_examples, _offset(track, len(train_examples), total))
+        track("training", 0, 1)
         ranker, cv = ranker_train(train, dimension)
         before_f1, _ = quote_f1(held, None)
         after_f1, changed = quote_f1(held, ranker)
@@ -369,14 +399,14 @@ def facts_specialise(*, force: bool = False, progress: Progress | None = None) -
         if ranker is not None and (promote or force):
             # The whole knowledge base's sentences: a first question about a chunk then costs
             # no embedding either.
-            if progress is not None:
-                progress("sentences", 0, 0)
+            track("sentences", 0, 1)
             ranker = with_sentences(ranker, [*train, *held], kb_sentences(), get_embedder().encode)
+            track.check()  # the last chance to cancel: installing runs to the end
             if not promote:
                 logger.warning("fact ranker promoted by --force: %s", reason)
             version = _install(ranker, conf.fact_rankers_dir, reason)
         report = FactsReport(
-            run_id=run.pk,
+            run_id=run_id,
             promoted=version is not None,
             forced=force and not promote and version is not None,
             reason=reason,
@@ -389,11 +419,26 @@ def facts_specialise(*, force: bool = False, progress: Progress | None = None) -
             model_version=version,
         )
         status = SpecialiseRun.Status.PROMOTED if version else SpecialiseRun.Status.REFUSED
-        _finish(run.pk, status, message=reason, report=report.to_json(), model_version=version)
+        _finish(
+            run_id,
+            status,
+            message=reason,
+            report=report.to_json(),
+            model_version=version,
+            progress=100,
+        )
         return report
-    except BaseException as exc:
-        _finish(run.pk, SpecialiseRun.Status.FAILED, message=str(exc))
+    except SpecialiseCancelled:
+        _finish(run_id, SpecialiseRun.Status.CANCELLED, message="cancelled; nothing served changed")
         raise
+    except BaseException as exc:
+        _finish(run_id, SpecialiseRun.Status.FAILED, message=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _offset(track: Progress, base: int, total: int) -> Progress:
+    """One stage's progress over two calls (the training examples, then the held-back ones)."""
+    return lambda stage, done, _n: track(stage, base + done, total)
 
 
 def _install(ranker: FactRanker, root: Any, reason: str) -> int:

@@ -19,8 +19,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -42,10 +43,14 @@ def queued_run_execute(*, run_id: int) -> str:
     """Execute a queued run of either kind in this process: promoted, refused or cancelled
     (failures raise, as run_execute and model_run_execute do)."""
     from .chat_specialise import model_run_execute
+    from .fact_train import facts_run_execute
     from .specialise import SpecialiseCancelled, run_execute
 
     kind = SpecialiseRun.objects.values_list("kind", flat=True).get(pk=run_id)
-    execute = model_run_execute if kind == SpecialiseRun.Kind.MODEL else run_execute
+    execute: Callable[..., Any] = {
+        SpecialiseRun.Kind.MODEL: model_run_execute,
+        SpecialiseRun.Kind.FACTS: facts_run_execute,
+    }.get(kind, run_execute)
     try:
         return PROMOTED if execute(run_id=run_id).promoted else REFUSED
     except SpecialiseCancelled:

@@ -125,3 +125,45 @@ def test_answers_the_passages_do_not_hold_are_refused_and_nothing_changes(
     assert report.after["answer_f1"] == report.before["answer_f1"]
     assert fact_ranker.FACT_RANKERS.current(get_support_settings().fact_rankers_dir) is None
     assert answer_compose(question=question, generate=False).text == before.text
+
+
+@pytest.mark.django_db
+def test_the_admin_button_queues_a_fact_ranker_run_on_the_training_task(
+    kb: dict[str, KnowledgeDocument],
+    few_labels: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.test import Client
+
+    from tests.factories import knowledge_admin_user
+
+    _examples(lambda _: AGENT)
+    client = Client()
+    client.force_login(knowledge_admin_user(username="kim"))
+    runs = "/admin/support/specialiserun/"
+    assert "Start learning which sentence to quote" in client.get(runs).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):  # the task runs eagerly in tests
+        assert client.post(runs + "start/", {"_start_facts": "1"}).status_code == 302
+    run = SpecialiseRun.objects.get()
+    assert run.kind == SpecialiseRun.Kind.FACTS and run.requested_by.username == "kim"
+    assert run.status == SpecialiseRun.Status.PROMOTED, run.message
+    assert run.progress == 100 and not run.holds_lock
+    assert fact_ranker.FACT_RANKERS.current(get_support_settings().fact_rankers_dir) == (
+        run.model_version
+    )
+
+
+@pytest.mark.django_db
+def test_a_cancelled_fact_ranker_run_publishes_nothing(
+    kb: dict[str, KnowledgeDocument], few_labels: None
+) -> None:
+    from support.learning.specialise import SpecialiseCancelled, run_create
+
+    _examples(lambda _: AGENT)
+    run = run_create(kind=SpecialiseRun.Kind.FACTS)
+    SpecialiseRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    with pytest.raises(SpecialiseCancelled):
+        fact_train.facts_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == SpecialiseRun.Status.CANCELLED and not run.holds_lock
+    assert fact_ranker.FACT_RANKERS.current(get_support_settings().fact_rankers_dir) is None
