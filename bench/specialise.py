@@ -5,6 +5,17 @@ Usage (from the repository root, with the project venv)::
     python bench/specialise.py                      # both folds, every reply of a half
     python bench/specialise.py --quick              # one fold, 60 replies, 40 questions, 12 steps
     python bench/specialise.py --examples 300 --questions 80 --steps 60 --folds 1 --out r.json
+    python bench/specialise.py --inner --questions 40 \
+        --recipe defaults:steps=30 --recipe gentle:lr=5e-5,modules=qv,support=0.6,steps=30
+
+`--inner` tunes training recipes without touching half B: half A is split again by dialogue,
+the first part's replies are imported and turned into samples once, each `--recipe` trains on
+them (`support=` keeps the samples whose answer's content-word support in the prompt's facts is
+at least that, `grounded=1` those the pipeline's check would keep), is exported at Q8_0 and
+answers the second part's questions through the full pipeline (answer memory off); reported:
+F1, support, declines, and what the groundedness check did (generations kept, F1 of the kept
+ones, of the quotes instead, and of every generation as if kept). The training loss shown is
+the mean of the first and the last fifth of the steps' batches (other samples: a rough sign).
 
 The dev dialogues of ../shared/eval/doc2dial are split by dialogue into two halves
 (bench/learning.py's `halves`, the same split as the learning benchmark). One half's agent
@@ -539,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         type=Recipe.parse,
         default=[],
-        help="with --inner: name:lr=..,r=..,alpha=..,modules=all|qv|attn,grounded=0|1,steps=..",
+        help="with --inner: name:lr=..,r=..,alpha=..,modules=all|qv|attn,grounded=0|1,support=..,steps=..",
     )
     args = parser.parse_args(argv)
     folds_n = args.folds or (1 if args.quick else 2)
