@@ -293,6 +293,8 @@ def inner(
     part's questions; the other half is never touched. Every recipe trains on the same
     samples (the grounded ones when it says so) and is served as a Q8_0 export, like a
     specialised model (the export check and the gate are skipped: this measures recipes)."""
+    import atexit
+    import shutil
     import tempfile
 
     from django.test import override_settings
@@ -337,6 +339,7 @@ def inner(
         base = conf.configured_model_path()
         preloaded = load_torch_chat_model(base, threads=conf.chat_train_threads or None)
         work = Path(tempfile.mkdtemp(prefix="bench-specialise-inner-"))
+        atexit.register(shutil.rmtree, work, True)  # checkpoints and exports
         for recipe in recipes:
             chosen = recipe.chosen(samples)
             config = recipe.config(args.steps)
