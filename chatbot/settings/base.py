@@ -14,7 +14,30 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-env = environ.Env()
+
+class _Env(environ.Env):  # type: ignore[misc]
+    """django-environ, with floats read as Python reads them ("5e-5", "0.00005"; its own parser
+    drops the exponent's "e") and a bad value named in the error instead of a bare ValueError."""
+
+    @classmethod
+    def parse_value(cls, value: str, cast: object) -> object:
+        if cast is float:
+            try:
+                return float(value)
+            except ValueError:
+                pass  # "1,5": django-environ's locale-tolerant reading
+        return super().parse_value(value, cast)
+
+    def get_value(self, var: str, *args: object, **kwargs: object) -> object:
+        try:
+            return super().get_value(var, *args, **kwargs)
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{var}: {self.ENVIRON.get(var)!r} is not valid ({exc})"
+            ) from exc
+
+
+env = _Env()
 
 # --- Core -------------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)

@@ -188,3 +188,27 @@ def test_missing_model_file_fails_check(tmp_path: Path) -> None:
     )
     assert wrong.returncode != 0
     assert "not a GGUF model" in wrong.stderr
+
+
+def test_floats_in_the_environment_are_read_as_python_reads_them(tmp_path: Path) -> None:
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SUPPORT_CHAT_TRAIN_LEARNING_RATE, s.SUPPORT_RETRIEVAL_MIN_CONFIDENCE)"
+    )
+    proc = _run(
+        ["-c", code],
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="chatbot.settings.local",
+        SUPPORT_CHAT_TRAIN_LEARNING_RATE="5e-5",
+        SUPPORT_RETRIEVAL_MIN_CONFIDENCE="0,35",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["5e-05", "0.35"]
+    bad = _run(
+        ["-c", "import django; django.setup()"],
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="chatbot.settings.local",
+        SUPPORT_RETRIEVAL_MIN_CONFIDENCE="lots",
+    )
+    assert bad.returncode != 0
+    assert "SUPPORT_RETRIEVAL_MIN_CONFIDENCE: 'lots' is not valid" in bad.stderr
