@@ -223,10 +223,24 @@ class Recipe:
     def parse(cls, text: str) -> Recipe:
         name, _, rest = text.partition(":")
         values = dict(kv.split("=", 1) for kv in rest.split(",") if kv.strip())
-        unknown = set(values) - {"lr", "r", "alpha", "modules", "grounded", "support", "steps"}
+        unknown = set(values) - {
+            "lr",
+            "r",
+            "alpha",
+            "modules",
+            "grounded",
+            "support",
+            "steps",
+            "target",
+        }
         if unknown:
             raise SystemExit(f"recipe {name}: unknown keys {sorted(unknown)}")
         return cls(name, values)
+
+    @property
+    def target(self) -> str:
+        """What the samples teach: "answer" (the approved answer) or "best_fact"."""
+        return self.values.get("target", "answer")
 
     @property
     def grounded(self) -> bool:
@@ -328,10 +342,24 @@ def inner(
     conf = get_support_settings()
     examples = list(examples_for_training().order_by("pk"))
     samples, skipped = chat_train.chat_samples(
-        examples, model=backends.get_chat_model(), grounded_only=False
+        examples, model=backends.get_chat_model(), grounded_only=False, target="answer"
     )
     diagnosis = sample_diagnosis(examples, samples)
     log(f"  {len(samples)} samples (skipped {skipped}); targets: {diagnosis}")
+    by_target: dict[str, tuple[list[Any], dict[str, int]]] = {"answer": (samples, skipped)}
+    for kind in sorted({r.target for r in recipes} - {"answer"}):
+        t0 = time.perf_counter()
+        built = chat_train.chat_samples(
+            examples, model=backends.get_chat_model(), grounded_only=False, target=kind
+        )
+        by_target[kind] = built
+        agree = sorted(s.answer_f1 for s in built[0])
+        log(
+            f"  target {kind}: {len(built[0])} samples (skipped {built[1]}), "
+            f"{sum(s.grounded for s in built[0])} pass the check, token F1 to the approved "
+            f"answer median {agree[len(agree) // 2] if agree else None}; "
+            f"{time.perf_counter() - t0:.0f} s"
+        )
     results: list[dict[str, Any]] = []
     # The models answer on their own: an approved example recalled from memory is neither's.
     with override_settings(SUPPORT_ANSWER_MEMORY=False):
@@ -341,7 +369,7 @@ def inner(
         work = Path(tempfile.mkdtemp(prefix="bench-specialise-inner-"))
         atexit.register(shutil.rmtree, work, True)  # checkpoints and exports
         for recipe in recipes:
-            chosen = recipe.chosen(samples)
+            chosen = recipe.chosen(by_target[recipe.target][0])
             config = recipe.config(args.steps)
             if not chosen:
                 log(f"recipe {recipe.name}: no sample left, nothing trained")
@@ -372,6 +400,11 @@ def inner(
                     "recipe": recipe.name,
                     "spec": recipe.values,
                     "grounded_only": recipe.grounded,
+                    "target": recipe.target,
+                    "target_f1_mean": (
+                        round(sum(s.answer_f1 for s in chosen) / len(chosen), 4) if chosen else None
+                    ),
+                    "target_grounded": sum(s.grounded for s in chosen),
                     "samples": len(chosen),
                     "steps": trained.steps,
                     "hyperparameters": trained.hyperparameters,
@@ -394,6 +427,7 @@ def inner(
         "imported": len(train_turns),
         "questions": len(questions),
         "skipped": skipped,
+        "skipped_by_target": {k: v[1] for k, v in by_target.items()},
         "targets": diagnosis,
         "before": before["summary"],
         "rows_before": before["rows"],
@@ -553,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         type=Recipe.parse,
         default=[],
-        help="with --inner: name:lr=..,r=..,alpha=..,modules=all|qv|attn,grounded=0|1,support=..,steps=..",
+        help="with --inner: name:lr=..,r=..,alpha=..,modules=all|qv|attn,grounded=0|1,support=..,steps=..,target=answer|best_fact",
     )
     args = parser.parse_args(argv)
     folds_n = args.folds or (1 if args.quick else 2)

@@ -142,6 +142,7 @@ class SupportSettings:
     chat_train_max_prompt_tokens: int
     chat_train_max_target_tokens: int
     chat_train_grounded_only: bool
+    chat_train_target: str  # "answer" | "best_fact" (learning.chat_train.TARGETS)
     chat_train_threads: int
     chat_train_checkpoint_every: int
     specialise_niceness: int
@@ -266,6 +267,7 @@ def _build() -> SupportSettings:
     values["chat_train_target_modules"] = tuple(
         str(m).strip() for m in values["chat_train_target_modules"] if str(m).strip()
     )
+    values["chat_train_target"] = str(values["chat_train_target"]).strip().lower()
     values["examples_auto_approve"] = tuple(
         str(s).strip().lower() for s in values["examples_auto_approve"] if str(s).strip()
     )
@@ -411,6 +413,8 @@ def _validate(conf: SupportSettings) -> None:
             "SUPPORT_CHAT_TRAIN_MAX_PROMPT_TOKENS must be at least 16 and "
             "SUPPORT_CHAT_TRAIN_MAX_TARGET_TOKENS at least 1"
         )
+    if conf.chat_train_target not in ("answer", "best_fact"):
+        problems.append('SUPPORT_CHAT_TRAIN_TARGET must be "answer" or "best_fact"')
     if conf.chat_train_threads < 0:
         problems.append("SUPPORT_CHAT_TRAIN_THREADS must be 0 (torch's default) or positive")
     if not 0 <= conf.specialise_niceness <= 19:

@@ -469,6 +469,9 @@ SUPPORT_CHAT_TRAIN_MAX_TARGET_TOKENS = env.int("SUPPORT_CHAT_TRAIN_MAX_TARGET_TO
 # Train only on approved answers the pipeline's groundedness check would keep for their prompt
 # (docs/learning.md: the recipe sweep).
 SUPPORT_CHAT_TRAIN_GROUNDED_ONLY = env.bool("SUPPORT_CHAT_TRAIN_GROUNDED_ONLY", default=False)
+# What the model learns to write: "answer" (the approved answer) or "best_fact" (the prompt's
+# fact sentence that agrees best with it, token F1 >= 0.1: a target the check keeps).
+SUPPORT_CHAT_TRAIN_TARGET = env.str("SUPPORT_CHAT_TRAIN_TARGET", default="answer")
 # torch threads while training (0: torch's default, every core): one leaves the other core to
 # the answer workers.
 SUPPORT_CHAT_TRAIN_THREADS = env.int("SUPPORT_CHAT_TRAIN_THREADS", default=1)

@@ -7,6 +7,9 @@ decision and facts (`answers.decide`), the same history, question and chat templ
 approved answer's tokens plus the end-of-turn token are the target. An example the pipeline
 would not let the model answer (declined or quoted), or that does not fit, is skipped and
 counted by reason: training on a prompt the model never sees teaches it nothing it uses.
+With target "best_fact" (SUPPORT_CHAT_TRAIN_TARGET) the target is instead the prompt's fact
+sentence that agrees best with the approved answer (token F1, answers.measures): text the
+pipeline's groundedness check keeps by construction, so the model learns which fact answers.
 
 `chat_train` trains LoRA adapters (peft) on the model read from the GGUF file
 (`chat_torch.load_torch_chat_model`). The loss is the cross-entropy of the target tokens only,
@@ -37,9 +40,10 @@ from typing import TYPE_CHECKING, Any, Final
 from ..answers.decide import decide
 from ..answers.generate import answer_max_tokens
 from ..answers.grounding import grounding_check
+from ..answers.measures import token_f1
 from ..answers.prompt import prompt_build
 from ..answers.retrieve import retrieve
-from ..answers.types import Question, Route, Turn
+from ..answers.types import Fact, Question, Route, Turn
 from ..answers.words import content_support, strip_citations
 from ..conf import get_support_settings
 from ..llm import ChatModel
@@ -69,6 +73,14 @@ ANSWER_TOO_LONG: Final = "answer_too_long"
 # own prompt (SUPPORT_CHAT_TRAIN_GROUNDED_ONLY): learning it teaches the model to write what the
 # check then replaces with a quote.
 UNGROUNDED_ANSWER: Final = "ungrounded_answer"
+# Target "best_fact": no statement among the prompt's facts reaches MIN_FACT_F1 token F1 with
+# the approved answer (a question back, another page, an answer the facts do not hold).
+NO_AGREEING_FACT: Final = "no_agreeing_fact"
+MIN_FACT_F1: Final = 0.1  # as the fact ranker's labels (learning.fact_train)
+# What a sample teaches the model to write (SUPPORT_CHAT_TRAIN_TARGET).
+TARGET_ANSWER: Final = "answer"
+TARGET_BEST_FACT: Final = "best_fact"
+TARGETS: Final = (TARGET_ANSWER, TARGET_BEST_FACT)
 # "declined:<reason>" / "quoted:<reason>": the pipeline would not let the model write.
 
 
@@ -82,6 +94,23 @@ class ChatSample:
     # answer's content-word support in those facts.
     grounded: bool = True
     support: float = 1.0
+    # Token F1 of the target's text to the approved answer (1.0 when the target is the answer).
+    answer_f1: float = 1.0
+
+
+def best_fact(answer: str, facts: Sequence[Fact]) -> tuple[Fact | None, float]:
+    """The statement among `facts` whose text agrees best with `answer` (token F1; the first on
+    a tie), or None below MIN_FACT_F1. Questions (help pages' headings) are left out, as a
+    quote leaves them out (answers.citations.extractive_answer)."""
+    best: Fact | None = None
+    score = 0.0
+    for fact in facts:
+        if fact.text.rstrip().endswith("?"):
+            continue
+        f1 = token_f1(fact.text, answer)
+        if f1 > score:
+            best, score = fact, f1
+    return (best, score) if score >= MIN_FACT_F1 else (None, score)
 
 
 def example_question(example: Example) -> Question:
@@ -116,14 +145,20 @@ def chat_samples(
     max_prompt_tokens: int | None = None,
     max_target_tokens: int | None = None,
     grounded_only: bool | None = None,
+    target: str | None = None,
 ) -> tuple[list[ChatSample], dict[str, int]]:
     """Each example's prompt exactly as the answer pipeline builds it at answer time, with its
     answer as the target; the skipped ones counted by reason (needs the published index).
     `grounded_only` (default SUPPORT_CHAT_TRAIN_GROUNDED_ONLY) also skips an answer the
-    pipeline's groundedness check would not keep for that prompt."""
+    pipeline's groundedness check would not keep for that prompt. `target` (default
+    SUPPORT_CHAT_TRAIN_TARGET): "answer", or "best_fact" (best_fact: the prompt's fact that
+    agrees best with the answer; none from MIN_FACT_F1 up is skipped as no_agreeing_fact)."""
     from ..backends import get_chat_model
 
     conf = get_support_settings()
+    target_kind = conf.chat_train_target if target is None else target
+    if target_kind not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, not {target_kind!r}")
     model = model or get_chat_model()
     max_prompt = max_prompt_tokens or conf.chat_train_max_prompt_tokens
     max_new = answer_max_tokens(conf.max_answer_tokens)
@@ -143,7 +178,7 @@ def chat_samples(
             continue
         # The end-of-turn token is the target's last; the model may write max_new tokens.
         target = model.tokenize(answer, parse_special=False)
-        if len(target) > max_target or len(target) + 1 > max_new:
+        if target_kind == TARGET_ANSWER and (len(target) > max_target or len(target) + 1 > max_new):
             skip(ANSWER_TOO_LONG)
             continue
         asked = example_question(example)
@@ -168,14 +203,30 @@ def chat_samples(
         if len(prompt.token_ids) > max_prompt:
             skip(PROMPT_TOO_LONG)
             continue
-        grounding = grounding_check(answer, prompt.facts, asked.text)
+        text, agreement = answer, 1.0
+        if target_kind == TARGET_BEST_FACT:
+            fact, agreement = best_fact(answer, prompt.facts)
+            if fact is None:
+                skip(NO_AGREEING_FACT)
+                continue
+            text = fact.text.strip()
+            target = model.tokenize(text, parse_special=False)
+            if len(target) > max_target or len(target) + 1 > max_new:
+                skip(ANSWER_TOO_LONG)
+                continue
+        grounding = grounding_check(text, prompt.facts, asked.text)
         if only_grounded and not grounding.grounded:
             skip(UNGROUNDED_ANSWER)
             continue
-        support = content_support(strip_citations(answer), [f.text for f in prompt.facts])
+        support = content_support(strip_citations(text), [f.text for f in prompt.facts])
         samples.append(
             ChatSample(
-                example.pk, prompt.token_ids, (*target, eot), grounding.grounded, round(support, 4)
+                example.pk,
+                prompt.token_ids,
+                (*target, eot),
+                grounding.grounded,
+                round(support, 4),
+                round(agreement, 4),
             )
         )
     return samples, skipped

@@ -9,15 +9,20 @@ from typing import Any
 
 import pytest
 import torch
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 from django.utils import timezone
 
 from support import backends
 from support.answers import pipeline
+from support.answers.measures import token_f1
+from support.answers.types import Fact
+from support.conf import get_support_settings
 from support.learning import chat_train as ct
 from support.learning.specialise import SpecialiseCancelled
 from support.llm import CTransformersChatModel, GenerationParams, TextStream, default_model_path
 from support.models_learning import Example
+from support.retrieval import Passage
 from tests.fakes import FakeChatModel
 from tests.llm.conftest import compat_cache, ct_model, model_path  # noqa: F401  (fixtures)
 from tests.llm.helpers import chat_ids
@@ -163,6 +168,85 @@ def test_answers_the_check_would_not_keep_are_marked_and_skipped_when_asked(
         ]
     with override_settings(SUPPORT_CHAT_TRAIN_GROUNDED_ONLY=False):
         assert len(ct.chat_samples(examples, model=chat_env)[0]) == 3
+
+
+def _fact(n: int, text: str) -> Fact:
+    passage = Passage(
+        chunk_id=n,
+        document_id=n,
+        filename=f"d{n}.md",
+        title=f"Doc {n}",
+        source_url="",
+        heading_path=(),
+        page=None,
+        anchor="",
+        text=text,
+        score=1.0,
+        dense_score=0.5,
+        lexical_score=1.0,
+        rank=n,
+    )
+    return Fact(n, passage, text, 0.5)
+
+
+def test_best_fact_is_the_statement_that_agrees_best_with_the_answer() -> None:
+    facts = [
+        _fact(1, "Refunds go back to the card you paid with."),
+        _fact(2, "How long does a refund take to arrive?"),  # a heading: never the target
+        _fact(3, "A refund takes up to 5 business days to arrive on your card."),
+    ]
+    answer = "It takes up to 5 business days for a refund to arrive."
+    fact, f1 = ct.best_fact(answer, facts)
+    assert fact is facts[2]
+    assert f1 == pytest.approx(token_f1(facts[2].text, answer))
+    assert f1 > max(token_f1(f.text, answer) for f in facts[:2] if f is not facts[1])
+    # Nothing agrees enough: no target (an answer the facts do not hold).
+    fact, f1 = ct.best_fact("Please wait, I am checking the refund status of this order.", facts)
+    assert fact is None and 0.0 < f1 < ct.MIN_FACT_F1  # one shared word is not agreement
+
+
+def test_best_fact_target_is_a_prompt_fact_the_check_keeps(
+    kb: Any, chat_env: FakeChatModel
+) -> None:
+    reset = "Hold the reset button on the back for 10 seconds until the light blinks orange."
+    paraphrase = _example(
+        "How do I reset the router?",
+        "Just press and hold the reset button for about 10 seconds, it will blink orange.",
+    )
+    long_answer = _example(  # too long to learn as an answer, not as its fact
+        "How do I reset the router?", " ".join([reset] * 8)
+    )
+    unrelated = _example("How do I reset the router?", "Which model do you have?")
+    examples = [paraphrase, long_answer, unrelated]
+    samples, skipped = ct.chat_samples(examples, model=chat_env, target="best_fact")
+    assert [s.example_id for s in samples] == [paraphrase.pk, long_answer.pk]
+    assert skipped == {ct.NO_AGREEING_FACT: 1}
+    eot = samples[0].target_ids[-1]
+    sample = samples[0]
+    assert sample.target_ids == (*chat_env.tokenize(reset, parse_special=False), eot)
+    assert sample.grounded and sample.support == 1.0
+    assert sample.answer_f1 == round(token_f1(reset, paraphrase.answer), 4) < 1.0
+    # The default target is the answer itself; the setting chooses.
+    samples, skipped = ct.chat_samples(examples, model=chat_env)
+    assert [s.answer_f1 for s in samples] == [1.0, 1.0]
+    assert skipped == {ct.ANSWER_TOO_LONG: 1}
+    assert samples[0].target_ids[:-1] == tuple(
+        chat_env.tokenize(paraphrase.answer, parse_special=False)
+    )
+    with override_settings(SUPPORT_CHAT_TRAIN_TARGET="best_fact"):
+        assert ct.chat_samples(examples, model=chat_env)[1] == {ct.NO_AGREEING_FACT: 1}
+    with pytest.raises(ValueError, match="target"):
+        ct.chat_samples(examples, model=chat_env, target="quote")
+
+
+def test_the_target_setting_is_validated() -> None:
+    with (
+        override_settings(SUPPORT_CHAT_TRAIN_TARGET="fact"),
+        pytest.raises(ImproperlyConfigured, match="SUPPORT_CHAT_TRAIN_TARGET"),
+    ):
+        get_support_settings()
+    with override_settings(SUPPORT_CHAT_TRAIN_TARGET=" Best_Fact "):
+        assert get_support_settings().chat_train_target == "best_fact"
 
 
 def test_config_defaults_come_from_the_settings(tmp_path: Path) -> None:
