@@ -11,8 +11,10 @@ Usage (from the repository root, with the project venv)::
 `--inner` tunes training recipes without touching half B: half A is split again by dialogue,
 the first part's replies are imported and turned into samples once, each `--recipe` trains on
 them (`support=` keeps the samples whose answer's content-word support in the prompt's facts is
-at least that, `grounded=1` those the pipeline's check would keep), is exported at Q8_0 and
-answers the second part's questions through the full pipeline (answer memory off); reported:
+at least that, `grounded=1` those the pipeline's check would keep; `target=best_fact` trains on
+the prompt's fact that agrees best with each approved answer instead, SUPPORT_CHAT_TRAIN_TARGET),
+is exported at Q8_0 and answers the second part's questions through the full pipeline (answer
+memory off); reported:
 F1, support, declines, and what the groundedness check did (generations kept, F1 of the kept
 ones, of the quotes instead, and of every generation as if kept). The training loss shown is
 the mean of the first and the last fifth of the steps' batches (other samples: a rough sign).
