@@ -177,8 +177,10 @@ def chat_samples(
             skip(EMPTY_ANSWER)
             continue
         # The end-of-turn token is the target's last; the model may write max_new tokens.
-        target = model.tokenize(answer, parse_special=False)
-        if target_kind == TARGET_ANSWER and (len(target) > max_target or len(target) + 1 > max_new):
+        target_ids = model.tokenize(answer, parse_special=False)
+        if target_kind == TARGET_ANSWER and (
+            len(target_ids) > max_target or len(target_ids) + 1 > max_new
+        ):
             skip(ANSWER_TOO_LONG)
             continue
         asked = example_question(example)
@@ -210,8 +212,8 @@ def chat_samples(
                 skip(NO_AGREEING_FACT)
                 continue
             text = fact.text.strip()
-            target = model.tokenize(text, parse_special=False)
-            if len(target) > max_target or len(target) + 1 > max_new:
+            target_ids = model.tokenize(text, parse_special=False)
+            if len(target_ids) > max_target or len(target_ids) + 1 > max_new:
                 skip(ANSWER_TOO_LONG)
                 continue
         grounding = grounding_check(text, prompt.facts, asked.text)
@@ -223,7 +225,7 @@ def chat_samples(
             ChatSample(
                 example.pk,
                 prompt.token_ids,
-                (*target, eot),
+                (*target_ids, eot),
                 grounding.grounded,
                 round(support, 4),
                 round(agreement, 4),
