@@ -40,17 +40,18 @@ class TrainingProcessFailed(SupportError):
 
 
 def queued_run_execute(*, run_id: int) -> str:
-    """Execute a queued run of either kind in this process: promoted, refused or cancelled
-    (failures raise, as run_execute and model_run_execute do)."""
+    """Execute a queued run of any kind (retriever, chat model, fact ranker) in this process:
+    promoted, refused or cancelled (failures raise, as each kind's run_execute does)."""
     from .chat_specialise import model_run_execute
     from .fact_train import facts_run_execute
     from .specialise import SpecialiseCancelled, run_execute
 
     kind = SpecialiseRun.objects.values_list("kind", flat=True).get(pk=run_id)
-    execute: Callable[..., Any] = {
+    executors: dict[str, Callable[..., Any]] = {
         SpecialiseRun.Kind.MODEL: model_run_execute,
         SpecialiseRun.Kind.FACTS: facts_run_execute,
-    }.get(kind, run_execute)
+    }
+    execute = executors.get(kind, run_execute)
     try:
         return PROMOTED if execute(run_id=run_id).promoted else REFUSED
     except SpecialiseCancelled:
