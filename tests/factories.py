@@ -9,6 +9,7 @@ from django.core.files.base import ContentFile
 
 from support import roles
 from support.models import Conversation, KnowledgeDocument, Message
+from support.retrieval import Passage
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -65,3 +66,31 @@ class KnowledgeDocumentFactory(factory.django.DjangoModelFactory):
     checksum = factory.LazyAttribute(lambda d: hashlib.sha256(d.content).hexdigest())
     size_bytes = factory.LazyAttribute(lambda d: len(d.content))
     file_format = "md"
+
+
+def passage(
+    n: int,
+    text: str,
+    *,
+    rank: int | None = None,
+    heading: tuple[str, ...] = (),
+    score: float | None = None,
+) -> Passage:
+    """A retrieved passage of document n (chunk n) for pipeline tests: rank n unless given, the
+    fused score 1/rank unless given, a middling dense score and a lexical match."""
+    rank = n if rank is None else rank
+    return Passage(
+        chunk_id=n,
+        document_id=n,
+        filename=f"d{n}.md",
+        title=f"Doc {n}",
+        source_url="",
+        heading_path=heading,
+        page=None,
+        anchor="",
+        text=text,
+        score=1.0 / rank if score is None else score,
+        dense_score=0.5,
+        lexical_score=1.0,
+        rank=rank,
+    )

@@ -26,6 +26,7 @@ from support.answers.types import Fact, Turn
 from support.answers.words import content_words, strip_citations
 from support.llm.errors import PromptTooLongError
 from support.retrieval import Passage, SearchResult, passages_search
+from tests.factories import passage
 from tests.fakes import FakeChatModel
 
 pytestmark = pytest.mark.django_db
@@ -235,21 +236,7 @@ def test_the_prompt_uses_the_chat_template_settings_and_history(
 
 # -- the prompt budget --------------------------------------------------------------------------
 def _passage(n: int, text: str, heading: tuple[str, ...] = ()) -> Passage:
-    return Passage(
-        chunk_id=n,
-        document_id=n,
-        filename=f"d{n}.md",
-        title=f"Doc {n}",
-        source_url="",
-        heading_path=heading,
-        page=None,
-        anchor="",
-        text=text,
-        score=1.0 / n,
-        dense_score=0.5,
-        lexical_score=1.0,
-        rank=n,
-    )
+    return passage(n, text, heading=heading)
 
 
 def _facts() -> list[Fact]:

@@ -27,6 +27,7 @@ from support.answers.types import Question, Retrieved, Route
 from support.learning import fact_train
 from support.learning.fact_train import Sample
 from support.retrieval import Passage, SearchResult
+from tests.factories import passage
 
 DIM = 8
 ROUTER = (
@@ -37,21 +38,7 @@ ROUTER = (
 
 
 def _passage(n: int, text: str) -> Passage:
-    return Passage(
-        chunk_id=n,
-        document_id=n,
-        filename=f"d{n}.md",
-        title=f"Doc {n}",
-        source_url="",
-        heading_path=(),
-        page=None,
-        anchor="",
-        text=text,
-        score=1.0 / n,
-        dense_score=0.5,
-        lexical_score=1.0,
-        rank=n,
-    )
+    return passage(n, text)
 
 
 def _unit(i: int) -> np.ndarray:

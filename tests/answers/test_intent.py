@@ -9,24 +9,11 @@ from support.answers.facts import facts_select
 from support.answers.intent import Wants, question_intent, states_wanted
 from support.answers.words import terms
 from support.retrieval import Passage
+from tests.factories import passage
 
 
 def _passage(n: int, text: str, heading: tuple[str, ...] = ()) -> Passage:
-    return Passage(
-        chunk_id=n,
-        document_id=n,
-        filename=f"doc{n}.md",
-        title=f"Doc {n}",
-        source_url="",
-        heading_path=heading,
-        page=None,
-        anchor="",
-        text=text,
-        score=1.0 / n,
-        dense_score=0.5,
-        lexical_score=1.0,
-        rank=n,
-    )
+    return passage(n, text, heading=heading)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from support.learning.answer_memory import answer_match
 from support.models import Example
 from support.retrieval import Passage, SearchResult
 from support.search.memory import MemoryKeys, QuestionMemory
+from tests.factories import passage
 from tests.fakes import FakeChatModel
 
 REFUNDS = (
@@ -49,21 +50,7 @@ def _memory(example_ids: tuple[int, int] = (1, 2)) -> QuestionMemory:
 
 
 def _passage(chunk_id: int, text: str, rank: int) -> Passage:
-    return Passage(
-        chunk_id=chunk_id,
-        document_id=chunk_id,
-        filename=f"d{chunk_id}.md",
-        title=f"Doc {chunk_id}",
-        source_url="",
-        heading_path=(),
-        page=None,
-        anchor="",
-        text=text,
-        score=1.0 / rank,
-        dense_score=0.5,
-        lexical_score=1.0,
-        rank=rank,
-    )
+    return passage(chunk_id, text, rank=rank)
 
 
 def _passages(*chunks: int) -> tuple[Passage, ...]:

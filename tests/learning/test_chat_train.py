@@ -22,7 +22,7 @@ from support.learning import chat_train as ct
 from support.learning.specialise import SpecialiseCancelled
 from support.llm import CTransformersChatModel, GenerationParams, TextStream, default_model_path
 from support.models_learning import Example
-from support.retrieval import Passage
+from tests.factories import passage
 from tests.fakes import FakeChatModel
 from tests.llm.conftest import compat_cache, ct_model, model_path  # noqa: F401  (fixtures)
 from tests.llm.helpers import chat_ids
@@ -171,22 +171,7 @@ def test_answers_the_check_would_not_keep_are_marked_and_skipped_when_asked(
 
 
 def _fact(n: int, text: str) -> Fact:
-    passage = Passage(
-        chunk_id=n,
-        document_id=n,
-        filename=f"d{n}.md",
-        title=f"Doc {n}",
-        source_url="",
-        heading_path=(),
-        page=None,
-        anchor="",
-        text=text,
-        score=1.0,
-        dense_score=0.5,
-        lexical_score=1.0,
-        rank=n,
-    )
-    return Fact(n, passage, text, 0.5)
+    return Fact(n, passage(n, text, score=1.0), text, 0.5)
 
 
 def test_best_fact_is_the_statement_that_agrees_best_with_the_answer() -> None:
