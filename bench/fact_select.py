@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -287,8 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    os.environ.pop("REDIS_URL", None)
-    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
     data_dir = learning.private_kb(log)
     log(f"eval KB copied to {data_dir}")
 

@@ -132,7 +132,10 @@ def import_line(turn: Turn) -> str:
 # -- the knowledge base (a private copy: this benchmark writes examples and index versions) ----
 def private_kb(log: Any) -> Path:
     """A copy of the shared, cached eval KB (built in a subprocess when cold) in a temporary
-    directory, with Django set up on it."""
+    directory, with Django set up on it. Its tasks run in this process and reach no outside
+    worker (no Redis, not eager: the benchmark rebuilds the index itself, timed)."""
+    os.environ.pop("REDIS_URL", None)
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
     key = common._kb_key(common.EVAL_DIR)
     cached = common.KB_CACHE_ROOT / f"kb-{key}"
     if not (cached / "bench-kb.json").exists():
@@ -669,10 +672,6 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    # A private KB: the rebuild tasks the review queues must reach no outside worker (the
-    # benchmark rebuilds itself, timed).
-    os.environ.pop("REDIS_URL", None)
-    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
     data_dir = private_kb(log)
     log(f"eval KB copied to {data_dir}")
 

@@ -601,9 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    # The run's own settings, before Django reads them: no outside worker, the step cap.
-    os.environ.pop("REDIS_URL", None)
-    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
+    # The run's own settings, before Django reads them (private_kb: no outside worker): the cap.
     if steps is not None:
         os.environ["SUPPORT_CHAT_TRAIN_MAX_STEPS"] = str(steps)
     data_dir = learning_bench.private_kb(log)
