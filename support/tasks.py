@@ -186,19 +186,11 @@ def report_rollup_task() -> dict[str, object]:
 # the run like any error: nothing served changes before its promotion step.
 @shared_task(name=jobs.SPECIALISE, soft_time_limit=3600, time_limit=3660)
 def specialise_task(*, run_id: int) -> str:
-    return _training_run(run_id)
+    # Any kind of run (dispatched by the run's kind): here, niced, in a training worker; in a
+    # child process when this process also serves the chat (support/learning/training_process).
+    from .learning.training_process import training_run
 
-
-def _training_run(run_id: int) -> str:
-    """Both kinds of run: here, niced (a training worker), or in a child process when this
-    process also serves the chat (the embedded mode; support/learning/training_process.py)."""
-    from .learning.priority import training_priority_lower
-    from .learning.training_process import in_child_process, queued_run_execute, run_in_child
-
-    if in_child_process():
-        return run_in_child(run_id=run_id)
-    training_priority_lower()  # SUPPORT_SPECIALISE_NICENESS: answering keeps the CPU
-    return queued_run_execute(run_id=run_id)
+    return training_run(run_id=run_id)
 
 
 # Periodic (CELERY_BEAT_SCHEDULE, nightly): starts a run when on and enough examples are new;
@@ -215,7 +207,9 @@ def specialise_nightly_task() -> dict[str, object]:
 # not redelivered, as above; a killed run's checkpoints let the next run resume the training.
 @shared_task(name=jobs.SPECIALISE_MODEL, soft_time_limit=7200, time_limit=7260)
 def specialise_model_task(*, run_id: int) -> str:
-    return _training_run(run_id)
+    from .learning.training_process import training_run
+
+    return training_run(run_id=run_id)
 
 
 # Knowledge gaps (docs/reports.md): a failure is stored on the run or the draft, not raised.

@@ -33,6 +33,7 @@ from ..answers.measures import token_f1
 from ..conf import get_support_settings
 from ..models import Example, SpecialiseRun
 from .specialise import (
+    Progress,
     SpecialiseBusy,
     SpecialiseCancelled,
     SpecialiseUnavailable,
@@ -51,8 +52,6 @@ CS: tuple[float | None, ...] = (None, 0.01, 0.1, 1.0, 10.0)
 # Fewer labelled training examples than this: nothing to learn from.
 MIN_LABELLED = 20
 KEEP_VERSIONS = 3
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(slots=True)

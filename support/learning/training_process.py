@@ -58,6 +58,23 @@ def queued_run_execute(*, run_id: int) -> str:
         return CANCELLED
 
 
+def training_run(*, run_id: int) -> str:
+    """Where the `training` queue's tasks execute a run: in a child process when this process
+    also serves the chat (the embedded mode), else here (`run_here`)."""
+    if in_child_process():
+        return run_in_child(run_id=run_id)
+    return run_here(run_id=run_id)
+
+
+def run_here(*, run_id: int) -> str:
+    """Execute a queued run in this process, lowered to SUPPORT_SPECIALISE_NICENESS first
+    (answering keeps the CPU): a training worker's task, `manage.py specialise_run`."""
+    from .priority import training_priority_lower
+
+    training_priority_lower()
+    return queued_run_execute(run_id=run_id)
+
+
 def in_child_process() -> bool:
     """True when this process serves the chat too (the embedded worker runs here)."""
     from .. import embedded

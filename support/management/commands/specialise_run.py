@@ -13,8 +13,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from support.exceptions import SupportError
-from support.learning.priority import training_priority_lower
-from support.learning.training_process import die_with_parent, queued_run_execute
+from support.learning.training_process import die_with_parent, run_here
 from support.models_learning import SpecialiseRun
 
 
@@ -37,9 +36,8 @@ class Command(BaseCommand):
             raise CommandError(f"the process that started run {run_id} has ended")
         if not SpecialiseRun.objects.filter(pk=run_id).exists():
             raise CommandError(f"no specialisation run {run_id}")
-        training_priority_lower()  # SUPPORT_SPECIALISE_NICENESS: answering keeps the CPU
         try:
-            outcome = queued_run_execute(run_id=run_id)
+            outcome = run_here(run_id=run_id)  # niced to SUPPORT_SPECIALISE_NICENESS
         except SupportError as exc:
             raise CommandError(f"run {run_id}: {exc.message}") from exc
         self.stdout.write(outcome)
