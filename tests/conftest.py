@@ -41,6 +41,18 @@ def browser(chromium_path: str) -> Iterator[Any]:
             instance.close()
 
 
+@pytest.fixture(autouse=True)
+def _close_async_test_connections() -> Iterator[None]:
+    """Close the database connection that asgiref's shared sync thread opened for an async test
+    (`database_sync_to_async` calls from the test itself): Django connections are per thread, and
+    one left open there keeps PostgreSQL from dropping the test database at the end."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
