@@ -39,9 +39,9 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from django.utils import timezone
 
@@ -65,6 +65,7 @@ from .examples import examples_for_training, examples_held_back
 from .specialise import (
     GateDecision,
     Progress,
+    RunReport,
     SpecialiseBusy,
     SpecialiseCancelled,
     SpecialiseUnavailable,
@@ -134,27 +135,16 @@ def tools() -> Tools:
 
 
 @dataclass(frozen=True, slots=True)
-class ModelReport:
-    """What `specialise --model --json` prints and the run stores (the issue 14 contract:
-    promoted, before/after per slice, trained_on, held_back, seconds; and more)."""
+class ModelReport(RunReport):
+    """A chat-model run. Per slice ("held_back", "golden" when there are golden questions,
+    "overall"), `before` and `after` hold answer F1, support, declines, time to first token
+    and tokens/s (ChatGateEvaluation.summary)."""
 
-    run_id: int | None
-    promoted: bool
-    forced: bool
-    reason: str
-    # Per slice ("held_back", "golden" when there are golden questions, "overall"): answer F1,
-    # support, declines, time to first token and tokens/s (ChatGateEvaluation.summary).
-    before: dict[str, Any]
-    after: dict[str, Any]
-    trained_on: int
-    held_back: int
-    seconds: float
     kind: str = "model"
     training_seconds: float = 0.0
     steps: int = 0
     peak_rss_mb: float = 0.0
     skipped: dict[str, int] = field(default_factory=dict)
-    model_version: int | None = None
     served_qtype: str | None = None
     exports: tuple[dict[str, Any], ...] = ()
     worse: tuple[dict[str, Any], ...] = ()
@@ -163,14 +153,7 @@ class ModelReport:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("exports", "worse", "regressions"):
-            data[key] = list(data[key])
-        for key in ("seconds", "training_seconds", "peak_rss_mb"):
-            data[key] = round(data[key], 2)
-        data["timings"] = {k: round(v, 2) for k, v in self.timings.items()}
-        return data
+    ROUNDED: ClassVar[tuple[str, ...]] = ("seconds", "training_seconds", "peak_rss_mb")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from ..conf import get_support_settings
 from ..models import Example, SpecialiseRun
 from .specialise import (
     Progress,
+    RunReport,
     SpecialiseBusy,
     SpecialiseCancelled,
     SpecialiseUnavailable,
@@ -240,23 +241,11 @@ def ranker_train(
 
 # -- the service --------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class FactsReport:
-    run_id: int | None
-    promoted: bool
-    forced: bool
-    reason: str
-    before: dict[str, Any]  # held back: answer F1 of the lexical quotes
-    after: dict[str, Any]  # and with the ranker
-    trained_on: int
-    held_back: int
-    seconds: float
-    cv: dict[str, Any] = field(default_factory=dict)
-    model_version: int | None = None
+class FactsReport(RunReport):
+    """A fact-ranker run: `before` is the held-back answer F1 of the lexical quotes, `after`
+    that with the ranker; `cv` what the cross-validation inside the training examples chose."""
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["seconds"] = round(self.seconds, 2)
-        return data
+    cv: dict[str, Any] = field(default_factory=dict)
 
 
 def samples_build(examples: Sequence[Example], progress: Progress | None = None) -> list[Sample]:

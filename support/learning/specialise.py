@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 from django.db import IntegrityError, transaction
@@ -120,35 +120,55 @@ class GateDecision:
 
 
 @dataclass(frozen=True, slots=True)
-class SpecialiseReport:
+class RunReport:
+    """What every kind of run reports (`specialise --json` and the stored run): the fields of
+    the issue 14 contract (promoted, before/after per slice, trained_on, held_back, seconds)
+    and the served version it installed. Each kind adds its own fields after these."""
+
     run_id: int | None
     promoted: bool
     forced: bool
     reason: str
-    # Per slice ("held_back", "golden" when there are golden questions, "overall"): recall@5,
-    # MRR@10 and the decline counts of support.golden.evaluate.SliceRun.measures.
     before: dict[str, Any]
     after: dict[str, Any]
     trained_on: int
     held_back: int
     seconds: float
+    model_version: int | None = None
+
+    # Durations and sizes, rounded to two places in the JSON.
+    ROUNDED: ClassVar[tuple[str, ...]] = ("seconds",)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        for key in self.ROUNDED:
+            data[key] = round(data[key], 2)
+        if isinstance(data.get("timings"), dict):
+            data["timings"] = {k: round(v, 2) for k, v in data["timings"].items()}
+        return data
+
+    def headline(self) -> str:
+        return f"{'promoted' if self.promoted else 'not promoted'}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class SpecialiseReport(RunReport):
+    """A retriever run. Per slice ("held_back", "golden" when there are golden questions,
+    "overall"), `before` and `after` hold recall@5, MRR@10 and the decline counts of
+    support.golden.evaluate.SliceRun.measures."""
+
     training_seconds: float = 0.0
     steps: int = 0
-    model_version: int | None = None
     index_version: int | None = None
     worse: tuple[dict[str, Any], ...] = ()
     regressions: tuple[str, ...] = ()
     gate_report: int | None = None  # the stored GateReport (shown in the admin)
     timings: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["worse"] = list(self.worse)
-        data["regressions"] = list(self.regressions)
-        data["seconds"] = round(self.seconds, 2)
-        data["training_seconds"] = round(self.training_seconds, 2)
-        data["timings"] = {k: round(v, 2) for k, v in self.timings.items()}
-        return data
+    ROUNDED: ClassVar[tuple[str, ...]] = ("seconds", "training_seconds")
 
 
 @dataclass(frozen=True, slots=True)

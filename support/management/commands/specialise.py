@@ -181,7 +181,7 @@ class _Bar:
 
 def _render(report: SpecialiseReport) -> str:
     lines = [
-        f"{'promoted' if report.promoted else 'not promoted'}: {report.reason}",
+        report.headline(),
         f"trained on {report.trained_on} pair(s) in {report.training_seconds:.1f} s "
         f"({report.steps} step(s)); held back {report.held_back}; {report.seconds:.1f} s in all",
     ]
@@ -206,7 +206,7 @@ def _render(report: SpecialiseReport) -> str:
 def _render_facts(report: FactsReport) -> str:
     before, after = report.before, report.after
     lines = [
-        f"{'promoted' if report.promoted else 'not promoted'}: {report.reason}",
+        report.headline(),
         f"trained on {report.trained_on} example(s) (C {report.cv.get('chosen_c')}, "
         f"cross-validated); held back {report.held_back}; {report.seconds:.1f} s in all",
         f"  held_back  n={before['questions']}  answer F1 {before['answer_f1']} -> "
@@ -219,7 +219,7 @@ def _render_facts(report: FactsReport) -> str:
 
 def _render_model(report: ModelReport) -> str:
     lines = [
-        f"{'promoted' if report.promoted else 'not promoted'}: {report.reason}",
+        report.headline(),
         f"trained on {report.trained_on} example(s) in {report.training_seconds:.1f} s "
         f"({report.steps} step(s), peak RSS {report.peak_rss_mb:.0f} MB); held back "
         f"{report.held_back}; {report.seconds:.1f} s in all",
