@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -221,6 +222,73 @@ def outcome(rows: list[Row], picks: dict[str, int | None]) -> dict[str, Any]:
     }
 
 
+# Where a sentence may be cut into clauses (after , ; : and before a conjunction or a
+# parenthesis) for the sub-sentence headroom; a clause holds at least three words.
+CLAUSE_BREAK = re.compile(
+    r"(?<=[,;:])\s+|\s+(?=(?:and|but|or|if|unless|because|so|which|who|when|while)\b)"
+    r"|\s+-\s+|\s+\("
+)
+
+
+def clauses(sentence: str) -> set[str]:
+    """Every run of consecutive clauses of a sentence (the whole sentence among them)."""
+    parts = [p.strip(" ,;:()") for p in CLAUSE_BREAK.split(sentence)]
+    parts = [p for p in parts if len(p.split()) >= 3]
+    runs = {" ".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)}
+    return runs or {sentence}
+
+
+def headroom(rows: list[Row]) -> dict[str, Any]:
+    """What an oracle could gain beyond choosing a sentence, over the graded questions (a
+    decline 0): quoting part of a sentence (a clause run), two sentences, and not declining.
+    Every figure reads the agent's reply: headroom, not a method."""
+    from answers import token_f1
+
+    sums: dict[str, float] = {
+        "oracle_sentence": 0.0,
+        "oracle_clause": 0.0,
+        "oracle_sentence_trimmed": 0.0,
+        "today_trimmed": 0.0,
+        "oracle_two_sentences": 0.0,
+        "oracle_sentence_no_declines": 0.0,
+        "oracle_clause_no_declines": 0.0,
+    }
+    graded = declined = 0
+    for r in rows:
+        if not r.graded:
+            continue
+        graded += 1
+        s, ref = r.sample, r.sample.answer
+        quotes = s.quotes
+        quoted = r.route_quote and s.quote
+        declined += not quoted
+        if not quotes:
+            continue
+        f1s = [token_f1(q, ref) for q in quotes]
+        best = max(range(len(quotes)), key=f1s.__getitem__)
+        clause = max(token_f1(c, ref) for q in quotes for c in clauses(q))
+        both = max(
+            (
+                token_f1(f"{quotes[i]} {quotes[j]}", ref)
+                for i in range(len(quotes))
+                for j in range(len(quotes))
+                if i != j
+            ),
+            default=0.0,
+        )
+        sums["oracle_sentence_no_declines"] += f1s[best]
+        sums["oracle_clause_no_declines"] += clause
+        if quoted:
+            sums["oracle_sentence"] += f1s[best]
+            sums["oracle_clause"] += clause
+            sums["oracle_sentence_trimmed"] += max(token_f1(c, ref) for c in clauses(quotes[best]))
+            sums["today_trimmed"] += max(token_f1(c, ref) for c in clauses(r.base_text))
+            sums["oracle_two_sentences"] += max(both, f1s[best])
+    out: dict[str, Any] = {k: round(v / graded, 4) if graded else None for k, v in sums.items()}
+    out.update(graded=graded, declined=declined)
+    return out
+
+
 def service_run(
     turns: list[learning.Turn], half: list[str], args: Any, log: Any, started: float
 ) -> int:
@@ -384,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows_s": round(rows_s, 1),
         "folds": folds,
         "pooled": {k: outcome(pooled_rows, v) for k, v in pooled.items()},
+        "headroom": headroom(pooled_rows),
         "peak_rss_mb": round(common.peak_rss_mb(), 1),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -410,6 +479,14 @@ def main(argv: list[str] | None = None) -> int:
                 "quotes changed",
             ],
             table,
+        )
+    )
+    room = result["headroom"]
+    print(
+        f"\nHeadroom (pooled, {room['graded']} graded, {room['declined']} declined; oracles read "
+        "the reply):\n"
+        + common.markdown_table(
+            ["oracle", "answer F1"], [[k, f(v)] for k, v in room.items() if isinstance(v, float)]
         )
     )
     print(f"\npeak RSS {result['peak_rss_mb']} MiB, {result['seconds']} s")
