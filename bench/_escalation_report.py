@@ -171,7 +171,7 @@ def escalation_register(reg: Mapping[str, Any]) -> list[str]:
 
 
 def escalation_before_after(e: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
-    """The rules before the register work against the shipped ones, measured in the same run."""
+    """An earlier commit's rules against the shipped ones, measured in the same run."""
     rev = str(base.get("rev") or "")[:12]
 
     def pr(r: Mapping[str, Any] | None, ci: bool = False) -> str:
@@ -229,8 +229,8 @@ def escalation_before_after(e: Mapping[str, Any], base: Mapping[str, Any]) -> li
         ]
     )
     return [
-        f"Before and after the work on this register (issue 12), measured in the same run on the "
-        f"same messages and embeddings: the rules as of commit `{rev}` against the shipped ones "
+        f"Before and after the latest change to the rules (issue 12), measured in the same run on "
+        f"the same messages and embeddings: the rules as of commit `{rev}` against the shipped ones "
         "(precision / recall; Bitext scores `customer_request` + `frustration` against its "
         "label).",
         "",

@@ -132,7 +132,7 @@ def test_ordinary_messages_do_not_escalate(text: str) -> None:
 
 
 def test_embedding_similarity_catches_a_request_the_rules_miss() -> None:
-    text = "want assistance to cat with a person"  # "cat": a typo the rules do not read
+    text = "i just want to talk, is that possible"  # to whom? the rules do not guess
     assert not decide(text).escalate
     similar = ScriptedSimilarity({(text, "I want assistance talking to somebody"): 0.82})
     decision = decide(text, similarity=similar)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .text import drop_expletives, normalise
+from .text import drop_expletives, normalise, words
 
 # --- English -----------------------------------------------------------------------------------
 _DET = (
@@ -19,6 +19,9 @@ _PERSON = (
     r"customer (?:service|support|care|assistance|services)(?: team| agent| rep| representative|"
     r" executive| staff| person| people)?|"
     r"support (?:team|staff|agent|person|executive)|your team|someone from your team|live chat|"
+    r"tech(?:nical)? (?:support|team)(?: (?:team|staff|agent|person|executive))?|"
+    r"sales (?:team|person|executive|representative)|salesperson|salesman|"
+    r"help ?desk (?:team|staff|agent|person|executive)|"
     r"call cent(?:er|re) (?:agent|executive|staff|team|person)|customer executive|"
     # Indian English: "higher authority", "concerned person", "your senior", "team leader"
     r"higher (?:authority|authorities|official|officials|management|level)|concerned (?:person|"
@@ -40,15 +43,16 @@ _NOT_AFTER = (
 # Words around a short request that do not change it: "hi agent", "human pls!!", "sir
 # representative now".
 _FILLER = (
-    r"(?:please|now|right now|immediately|urgently|urgent|quickly|quick|fast|hi|hii|hello|"
-    r"helo|hey|sir|madam|ma'am|mam|dear|ok|okay|thanks|thank you|bro|again|here|need|want|"
+    r"(?:please|now|right now|immediately|urgently|urgent|quickly|quick|fast|hi+|hel+o+|"
+    r"hey+|sir|madam|ma'am|mam|dear|ok|okay|thanks|thank you|bro|again|here|need|want|"
     r"i need|i want|we need|i would like|i'd like|give me|get me|send me|can i get|can i have|"
     r"can i talk to|can i speak to|connect|connect me|only|just)"
 )
 _CONTACT = (
     r"(?:talk|talking|speak|speaking|chat|chatting|contact|contacting|reach|reaching|"
     r"get in touch|getting in touch|connect|connecting|transfer|put|putting|hand|pass|"
-    r"escalate|call|calling|communicate|communicating|deal|dealing)"
+    r"escalate|call|calling|communicate|communicating|deal|dealing|discuss|discussing|forward|"
+    r"forwarding)"
 )
 # Who and what a customer fails to reach ("agent not answering", "helpline not reachable"). Not
 # the customer's own line ("my phone line is not working" is a fault to answer).
@@ -67,7 +71,8 @@ _REACH_VERB = (
 )
 _EN = [
     # "talk to a human", "connect me with someone", "contact a live agent", "speak with a person"
-    rf"\b{_CONTACT}\b(?: me| us)?(?: (?:over|through|directly|now|right now))?"
+    rf"\b{_CONTACT}\b(?: me| us| this| it| my (?:case|issue|complaint|query|request|problem|"
+    r"ticket|chat))?(?: (?:over|through|directly|now|right now))?"
     rf"(?: (?:to|with|through to|over to|me to|me with))?\s+{_DET}{_PERSON}\b{_NOT_AFTER}",
     # "real person", "live agent", "human agent"
     r"\b(?:real|live|actual|human) (?:human|person|people|agent|operator|representative|being)\b",
@@ -83,7 +88,9 @@ _EN = [
     # Words left out, as real customers write: "need human", "want agent now", "get me
     # someone to talk to", "i need real person pls". Only where the request ends there or goes
     # on as one ("... to help me", "... for this", "not a bot").
-    r"\b(?:want|need|needs|request|require|get me|give me|send me|find me|bring me|looking for)"
+    r"\b(?:want|need|needs|request|require|get me|give me|send me|find me|bring me|looking for|"
+    r"assign(?: me)?|allot(?: me)?|allocate(?: me)?|provide(?: me)?|arrange(?: for)?(?: me)?|"
+    r"prefer|would prefer|rather have)"
     r"(?: to (?:have|get|see))? (?:a |an |some |your |the |one )?(?:real |live |actual |proper )?"
     r"(?:human|humans|person|agent|representative|operator|executive|staff|employee|"
     r"supervisor|manager|someone|somebody|human being)"
@@ -111,12 +118,35 @@ _EN = [
     rf"\b{_REACH_CHANNEL}(?: (?:is|are|was|were|has|have|been|still|always|also|just))* (?:not|"
     r"never|isn't|aren't|wasn't)(?: (?:even|at all|been))? (?:reachable|available|working|"
     r"connecting|connected|receiving|getting through|going through)\b",
+    # "helpline always busy", "customer care number is switched off"
+    rf"\b{_REACH_CHANNEL}(?: (?:is|are|was|were|has|have|been|still|always|also|just|constantly|"
+    r"continuously))* (?:busy|engaged|switched off|unreachable|out of service|not connecting)\b",
+    # "i want to raise this with your manager"
+    rf"\braise (?:this|it|my (?:issue|case|complaint|concern|problem)|the issue) (?:with|to) "
+    rf"{_DET}{_PERSON}\b{_NOT_AFTER}",
     r"\b(?:can't|cannot|can not|couldn't|could not|unable to|not able to|never able to)"
     r"(?: (?:get|seem to|even))? (?:reach|contact|get through to|connect to|connect with|"
     r"get hold of|talk to|speak to|speak with|talk with|get in touch with|call)"
     rf" (?:the |your |any |a |an )?(?:{_REACH_PERSON}|{_REACH_CHANNEL}|a person|a human|anyone "
-    r"(?:at|from|in) (?:your|the|customer|support))\b",
-    r"\bno (?:response|reply|answer|call back|callback) (?:from|by) (?:your |the |any )?"
+    r"(?:at|from|in) (?:your|the|customer|support)|you|you guys|your company|anyone|anybody)\b",
+    # "i have been trying to reach you", "tried calling so many times", "trying to call since
+    # morning but no one"
+    r"\b(?:tried|trying|try|been trying)(?: to)? (?:reach|reaching|contact|contacting|call|calling|"
+    r"ring|ringing|get through to) (?:you|you guys|your (?:team|company|number|helpline|support|"
+    r"customer care|customer service|call cent(?:er|re)))\b",
+    r"\b(?:tried|trying|been trying)(?: to)? (?:call|calling|reach|reaching|contact|contacting|"
+    r"ring|ringing)(?: you| you guys| your \w+| customer care| the helpline)?"
+    r" (?:(?:so many|many|several|multiple|\d+|a lot of|countless|a number of) times|since "
+    r"(?:morning|yesterday|\d+ (?:hours|days))|for (?:hours|days|\d+ (?:hours|days))|but (?:no|"
+    r"nobody|no one))\b",
+    # Waiting for one, or asking when one comes: "waiting for agent", "when will someone call me"
+    rf"\b(?:waiting|wait|still waiting) (?:for|on) {_DET}{_PERSON}\b{_NOT_AFTER}"
+    r"(?! (?:to (?:receive|collect|pick|deliver|bring|sign|take|accept|open|come home)|at home)\b)",
+    rf"\bwhen (?:will|would|can|does|do|is|shall) {_DET}{_PERSON} (?:call|contact|reply|respond|"
+    r"answer|get back|join|come online|talk|connect|be available|ring)\b",
+    r"\b(?:no|not getting any|not getting|not got any|didn't get any|did not get any|never got any|"
+    r"haven't got any|have not got any|haven't received any|have not received any|not received any)"
+    r" (?:response|reply|answer|call back|callback) (?:from|by) (?:your |the |any )?"
     rf"(?:{_REACH_PERSON}|{_REACH_CHANNEL}|anyone|anybody|one)\b",
     # "contact support", "talk to customer care", "connect me to the call centre"
     rf"\b{_CONTACT}\b(?: me| us)?(?: (?:to|with|through to))? (?:the |your )?"
@@ -129,13 +159,16 @@ _EN = [
     r" (?:there|here|around|available|online|listening|out there|on the line|to help|to assist"
     r"|who can help|to talk to|i can talk to)\b(?! (?:at home|to (?:receive|collect|sign|pick|"
     r"accept|take)|for (?:delivery|pick ?up|collection)|in the house)\b)",
-    # Call me: "call me", "call me now", "please call back", "contact me", "ring me"
-    rf"^(?:{_FILLER}[\s,!.?]*)*(?:can you |could you |can u |would you |kindly |pls |someone |"
-    r"somebody |can someone |can somebody |ask someone to |have someone |have an agent |"
+    # Call me: "call me", "call me now", "please call back", "contact me", "ring me", also after
+    # another clause ("i'm interested, call me")
+    rf"(?:^|[,.!?]\s*)(?:{_FILLER}[\s,!.?]*)*(?:can you |could you |can u |would you |kindly |"
+    r"pls |someone |somebody |can someone |can somebody |ask someone to |have someone |"
+    r"have an agent |"
     r"i want (?:a |an |your )?(?:agent|person|someone|executive) to |i want you to |"
     r"i need you to )?(?:(?:call|ring|phone|contact|reach) (?:me|back|me back)|give (?:me|us) "
-    r"a (?:call|ring))\b(?! (?:know|how|what|when|if|later|by email|by mail|on email|through "
-    r"email|by (?:my|the) (?:name|first name|nickname))\b)",
+    r"a (?:call|ring))\b(?! (?:url|api|function|feature|option|settings?|know|how|what|when|if|"
+    r"later|by email|by mail|on email|through "
+    r"email|by (?:my |the )?(?:name|first name|nickname))\b)",
     r"\b(?:please|pls|kindly|can you|could you|can someone|can somebody|can your (?:team|agent|"
     r"executive)|ask (?:someone|somebody|an agent|your team) to|i want (?:someone|somebody|"
     r"an agent|a person|your team|you) to|i need (?:someone|somebody|an agent|you) to)"
@@ -144,13 +177,17 @@ _EN = [
     r"call back|callback)(?: back)?(?: from (?:you|your|an?|someone|somebody|the))?"
     r"(?=\s*(?:$|[,.!?]|(?:please|now|asap|today|from|on|at|urgently)\b))",
     rf"^(?:{_FILLER}[\s,!.?]*)*(?:a |an )?call back(?:[\s,!.?]+{_FILLER})*[\s,!.?]*$",
+    # "call now", "call asap pls": the "me" left out
+    rf"^(?:{_FILLER}[\s,!.?]*)*call (?:now|right now|immediately|urgently)(?:[\s,!.?]+{_FILLER})*"
+    r"[\s,!.?]*$",
     # "agent available?", "agents online", "where is the agent", "agent needed"
     rf"^(?:{_FILLER}[\s,!.?]*)*(?:is |are )?(?:there )?(?:any |an |a |the |your )?(?:live |real )?"
     r"(?:agents?|humans?|executives?|representatives?|operators?|persons?|staff) (?:available|"
     r"online|there|here|free|needed|required|wanted)\b",
     rf"\bwhere (?:is|are) (?:the |an |any |your |a )?(?:real |live )?(?:agents?|humans?|"
     rf"executives?|representatives?|operators?|real person|staff|someone|anyone)\b{_NOT_AFTER}",
-    r"\bhelp from (?:a |an |some |your |the )?(?:real |live |actual )?(?:human|person|agent|"
+    r"\b(?:help|assistance|support) from (?:a |an |some |your |the )?(?:real |live |actual )?"
+    r"(?:human|person|agent|"
     r"representative|executive|staff|someone real|real person|customer care)\b",
     # Asked for by phone: "arrange a call", "can i get a call", "need to talk on phone",
     # "please call", "executive call me". Not a feature of the line ("call forwarding").
@@ -177,6 +214,9 @@ _EN = [
     r"\b(?:have|get|ask|can|could|would|please) (?:someone|somebody|a person|an agent|a human|"
     r"an employee|a manager|a supervisor|your (?:team|staff|manager|supervisor)|one of your "
     r"\w+) (?:to )?(?:call|contact|email|ring|phone|reach|get back to) (?:me|us)\b",
+    # "can someone from your team contact me", "could an executive call me back"
+    rf"\b(?:have|get|ask|can|could|would|will|please|kindly) {_DET}{_PERSON} (?:to |please )?"
+    r"(?:call|contact|ring|phone|reach|get back to|get in touch with) (?:me|us)\b",
     r"\b(?:call|ring|phone) me back\b",
     r"\b(?:request|get|want|need|arrange|schedule|book|have) (?:a |an )?(?:call ?back|call from"
     r" (?:a|an|your|someone))\b",
@@ -195,6 +235,25 @@ _EN = [
     # "transfer me", "put me through", "escalate this", "hand me over"
     r"\b(?:transfer|put|pass|hand) me (?:through|over|on)\b",
     r"\bescalate (?:this|my (?:case|issue|ticket|problem|request)|me|it)\b",
+    # "get in touch with me", "pls reach out to me", "someone get back to me" (not "by email":
+    # a question about the channel, answered as one)
+    rf"^(?:{_FILLER}[\s,!.?]*)*(?:can you |could you |can u |would you |kindly |someone |"
+    r"somebody |can someone |can somebody |have someone |ask someone to )?(?:get in touch with|"
+    r"reach out to|get back to|reach) (?:me|us)\b(?! (?:by|via|on|through|over) (?:e-?mail|mail"
+    r")\b)",
+]
+# Romanised Hindi, as Indian customers write in English chats: "agent se baat karni hai",
+# "baat karao", "call karo", "customer care chahiye".
+_HI_PERSON = rf"(?:{_PERSON}|kisi|kisi insaan|insaan|insan|aadmi|banda|aap|aapse|apse)"
+_HINGLISH = [
+    rf"\b{_HI_PERSON} (?:se|say|sey|sai|sy) (?:baat|bat|baath|bt)\b",
+    rf"\b(?:baat|bat|baath) (?:karni|karna|krni|krna)(?: hai| h| he)? {_HI_PERSON} (?:se|say|sey|"
+    r"sy)\b",
+    r"\b(?:baat|bat|baath|bt) (?:karao|karwao|karwa do|karwado|kara do|karado|krwao|krao|krwa do|"
+    r"karvao|karva do|karva dijiye|karwa dijiye|kara dijiye)\b",
+    r"\b(?:call|phone|fone) (?:karo|kro|kijiye|kijie|kar do|kardo|krdo|kar dijiye|kar dena|"
+    r"kare|karein|karen|back karo|back kijiye)\b",
+    rf"\b{_HI_PERSON} (?:chahiye|chaiye|chahie|chaahiye|chahiyeh|chaahie)\b",
 ]
 # Not a request for a person even though the words are there.
 _EN_NOT = [
@@ -287,7 +346,7 @@ _NOT_OTHER = [
     r"agente de viajes|agent de voyage|agente di viaggio|reisbureau|user agent)\b",
 ]
 
-_REQUEST_RE = re.compile("|".join(f"(?:{p})" for p in _EN + _OTHER))
+_REQUEST_RE = re.compile("|".join(f"(?:{p})" for p in _EN + _HINGLISH + _OTHER))
 _NOT_REQUEST_RE = re.compile("|".join(f"(?:{p})" for p in _EN_NOT + _NOT_OTHER))
 # Cheap cue for the embedding check: without any of these words a message is not compared
 # with the example phrasings at all (most messages), which keeps precision and time.
@@ -309,7 +368,53 @@ def asks_for_person(text: str) -> bool:
     if not norm:
         return False
     stripped = _NOT_REQUEST_RE.sub(" ", norm)
-    return _REQUEST_RE.search(stripped) is not None
+    if _REQUEST_RE.search(stripped) is not None:
+        return True
+    clauses = [c for c in _CLAUSE.split(stripped) if c.strip()]
+    if not clauses:
+        return False
+    if len(clauses) == 1:
+        return _short_request(clauses[0], alone=True)
+    # The first or the last clause: one in the middle is an item of a list ("prices, agents,
+    # offers").
+    return _short_request(clauses[0], alone=False) or _short_request(clauses[-1], alone=False)
+
+
+# A short message, or a short clause of one ("you are not helping, agent"), that names a person
+# and says nothing else than asking for one: "agent chat", "assign agent", "connect executive
+# pls", "customer care help". Any other word ("agent code", "customer care number", "live
+# score") makes it a question about something else.
+_SHORT_MAX_WORDS = 5
+_CLAUSE = re.compile(r"\s*[,.!?;:]+(?:\s+|$)")
+# In a longer message, a clause that greets ("hi agent, where is my order?") or names the bot
+# ("thanks, assistant") addresses whoever answers; it asks for nobody.
+_GREETINGS = frozenset({"hi", "hii", "hello", "hey", "dear", "thanks", "ok", "okay"})
+_ADDRESSED = re.compile(r"\b(?:assistant|bot|chatbot)\b")
+_SHORT_PERSON = re.compile(rf"\b{_DET}{_PERSON}\b")
+_SHORT_WORDS = frozenset(
+    {
+        "please", "now", "hi", "hii", "hello", "hey", "sir", "madam", "mam", "ma'am", "dear",
+        "ok", "okay", "thanks", "bro", "again", "here", "there", "need", "needed", "want",
+        "required", "require", "get", "give", "send", "me", "us", "i", "we", "a", "an", "the",
+        "any", "your", "real", "live", "actual", "connect", "talk", "speak", "chat", "call",
+        "contact", "transfer", "assign", "provide", "arrange", "with", "to", "help",
+        "assistance", "urgent", "urgently", "immediately", "quickly", "fast", "only", "just",
+        "directly", "kindly", "available", "online", "is", "are", "where", "can", "from",
+    }
+)  # fmt: skip
+
+
+def _short_request(clause: str, *, alone: bool) -> bool:
+    tokens = words(clause)
+    if not tokens or len(tokens) > _SHORT_MAX_WORDS:
+        return False
+    m = _SHORT_PERSON.search(clause)
+    if m is None:
+        return False
+    rest = words(clause[: m.start()] + " " + clause[m.end() :])
+    if not alone and (_GREETINGS.intersection(rest) or _ADDRESSED.search(m.group())):
+        return False
+    return all(t in _SHORT_WORDS for t in rest)
 
 
 def has_person_cue(text: str) -> bool:
