@@ -14,7 +14,7 @@ from ..retrieval import Passage
 from ..search.bridge import Expansion
 from ..text import sentences
 from .claims import LABEL
-from .intent import question_intent, states_wanted
+from .intent import asks_open_question, question_intent, states_wanted
 from .types import Fact
 from .words import clean_untrusted, content_words, terms
 
@@ -89,6 +89,9 @@ def fact_candidates(
     q_terms = terms(question)
     stand_ins = bridge_terms(bridged, q_terms)
     intent = question_intent(question)
+    # An FAQ answer's "Yes." / "No." answers the FAQ's own (yes/no) question: to "What is your
+    # phone number?" it would state an answer nobody asked for.
+    yes_no_leads = not asks_open_question(question)
     n_terms = len(q_terms) or 1
     out: list[Candidate] = []
     seen: set[str] = set()
@@ -111,7 +114,7 @@ def fact_candidates(
             if len(sentence) < FACT_MIN_CHARS:
                 # Only an FAQ answer's own "A: Yes.": elsewhere a bare "Yes." opening the next
                 # sentence changed which fact won and lowered doc2dial's F1.
-                faq_yes_no = _ANSWER_LABEL.match(raw) and _YES_NO.match(sentence)
+                faq_yes_no = yes_no_leads and _ANSWER_LABEL.match(raw) and _YES_NO.match(sentence)
                 short = sentence if faq_yes_no else ""
                 continue
             if _INJECTION.search(sentence):

@@ -122,6 +122,17 @@ _INSTRUCTION_OPENING = re.compile(
 )
 
 
+# A question asking for a thing ("What is your phone number?"), not for a yes or a no: an FAQ
+# answer's "Yes." answers the FAQ's own question, not this one.
+_WH_QUESTION = re.compile(r"^\W*(?:who|whom|whose|what|when|where|which|why|how)\b", re.I)
+
+
+def asks_open_question(question: str) -> bool:
+    """The question opens with a question word (what, how, when, ...): a bare "Yes." or "No."
+    cannot answer it."""
+    return bool(_WH_QUESTION.match(question))
+
+
 def question_intent(question: str) -> Intent:
     """What `question` asks for (Wants.NOTHING when it is none of the kinds above)."""
     for pattern, wants in _QUESTION_WANTS:

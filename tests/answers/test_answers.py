@@ -345,6 +345,11 @@ def test_an_faq_rows_question_is_never_a_fact_and_its_yes_opens_the_answer() -> 
     assert [f.text for f in facts] == [
         "Yes. Add your old number when ordering and we transfer it within 5 working days."
     ]
+    # Asked for a thing, not a yes or no: the row's "Yes." answers its own question, not this.
+    facts = facts_select(question="What is your phone number?", passages=[row])
+    assert [f.text for f in facts] == [
+        "Add your old number when ordering and we transfer it within 5 working days."
+    ]
 
 
 def test_a_supported_answer_holding_none_of_the_questions_words_is_not_grounded() -> None:
