@@ -58,6 +58,7 @@ SIGNALS = (
     "n_terms",
     "dense_gap",
     "same_document",
+    "dense_fact",
 )
 
 
@@ -136,16 +137,42 @@ def collect(split: str, limit: int | None) -> list[dict[str, Any]]:
 def _collect(
     samples: Sequence[tuple[common.EvalQuestion, str, tuple[int, ...]]], min_conf: float
 ) -> list[dict[str, Any]]:
-    from support.answers.decide import decide, decline_signals
+    from support.answers import decide as decide_module
+    from support.answers.decide import decide, decline_signals, dense_fact_score, facts_judged
     from support.answers.types import Question, Retrieved
+    from support.backends import get_embedder
     from support.retrieval import passages_search
 
+    embedder = get_embedder()
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for i, (q, kind, exclude) in enumerate(samples, 1):
         search = passages_search(query=q.text, k=5, exclude_document_ids=exclude)
         asked = Question(q.text)
-        decision = decide(asked, Retrieved(search), min_confidence=min_conf, generate=True)
+
+        def vector(text: str, search: Any = search) -> Any:
+            same = search.query_vector is not None and search.query == text
+            return search.query_vector if same else embedder.encode_query(text)
+
+        # As the pipeline decides (with the dense rescue), and without it.
+        decision = decide(
+            asked,
+            Retrieved(search),
+            min_confidence=min_conf,
+            generate=True,
+            question_vector=vector,
+            encode=embedder.encode,
+        )
+        lexical = decide(asked, Retrieved(search), min_confidence=min_conf, generate=True)
+        # The signal over every candidate sentence (the rule only needs those over the bar).
+        asked_text = facts_judged(asked, search)[1] if search.passages else q.text
+        dense = (
+            dense_fact_score(
+                asked_text, search, vector(q.text), embedder.encode, min_share=float("-inf")
+            )
+            if search.passages
+            else 0.0
+        )
         rows.append(
             {
                 "id": q.id,
@@ -154,7 +181,13 @@ def _collect(
                 "kind": kind,
                 "shipped_declines": decision.route.value == "decline",
                 "shipped_reason": decision.reason.value if decision.reason else None,
-                **decline_signals(asked, search, decision.facts),
+                "lexical_declines": lexical.route.value == "decline",
+                # Declined at the confidence gate although a fact holds half of the question's
+                # words: what the dense rescue weighs.
+                "rescuable": lexical.reason is not None
+                and lexical.reason.value == "low_confidence"
+                and lexical.top_score >= decide_module.MIN_FACT_SCORE,
+                **decline_signals(asked, search, dense_fact=dense),
             }
         )
         if i % 200 == 0:
@@ -260,8 +293,34 @@ def rule_rescue(names: Sequence[str], unanswerable_weight: float = 1.0) -> Rule:
     return fit
 
 
+def rule_lexical(rows: Sequence[dict[str, Any]], _: float) -> Callable[[dict[str, Any]], bool]:
+    return lambda r: bool(r["lexical_declines"])
+
+
+def rule_dense_rescue(rows: Sequence[dict[str, Any]], max_answerable: float) -> Any:
+    """The decision without the dense rescue, except that a question declined at the confidence
+    gate with a fact holding half of its words is answered when `dense_fact` >= t: t the
+    highest keeping answerable declines at `max_answerable` (what the shipped DENSE_RESCUE is)."""
+    answerable = [r for r in rows if r["kind"] == "answerable"]
+    allowed = int(max_answerable * len(answerable))
+    base = sum(bool(r["lexical_declines"]) for r in answerable)
+    scores = sorted((r["dense_fact"] for r in answerable if r["rescuable"]), reverse=True)
+    # Rescuing the `need` best-scored rescuable answerable questions brings declines down to
+    # `allowed` (or as far as the rescue can).
+    need = max(0, base - allowed)
+    t = float("inf") if need == 0 else scores[min(need, len(scores)) - 1] if scores else 0.0
+
+    def pred(r: dict[str, Any]) -> bool:
+        return bool(r["lexical_declines"]) and not (r["rescuable"] and r["dense_fact"] >= t)
+
+    pred.params = {"threshold": round(t, 4)}  # type: ignore[attr-defined]
+    return pred
+
+
 RULES: dict[str, Rule] = {
     "shipped": rule_shipped,
+    "lexical (no dense rescue)": rule_lexical,
+    "dense rescue, threshold fitted": rule_dense_rescue,
     **{f"only {name}": rule_signal(name) for name in SIGNALS},
     "logistic confidence+idf_top3": rule_logistic(("confidence", "idf_top3")),
     "logistic cosine+coverage+idf_top3": rule_logistic(

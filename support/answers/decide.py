@@ -21,7 +21,7 @@ from ..retrieval import (
     term_idfs,
     unknown_identifiers,
 )
-from .fact_ranker import FactRanker, facts_rerank
+from .fact_ranker import FactRanker, facts_rerank, sentence_vectors
 from .facts import MAX_FACTS, fact_candidates, facts_select, top_score
 from .reasons import AnswerReason
 from .types import Decision, Fact, Question, Retrieved, Route
@@ -32,6 +32,13 @@ MIN_FACT_SCORE = 0.5
 # A sentence holding (nearly) every word of the question outweighs a low retrieval
 # confidence, which is poorly calibrated on small knowledge bases.
 FULL_COVERAGE = 0.9
+# Retrieval confidence is low, but a sentence holding at least half of the question's words
+# also means it: its word share times its cosine to the question (the embedder's sentence
+# vectors) reaches this, and the question is answered rather than declined. A paraphrase ("how
+# much is the fee if I pay late?") scores low on the BM25 coverage inside the confidence;
+# fitted by cross-validation over the doc2dial dev dialogues (bench/decline_fit.py,
+# docs/generation.md "Tuning history").
+DENSE_RESCUE = 0.347
 # No sentence holds half of the question's words, but retrieval is sure of the page ("How can
 # I find out about transferring a vehicle?" -> the page on transferring a vehicle): its best
 # sentence is quoted and cited rather than declining a question the knowledge base covers.
@@ -55,9 +62,21 @@ def decide(
 ) -> Decision:
     """What to do with the retrieved passages (`generate=False`: quote instead of writing).
 
-    With a learned fact ranker (and its embedder), an answer's facts carry the ranker's pick
-    (quoted first); the route and the decline decision are the lexical ranking's."""
-    decision = _decide(question, retrieved, min_confidence=min_confidence, generate=generate)
+    With the embedder (`question_vector`, `encode`), a question declined for low retrieval
+    confidence is answered when a sentence's word share times its cosine to the question
+    reaches DENSE_RESCUE (the sentences are embedded only then). With a learned fact ranker
+    too, an answer's facts carry the ranker's pick (quoted first); the route and the decline
+    decision are the lexical ranking's."""
+    dense: Callable[[str], float] | None = None
+    if question_vector is not None and encode is not None:
+        qv, enc = question_vector, encode
+
+        def dense(text: str) -> float:
+            return dense_fact_score(text, retrieved.search, qv(question.text), enc)
+
+    decision = _decide(
+        question, retrieved, min_confidence=min_confidence, generate=generate, dense=dense
+    )
     if (
         ranker is None
         or question_vector is None
@@ -79,7 +98,7 @@ def decide(
         encode=encode,
         max_facts=MAX_FACTS,
     )
-    return Decision(decision.route, decision.reason, facts, decision.top_score)
+    return Decision(decision.route, decision.reason, facts, decision.top_score, decision.dense_fact)
 
 
 def _context_won(question: Question, retrieved: Retrieved) -> bool:
@@ -91,7 +110,12 @@ def _context_won(question: Question, retrieved: Retrieved) -> bool:
 
 
 def _decide(
-    question: Question, retrieved: Retrieved, *, min_confidence: float, generate: bool
+    question: Question,
+    retrieved: Retrieved,
+    *,
+    min_confidence: float,
+    generate: bool,
+    dense: Callable[[str], float] | None = None,
 ) -> Decision:
     search = retrieved.search
     if not search.passages:
@@ -100,6 +124,27 @@ def _decide(
         # "What does VADIP offer?" when no page mentions VADIP: passages about something else
         # would only yield a confident answer to another question.
         return Decision(Route.DECLINE, AnswerReason.UNKNOWN_TERM, (), 0.0)
+    facts, asked = facts_judged(question, search)
+    top = top_score(facts)
+    dense_fact: float | None = None
+    if search.confidence < min_confidence and top < FULL_COVERAGE:
+        # Only a question a sentence holds half of could be rescued (the next gate declines
+        # the others): the sentences are embedded for those alone.
+        if dense is not None and top >= MIN_FACT_SCORE:
+            dense_fact = dense(asked)
+        if dense_fact is None or dense_fact < DENSE_RESCUE:
+            return Decision(Route.DECLINE, AnswerReason.LOW_CONFIDENCE, (), top, dense_fact)
+    if top < MIN_FACT_SCORE:
+        if facts and search.confidence >= NO_FACTS_QUOTE_CONFIDENCE:
+            return Decision(Route.QUOTE, AnswerReason.CONFIDENT_PAGE, tuple(facts), top)
+        return Decision(Route.DECLINE, AnswerReason.NO_FACTS, tuple(facts), top)
+    if not generate:
+        return Decision(Route.QUOTE, AnswerReason.EXTRACTIVE_ONLY, tuple(facts), top, dense_fact)
+    return Decision(Route.GENERATE, None, tuple(facts), top, dense_fact)
+
+
+def facts_judged(question: Question, search: SearchResult) -> tuple[list[Fact], str]:
+    """The facts decide judges, whatever the route, and the text they were selected for."""
     facts = facts_select(question=question.text, passages=search.passages, bridged=search.bridged)
     if search.query != question.text:
         # A follow-up found its passages with the earlier turn in the query: its facts may
@@ -108,21 +153,36 @@ def _decide(
             question=search.query, passages=search.passages, bridged=search.bridged
         )
         if top_score(context_facts) > top_score(facts):
-            facts = context_facts
-    top = top_score(facts)
-    if search.confidence < min_confidence and top < FULL_COVERAGE:
-        return Decision(Route.DECLINE, AnswerReason.LOW_CONFIDENCE, (), top)
-    if top < MIN_FACT_SCORE:
-        if facts and search.confidence >= NO_FACTS_QUOTE_CONFIDENCE:
-            return Decision(Route.QUOTE, AnswerReason.CONFIDENT_PAGE, tuple(facts), top)
-        return Decision(Route.DECLINE, AnswerReason.NO_FACTS, tuple(facts), top)
-    if not generate:
-        return Decision(Route.QUOTE, AnswerReason.EXTRACTIVE_ONLY, tuple(facts), top)
-    return Decision(Route.GENERATE, None, tuple(facts), top)
+            return context_facts, search.query
+    return facts, question.text
+
+
+def dense_fact_score(
+    text: str,
+    search: SearchResult,
+    question_vector: NDArray[np.float32],
+    encode: Encode,
+    *,
+    min_share: float = DENSE_RESCUE,
+) -> float:
+    """The best word share times cosine to the question over the top passages' candidate
+    sentences (`facts.fact_candidates` for `text`). Only the sentences with a share of at least
+    `min_share` are embedded (by default those that could reach DENSE_RESCUE: a cosine is at
+    most 1), through the fact ranker's cache of sentence vectors."""
+    candidates = [
+        c
+        for c in fact_candidates(question=text, passages=search.passages, bridged=search.bridged)
+        if c.fact.score >= min_share
+    ]
+    if not candidates:
+        return 0.0
+    vector = np.asarray(question_vector, dtype=np.float32).reshape(-1)
+    cosines = sentence_vectors([c.fact.text for c in candidates], encode) @ vector
+    return float(max(c.fact.score * float(x) for c, x in zip(candidates, cosines, strict=True)))
 
 
 def decline_signals(
-    question: Question, search: SearchResult, facts: tuple[Fact, ...]
+    question: Question, search: SearchResult, *, dense_fact: float | None = None
 ) -> dict[str, float]:
     """What a decline can be decided on (bench/decline_fit.py compares them): retrieval
     confidence and its inputs, the best fact's share of the question's words, and the
@@ -131,7 +191,10 @@ def decline_signals(
     question's adjacent term pairs found together in the top passages, and of its terms in the
     top passage's title and headings; the IDF-weighted share of its terms the knowledge base
     holds at all, its number of terms, how far the top passage's cosine stands above the rest
-    and how many of the top 5 passages share its document."""
+    and how many of the top 5 passages share its document; `dense_fact` (dense_fact_score)
+    when it was computed. The facts are those decide judges, also when it declined (a
+    low-confidence decline keeps none)."""
+    facts = facts_judged(question, search)[0] if search.passages else []
     idfs = term_idfs(question.text)
     best = max(facts, key=lambda f: f.score).text if facts else ""
     top3 = [p.text for p in search.passages[:3]]
@@ -150,6 +213,7 @@ def decline_signals(
         "n_terms": float(len(idfs)),
         "dense_gap": _dense_gap(search),
         "same_document": _same_document(search),
+        **({} if dense_fact is None else {"dense_fact": dense_fact}),
     }
 
 

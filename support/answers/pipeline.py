@@ -59,8 +59,9 @@ def answer_compose(
             min_confidence=conf.retrieval_min_confidence,
             generate=generate,
             ranker=ranker,
-            question_vector=_question_vector(retrieved) if ranker is not None else None,
-            encode=get_embedder().encode if ranker is not None else None,
+            # Called only when needed: a low-confidence decline to weigh, or the ranker.
+            question_vector=_question_vector(retrieved),
+            encode=_encode,
         )
     recalled: Recall | None = None
     if conf.answer_memory if answer_memory is None else answer_memory:
@@ -99,7 +100,7 @@ def answer_compose(
         generation=generation,
         verdict=verdict,
         recalled=recalled,
-        signals=decline_signals(asked, retrieved.search, decision.facts),
+        signals=decline_signals(asked, retrieved.search, dense_fact=decision.dense_fact),
         timings=timings,
         # The model and the embedder compute in this thread (one thread each by default).
         cpu_ms=(time.thread_time() - cpu_started) * 1000,
@@ -117,17 +118,26 @@ def fact_ranker_served() -> FactRanker | None:
 
 
 def _question_vector(retrieved: Retrieved) -> Callable[[str], NDArray[np.float32]]:
-    """The fact ranker's question vector: the configured embedder's (the ranker was trained
-    with it); the search's own when retrieval used that embedder too."""
+    """The question vector of the fact ranker and of decide's dense rescue: the configured
+    embedder's (the ranker was trained with it); the search's own when retrieval used that
+    embedder too."""
     search = retrieved.search
-    same = retrievers.current(get_support_settings().retrievers_dir) is None
 
     def vector(text: str) -> NDArray[np.float32]:
-        if same and search.query_vector is not None and search.query == text:
+        if (
+            search.query_vector is not None
+            and search.query == text
+            and retrievers.current(get_support_settings().retrievers_dir) is None
+        ):
             return search.query_vector
         return get_embedder().encode_query(text)
 
     return vector
+
+
+def _encode(texts: list[str]) -> NDArray[np.float32]:
+    """Sentence vectors from the configured embedder (built on first use only)."""
+    return get_embedder().encode(texts)
 
 
 def _quote_unshown(draft: Draft, generation: Generation | None) -> bool:

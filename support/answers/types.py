@@ -83,6 +83,8 @@ class Decision:
     reason: AnswerReason | None  # None for GENERATE: the check decides
     facts: tuple[Fact, ...]
     top_score: float  # the best fact's share of the question's words
+    # decide.dense_fact_score, when a low-confidence decline was weighed against it
+    dense_fact: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

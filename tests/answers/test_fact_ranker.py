@@ -147,10 +147,12 @@ def test_a_declined_question_stays_declined() -> None:
         min_confidence=0.3,
         generate=False,
         ranker=ranker,
-        question_vector=lambda _: _unit(1),
+        # Close to no sentence: decide's dense rescue does not apply, the ranker alone is tried.
+        question_vector=lambda _: _unit(DIM - 2),
         encode=_encode,
     )
-    assert plain.route is Route.DECLINE and learned == plain
+    assert plain.route is Route.DECLINE and learned.route is Route.DECLINE
+    assert learned.facts == plain.facts and learned.reason is plain.reason
 
 
 def test_a_ranker_round_trips_and_is_served_only_once_published(tmp_path: Path) -> None:

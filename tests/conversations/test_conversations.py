@@ -24,16 +24,8 @@ KNOWN_FAILING: dict[str, str] = {
     "default) 'Moving house' ranks first, but the confidence stays at most 0.29 and no "
     "sentence holds half of the question's words (docs/generation.md, 'Paraphrase bridge')",
     # A customer's own wording, tried by hand (2026-12-03): the knowledge base covers each.
-    "late fee paraphrase": "declined: confidence 0.14 (top passage right, cosine 0.62); "
-    "'much' (a word the knowledge base lacks) and 'how' count against the BM25 coverage (0.31); "
-    "over content words only it is 0.59 (confidence 0.45), but that coverage separates doc2dial "
-    "worse (docs/generation.md, 'Content-word coverage')",
     "money back": "declined: confidence 0.15 (top passage 'Refunds' right); 'money back' and "
     "'two weeks' are not 'refund' and '14 days' to the lexical side",
-    "downgrade mid-contract": "declined: confidence 0.19 (top passage right, cosine 0.58); "
-    "'mid-contract' and 'mid', words the knowledge base lacks, count against the coverage "
-    "(0.40; 0.49 over content words with the compound counted by its parts, confidence 0.28: "
-    "docs/generation.md, 'Content-word coverage')",
     "charged each month": "quotes the part-month charge sentence: it shares 'charge' and "
     "'month'; 'Bills are issued on the 1st ... the 15th' says 'billed', not 'charged'",
     "activation time": "'Activating your line' is not retrieved ('activation' is not "
