@@ -82,6 +82,23 @@ CASES: tuple[Case, ...] = (
     Case("downgrade mid-contract", (t("can I downgrade my plan mid-contract", says=("12 months",)),)),
     Case("charged each month", (t("when will I be charged each month", says=("15th",)),)),
     Case("activation time", (t("how long does activation take", says=("welcome email",), never=("refund",)),)),
+    # (a customer's own wording, tried by hand on 2026-12-04 with `ask`: the knowledge base covers each)
+    Case("line goes live", (t("where can I see when my line goes live", says=("My line",)),)),
+    Case("no coverage at the new address", (t("is there a fee if I cancel because you don't cover my new place?", says=("without a cancellation fee",)),)),
+    Case("router not returned", (t("what if I don't send the router back", says=("60 euros",)),)),
+    Case("first bill higher", (t("why is my first bill so high?", says=("part-month",)),)),
+    Case("fastest plan", (t("how fast is the fastest plan", says=("1 Gbit/s",)),)),
+    Case("router hot", (t("my router is very hot", says=("vents",)),)),
+    Case("notice before cut off", (t("how many days notice before you disconnect me", says=("14 days",)),)),
+    Case("moving notice", (t("how soon do I need to tell you I'm moving", says=("3 weeks",)),)),
+    Case("restart keeps settings", (t("will a restart delete my settings", says=("does not change your settings",)),)),
+    Case("overpayment", (t("I overpaid, how do I get it back?", says=("Billing › Refunds",)),)),
+    Case("fair use", (t("Is there a fair use policy?", says=("no fair-use cap",), never=LABELS),)),
+    Case("router setup", (t("How do I set up my router?", says=("fibre cable",)),)),
+    Case("paypal", (t("can i pay with paypal", says=("direct debit",)),)),
+    Case("upgrade price", (t("does upgrading cost more", says=("next bill",)),)),
+    Case("our phone number", (t("what is your phone number", expect="decline", never=("Yes", "old number")),)),
+    Case("weather", (t("what's the weather tomorrow", expect="decline"),)),
     # --- follow-ups and topic switches: each turn is answered for itself
     Case("follow-up pronoun", (
         t("How do I change my Wi-Fi password?", says=("Wi-Fi settings",)),

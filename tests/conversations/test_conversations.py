@@ -31,6 +31,24 @@ KNOWN_FAILING: dict[str, str] = {
     "activation time": "'Activating your line' is not retrieved ('activation' is not "
     "'activated' to the plural stemmer); quotes the refund sentence ('within 14 days of "
     "activation')",
+    # A customer's own wording, tried by hand with `ask` (2026-12-04): the knowledge base covers
+    # each; declined at a retrieval confidence under 0.3 (measured before the dense rescue, which
+    # rescues none of them: no sentence holds half of the question's words).
+    "line goes live": "declined: confidence 0.13; 'goes live' is not 'activated'",
+    "no coverage at the new address": "declined: confidence 0.09; 'don't cover my new place' "
+    "is not 'cannot provide service at the new address'",
+    "router not returned": "declined: confidence 0.15; 'send the router back' is not 'return'",
+    "fastest plan": "declined: confidence 0.14; 'fastest' shares no word with the FAQ row",
+    "router hot": "declined: confidence 0.10; 'very hot' is not 'overheating'",
+    "overpayment": "declined: confidence 0.10; 'overpaid' is not 'overpayments'",
+    "fair use": "declined (no_facts, confidence 0.34): 'fair use policy' against 'fair-use "
+    "cap'; no sentence holds half of the question's words",
+    "router setup": "declined: confidence 0.11; 'set up' is not 'installing'",
+    "paypal": "declined: confidence 0.23; 'paypal' is a word the knowledge base lacks (the "
+    "right answer lists the ways to pay, which PayPal is not among)",
+    "upgrade price": "declined: confidence 0.06; 'cost more' is not 'the price changes'",
+    "our phone number": "answered with the Home Phone FAQ row ('Add your old number ...'): the "
+    "question asks for a number no sentence states, and nothing in decide tells that apart",
 }
 
 
