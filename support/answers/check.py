@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .grounding import answers_less, grounding_check
+from .grounding import grounding_check
 from .reasons import AnswerReason
 from .types import Generation, Question, Verdict
 
@@ -17,7 +17,7 @@ def check(question: Question, generation: Generation) -> Verdict:
     """GROUNDED when every sentence is supported and its claims hold in the fact it comes from
     (support.answers.claims); otherwise why the answer is not kept (a conversation taken over
     meanwhile, a leak of the system prompt, an unsupported sentence, a claim that does not
-    hold, a fact holding more of the question's words than the answer).
+    hold).
     One unsupported sentence sinks the answer: keeping the supported rest scored lower than
     quoting the best fact (docs/generation.md)."""
     if generation.cancelled:
@@ -27,9 +27,6 @@ def check(question: Question, generation: Generation) -> Verdict:
     grounding = grounding_check(generation.text, generation.prompt.facts, question.text)
     if generation.failed:
         return Verdict(_failed(generation.problem), grounding)
-    if grounding.grounded and answers_less(generation.text, generation.prompt.facts, question.text):
-        # Supported, but a fact answers more of the question: the best fact is quoted instead.
-        return Verdict(AnswerReason.UNGROUNDED_GENERATION, grounding)
     if grounding.grounded:
         return Verdict(AnswerReason.GROUNDED, grounding)
     return Verdict(_failed(grounding.problem), grounding)

@@ -78,16 +78,6 @@ def _off_question(answer: str, sources: Sequence[str], question: str) -> bool:
     return bool(asked & terms(" ".join(sources))) and not asked & terms(strip_citations(answer))
 
 
-def answers_less(answer: str, facts: Sequence[Fact], question: str) -> bool:
-    """True when a fact holds more of the question's words than the answer does: "You can see
-    the activation date in the app" to "Do I need to be at home for the activation?", with
-    "You do not need to be at home for activation ..." among the facts, is supported and still
-    leaves out what was asked (quoting the best fact answers it)."""
-    asked = terms(question)
-    said = len(asked & terms(strip_citations(answer)))
-    return any(len(asked & terms(f.text)) > said for f in facts)
-
-
 def grounding_check(answer: str, facts: Sequence[Fact], question: str | None = None) -> Grounding:
     """Score each answer sentence against the facts (and, with `question`, check its claims
     against one fact sentence)."""
