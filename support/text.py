@@ -1,14 +1,11 @@
 """Text measures shared by ingestion, search, the answer pipeline and the security checks.
 
 One place for: the sentence splitter (chunking cuts between sentences, the answer pipeline
-picks and checks sentences), the word pattern, the function-word lists and the stemmers.
+picks and checks sentences), the word pattern, the function-word lists and the two stemmers.
 
-The stemmers differ on purpose. `plural_stem` (Harman's S-stemmer) makes BM25 index terms:
+The two stemmers differ on purpose. `plural_stem` (Harman's S-stemmer) makes BM25 index terms:
 folding only plurals keeps "billing" and "bill" apart in the index. `light_stem` also strips
--ing/-ed. `family_stem` also folds two derivations ("activation" and "activated" -> "activat",
-"connection" -> "connect"): it is the key of a word's family, which BM25 lets a query term's
-relatives match at a lower weight (support.search.lexical), and the answer pipeline's
-question-sentence overlap uses it, where "activation" must meet "activated".
+-ing/-ed for the answer pipeline's question-sentence overlap, where "billed" must meet "bill".
 """
 
 from __future__ import annotations
@@ -82,30 +79,6 @@ def light_stem(word: str) -> str:
             word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
             break
     return word[:-1] if len(word) > 3 and word.endswith("e") else word
-
-
-# Two general English derivations that keep the verb's meaning: the -ation noun of an -ate
-# verb ("activation" and "activate", "activated", "activating" -> "activat"; "location" and
-# "locate") and the -ction noun of a -ct verb ("connection" and "connect", "connected"). With at
-# least 5 letters left, so "station" and "nation" stay apart from "stat" and "nat". Nouns of
-# other verbs ("information", "installation") are left alone: letting "documentation" match
-# "documents" moved a doc2dial question's grounding passage out of the top 5.
-_DERIVATIONS: Final = (("ations", "at"), ("ation", "at"), ("ctions", "ct"), ("ction", "ct"))
-_FAMILY_MIN_STEM: Final = 5
-
-
-@lru_cache(maxsize=200_000)
-def family_stem(word: str) -> str:
-    """The key of a word's family: `light_stem`, with the -ation/-ate and -ction/-ct
-    derivations folded too ("activation", "activated" -> "activat"; "connection" ->
-    "connect")."""
-    for suffix, replacement in _DERIVATIONS:
-        if word.endswith(suffix) and word.isalpha():
-            stem = word[: -len(suffix)] + replacement
-            if len(stem) >= _FAMILY_MIN_STEM:
-                return stem
-            break
-    return light_stem(word)
 
 
 # --- sentences --------------------------------------------------------------------------------

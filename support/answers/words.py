@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..text import ANSWER_STOPWORDS, WORD, family_stem, sentences
+from ..text import ANSWER_STOPWORDS, WORD, light_stem, sentences
 
 # Chat-template control tokens must never come from untrusted text (documents, customers).
 _SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|\[/?INST\]", re.IGNORECASE)
@@ -38,10 +38,9 @@ def strip_citations(text: str) -> str:
 
 
 def terms(text: str) -> set[str]:
-    """Stemmed content words: what a question and a fact must share. A word stands for its
-    family ("activation" and "activated", "bills" and "billed": support.text.family_stem), and
-    a compound of letters is one term however it is written ("Wi-Fi" and "wifi")."""
-    return {family_stem(_joined(w)) for w in content_words(text)}
+    """Stemmed content words: what a question and a fact must share. A compound of letters is
+    one term however it is written ("Wi-Fi" and "wifi", "e-mail" and "email")."""
+    return {light_stem(_joined(w)) for w in content_words(text)}
 
 
 def _joined(word: str) -> str:

@@ -324,9 +324,7 @@ def hybrid_search(
         extra: dict[str, float] = {}
         for e in bridged:
             extra[e.term] = max(extra.get(e.term, 0.0), e.weight)
-        own_scores = bm25.score_all(query_text, extra=extra)
-        related = bm25.relative_scores(query_text)
-        all_scores = own_scores if related is None else own_scores + related
+        all_scores = bm25.score_all(query_text, extra=extra)
         lexical_hits = bm25.top_k(all_scores, n, allow_ids=allow, deny_ids=deny)
         lexical_scores = {h.chunk_id: h.score for h in lexical_hits}
         missing_lexical = np.fromiter(
@@ -351,16 +349,9 @@ def hybrid_search(
                 stand_ins=_stand_ins(bridged),
             )
         elif lexical_hits:
-            # The words as written, without their relatives (Bm25Index.relative_scores).
-            best = (
-                lexical_hits[0].score
-                if related is None
-                else max(
-                    (h.score for h in bm25.top_k(own_scores, 1, allow_ids=allow, deny_ids=deny)),
-                    default=0.0,
-                )
+            coverage = lexical_coverage(
+                bm25, query_text, lexical_hits[0].score, stand_ins=_stand_ins(bridged)
             )
-            coverage = lexical_coverage(bm25, query_text, best, stand_ins=_stand_ins(bridged))
     missing_dense = [
         cid
         for cid in dict.fromkeys([*(h.chunk_id for h in lexical_hits), *memory_scores])

@@ -5,10 +5,7 @@ The tokenizer lowercases and emits every "compound" run such as ``ERR-4032``, ``
 also emits the alphanumeric sub-parts (``err``, ``4032``) so partial mentions still match.
 Plain words go through a light stopword list and Harman's S-stemmer (plurals only); compound
 tokens are never stemmed. A query term the index lacks is replaced by the form the knowledge
-base uses, when there is one (`_variants`: "wifi" -> "wi-fi", "miss" -> "missed"). A query
-term's relatives, the derivations of it in the index (its word family, `support.text.family_stem`,
-less its inflections: "activated" and "activating" for "activation"), also match, each at
-FAMILY_WEIGHT of a query term (`relative_scores`); the index itself is unchanged.
+base uses, when there is one (`_variants`: "wifi" -> "wi-fi", "miss" -> "missed").
 
 The index is postings in CSC layout (term -> rows) held in three flat numpy arrays; a query
 adds one slice per query term into a dense score vector, so cost is proportional to the
@@ -30,7 +27,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from support.text import SEARCH_STOPWORDS, family_stem, light_stem, plural_stem
+from support.text import SEARCH_STOPWORDS, light_stem, plural_stem
 
 TOKENIZER_VERSION: Final = 1
 
@@ -38,10 +35,6 @@ TOKENIZER_VERSION: Final = 1
 # so a benchmark can swap the stemmer.
 STOPWORDS: Final = SEARCH_STOPWORDS
 _stem = plural_stem
-# What a derivation of a query term counts, as a share of the query term: less than the word
-# as written, since a relative only sometimes means the same. Chosen before measuring; on
-# doc2dial 0.5 and 1 rank the same (docs/architecture.md).
-FAMILY_WEIGHT: Final = 0.5
 
 # A token is a run of word characters, optionally joined to further runs by one of - _ . / : +
 # or preceded by '#'. Joiners only count between word characters, so sentence punctuation
@@ -92,7 +85,6 @@ class Bm25Index:
 
     __slots__ = (
         "_doc_len",
-        "_families",
         "_id_order",
         "_idf",
         "_indptr",
@@ -139,7 +131,6 @@ class Bm25Index:
         # milliseconds (one pass over the vocabulary costs more at 100,000 chunks). A race
         # builds the same dict twice; either copy is right.
         self._variants: dict[str, str] | None = None
-        self._families: dict[str, tuple[tuple[int, str], ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -277,43 +268,6 @@ class Bm25Index:
             scores[self._rows[start:end]] += (self._idf[t] * weight) * self._weights[start:end]
         return scores
 
-    def relative_scores(self, query: str) -> NDArray[np.float32] | None:
-        """BM25 score of every chunk (row order) from the query terms' relatives: the index
-        terms of a query term's word family that are derivations of it, not inflections
-        ("activated" for "activation", not "billing" for "bill"), each at FAMILY_WEIGHT of the
-        query term; None when no query term has one.
-
-        Kept apart from `score_all` so the confidence's coverage (support.search.hybrid) is
-        still the words as written: a relative re-ranks, it never makes a question look more
-        covered."""
-        terms = _query_terms(query)
-        own = {t for t in (self._column(term) for term in terms) if t is not None}
-        columns: dict[int, float] = {}
-        for term, qtf in terms.items():
-            for t in self._relatives(term):
-                if t not in own:
-                    columns[t] = max(columns.get(t, 0.0), FAMILY_WEIGHT * qtf)
-        if not columns:
-            return None
-        scores = np.zeros(len(self.ids), dtype=np.float32)
-        for t, weight in columns.items():
-            start, end = self._indptr[t], self._indptr[t + 1]
-            scores[self._rows[start:end]] += (self._idf[t] * weight) * self._weights[start:end]
-        return scores
-
-    def _relatives(self, term: str) -> list[int]:
-        """Index columns of the derivations of a (plain, alphabetic) query term: its word
-        family less the terms of its own light stem. Inflections stay apart, as in the index:
-        matching them too ("billing" for "bill") lowered doc2dial's MRR@10
-        (docs/architecture.md)."""
-        if not term.isalpha():
-            return []
-        if self._families is None:
-            # Built on first use, as `_variants`; a race builds the same dict twice.
-            self._families = _families(self.vocab)
-        own = light_stem(term)
-        return [col for col, stem in self._families.get(family_stem(term), ()) if stem != own]
-
     def has_term(self, term: str) -> bool:
         """Whether a query term matches some chunk (as written or as a variant)."""
         return self._column(term) is not None
@@ -372,9 +326,6 @@ class Bm25Index:
     ) -> list[LexicalHit]:
         """Top `k` chunks with a positive score, honouring the allow/deny lists."""
         scores = self.score_all(query)
-        related = self.relative_scores(query)
-        if related is not None:
-            scores += related
         return self.top_k(scores, k, allow_ids=allow_ids, deny_ids=deny_ids)
 
     def top_k(
@@ -433,16 +384,6 @@ def _variants(vocab: dict[str, int], df: NDArray[np.int64]) -> dict[str, str]:
         if best is None or df[col] > best[0]:
             out[key] = (float(df[col]), term)
     return {key: term for key, (_, term) in out.items()}
-
-
-def _families(vocab: dict[str, int]) -> dict[str, tuple[tuple[int, str], ...]]:
-    """Word family key (`family_stem`) -> (column, light stem) of each alphabetic term holding
-    it (one term is a family too: a query term the index lacks may belong to it)."""
-    out: dict[str, list[tuple[int, str]]] = {}
-    for term, col in vocab.items():
-        if term.isalpha():
-            out.setdefault(family_stem(term), []).append((col, light_stem(term)))
-    return {key: tuple(members) for key, members in out.items()}
 
 
 def _query_terms(query: str) -> dict[str, int]:

@@ -334,18 +334,6 @@ def test_a_section_heading_lends_its_words_to_the_sections_sentences() -> None:
     assert [f.n for f in plain] == [2]
 
 
-def test_a_question_word_meets_its_family_in_a_fact() -> None:
-    # The demo KB's activation case: "activation" is the section's "activated".
-    facts = facts_select(
-        question="How long does activation take?",
-        passages=[
-            _passage(1, "Your line is activated on the date shown in your welcome email."),
-            _passage(2, "Your router has a power button on the back."),
-        ],
-    )
-    assert [f.n for f in facts] == [1] and facts[0].score == pytest.approx(1.0)
-
-
 def test_an_faq_rows_question_is_never_a_fact_and_its_yes_opens_the_answer() -> None:
     row = _passage(
         1,

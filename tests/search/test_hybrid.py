@@ -234,14 +234,3 @@ def test_search_uses_the_models_coverage(searcher: HybridSearcher) -> None:
     assert [h.chunk_id for h in content.hits] == [h.chunk_id for h in all_terms.hits]
     assert content.lexical_coverage > all_terms.lexical_coverage
     assert content.confidence > all_terms.confidence
-
-
-def test_relatives_rerank_but_do_not_raise_the_coverage(
-    tmp_path: Path, fake_embedder: FakeEmbedder
-) -> None:
-    texts = ["Your line is activated on the date shown in your welcome email.", "Call us."]
-    build(tmp_path, [1, 2], fake_embedder.encode(texts), texts=texts)
-    result = HybridSearcher(IndexReader(tmp_path), fake_embedder).search("activation", k=2)
-    assert result.hits[0].chunk_id == 1 and result.hits[0].lexical_score > 0
-    # "activation" is not in the knowledge base as written: the coverage stays zero.
-    assert result.lexical_coverage == 0.0

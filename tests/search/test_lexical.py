@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from support.search.lexical import FAMILY_WEIGHT, Bm25Index, Bm25Params, tokenize
-from support.text import family_stem
+from support.search.lexical import Bm25Index, Bm25Params, tokenize
 
 
 @pytest.mark.parametrize(
@@ -114,53 +113,3 @@ def test_a_substitute_survives_save_and_load(tmp_path: Path) -> None:
     index.save(tmp_path / "lex.npz")
     loaded = Bm25Index.load(tmp_path / "lex.npz")
     assert [h.chunk_id for h in loaded.search("email", 2)] == [1]
-
-
-@pytest.mark.parametrize(
-    ("words", "same"),
-    [
-        (("activation", "activations", "activate", "activated", "activating"), True),
-        (("connection", "connected", "connecting", "connect"), True),
-        (("location", "locate", "located"), True),
-        (("creation", "create", "created"), True),
-        # Inflections are in the family too (the answer stage's overlap folds them).
-        (("charge", "charged", "charging"), True),
-        (("bill", "bills", "billed", "billing"), True),
-        # Other -ation nouns, and stems of fewer than 5 letters, stay apart.
-        (("information", "inform"), False),
-        (("documentation", "document"), False),
-        (("station", "stat"), False),
-        (("action", "act"), False),
-    ],
-)
-def test_family_stem_folds_general_derivations_only(words: tuple[str, ...], same: bool) -> None:
-    assert (len({family_stem(w) for w in words}) == 1) is same
-
-
-def test_a_query_term_matches_its_word_family_at_a_lower_weight() -> None:
-    texts = {
-        1: "Your line is activated on the date in your welcome email.",
-        2: "The activation date is in the app.",
-        3: "Your router has a power button on the back.",
-    }
-    index = Bm25Index.build(list(texts), list(texts.values()))
-    # The word as written ranks first; a relative ("activated") still matches.
-    assert [h.chunk_id for h in index.search("activation", 3)] == [2, 1]
-    # score_all is the words as written; the relatives are scored apart, at FAMILY_WEIGHT.
-    own = index.score_all("activation")
-    related = index.relative_scores("activation")
-    assert related is not None
-    assert own[0] == 0.0 and related[1] == 0.0 and related[2] == 0.0
-    assert related[0] == pytest.approx(FAMILY_WEIGHT * index.score_all("activated")[0])
-    # A query word the index lacks finds its family ("activating": "activated" is also its
-    # light-stem variant, so chunk 1 matches in full); a word without one gets nothing.
-    assert [h.chunk_id for h in index.search("activating", 3)] == [1, 2]
-    assert index.relative_scores("router") is None
-    assert index.relative_scores("teleporter") is None
-
-
-def test_inflections_are_not_relatives() -> None:
-    # The index keeps "billing" apart from "bill" (plural_stem); so do the relatives.
-    index = Bm25Index.build([1, 2], ["Your bill arrives monthly.", "Billing questions."])
-    assert index.relative_scores("bill") is None
-    assert [h.chunk_id for h in index.search("bill", 2)] == [1]
