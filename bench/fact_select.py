@@ -264,7 +264,7 @@ def headroom(rows: list[Row]) -> dict[str, Any]:
         declined += not quoted
         if not quotes:
             continue
-        f1s = [token_f1(q, ref) for q in quotes]
+        f1s = s.f1s  # each quote's F1 to the reply (fact_train.Sample)
         best = max(range(len(quotes)), key=f1s.__getitem__)
         clause = max(token_f1(c, ref) for q in quotes for c in clauses(q))
         both = max(

@@ -8,6 +8,7 @@ questions (docs/generation.md, "Tuning history").
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,7 +99,7 @@ def decide(
         encode=encode,
         max_facts=MAX_FACTS,
     )
-    return Decision(decision.route, decision.reason, facts, decision.top_score, decision.dense_fact)
+    return replace(decision, facts=facts)
 
 
 def _context_won(question: Question, retrieved: Retrieved) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from bench import fact_select
+from bench.answers import token_f1
 
 
 def _row(quotes: list[str], answer: str, *, quoted: bool = True, graded: bool = True) -> object:
@@ -15,7 +16,9 @@ def _row(quotes: list[str], answer: str, *, quoted: bool = True, graded: bool = 
         route_quote=quoted,
         base_text=quotes[0] if quotes else "",
         base_f1=0.0,
-        sample=SimpleNamespace(quotes=quotes, answer=answer, quote=quoted),
+        sample=SimpleNamespace(
+            quotes=quotes, answer=answer, quote=quoted, f1s=[token_f1(q, answer) for q in quotes]
+        ),
         retrieved=None,
     )
 

@@ -299,7 +299,8 @@ def normalise(text: str) -> str:
         word = _CHAT_SPEAK.get(word, word)
         if " " not in word:
             # Chat-speak again: the typo reading may land on a word it spells out ("callback").
-            word = _CHAT_SPEAK.get(_fix_token(word), _fix_token(word))
+            fixed = _fix_token(word)
+            word = _CHAT_SPEAK.get(fixed, fixed)
         out.append(pre + word + post)
     joined = _SPLIT_WORDS.sub(r"\1one", " ".join(out))
     for pattern, meant in _IN_CONTEXT:
